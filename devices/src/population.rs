@@ -1,0 +1,527 @@
+//! A population of devices of one model, stored as flat per-device arrays.
+
+use rand::{Rng, RngExt};
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::curves::{ExpCurve, MonotoneCurve};
+use crate::spec::{DeviceSpec, Model, NL_LIMIT, Param, SpecError, StepKind};
+
+/// A per-device value that is stored once when every device shares it (no d2d variation on it), and as a
+/// flat array otherwise. Lookups are branch-predictable and allocation-free.
+#[derive(Debug, Clone, PartialEq)]
+enum PerDevice<T> {
+    Shared(T),
+    Each(Vec<T>),
+}
+
+impl<T: Copy> PerDevice<T> {
+    #[inline]
+    fn get(&self, i: usize) -> T {
+        match self {
+            PerDevice::Shared(v) => *v,
+            PerDevice::Each(v) => v[i],
+        }
+    }
+}
+
+/// Per-device parameters of a step model, already combined into up/down step sizes.
+#[derive(Debug, Clone, PartialEq)]
+struct StepKernel {
+    kind: StepKind,
+    dw_up: PerDevice<f32>,
+    dw_down: PerDevice<f32>,
+    gamma_up: PerDevice<f32>,
+    gamma_down: PerDevice<f32>,
+    a: PerDevice<f32>,
+    b: PerDevice<f32>,
+    a_up: PerDevice<f32>,
+    a_down: PerDevice<f32>,
+    /// Nominal bounds (linear-step slopes are referenced to them).
+    w_min: f32,
+    w_max: f32,
+    levels: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Kernel {
+    Step(StepKernel),
+    NeuroSim {
+        up: PerDevice<ExpCurve>,
+        down: PerDevice<ExpCurve>,
+    },
+    Table {
+        up: MonotoneCurve,
+        down: MonotoneCurve,
+    },
+}
+
+/// Devices of one model. The state of each device is kept in the model's native unit: weight units for
+/// the step models, microsiemens for `neurosim` and `table`; [`Population::conductance`] maps it to uS.
+///
+/// Every device stays inside its own bounds `[lo_i, hi_i]` (which d2d variation may move) after any
+/// sequence of operations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Population {
+    kernel: Kernel,
+    state: Vec<f32>,
+    lo: PerDevice<f32>,
+    hi: PerDevice<f32>,
+    /// Empty when no device is stuck.
+    stuck: Vec<bool>,
+    c2c: f32,
+    /// Read-noise sigma in native units.
+    read_sigma: f32,
+    /// Conductance map `G = g_off + g_scale * state`.
+    g_off: f64,
+    g_scale: f64,
+    levels_up: Option<u32>,
+    levels_down: Option<u32>,
+    name: &'static str,
+}
+
+/// Distance to an integer below which a recovered pulse position is taken to be that integer; absorbs the
+/// f32 rounding of a stored conductance on flat parts of a curve.
+const SNAP: f64 = 1e-3;
+
+#[inline]
+fn snap(p: f64) -> f64 {
+    let r = p.round();
+    if (p - r).abs() < SNAP { r } else { p }
+}
+
+/// Draws the per-device values of one parameter (or shares the nominal value), then applies `fix` to keep
+/// each drawn value physical.
+fn column(values: &Option<Vec<f64>>, nominal: f64, fix: impl Fn(f64) -> f64) -> PerDevice<f32> {
+    match values {
+        None => PerDevice::Shared(nominal as f32),
+        Some(v) => PerDevice::Each(v.iter().map(|x| fix(*x) as f32).collect()),
+    }
+}
+
+impl Population {
+    /// Builds `n` devices from a validated spec, drawing device-to-device variation and stuck devices from
+    /// `rng` device by device (so the first `m` devices do not depend on `n`). All devices start at their
+    /// lower bound, stuck devices at their stuck value.
+    pub fn new<R: Rng + ?Sized>(spec: &DeviceSpec, n: usize, rng: &mut R) -> Result<Self, SpecError> {
+        spec.validate()?;
+        let varied: Vec<Param> = Param::ALL
+            .into_iter()
+            .filter(|p| spec.variation(*p).is_some())
+            .collect();
+        let stuck_any = spec.stuck_min + spec.stuck_max + spec.stuck_random > 0.0;
+        let mut draws: Vec<Option<Vec<f64>>> = vec![None; Param::ALL.len()];
+        for p in &varied {
+            draws[*p as usize] = Some(Vec::with_capacity(n));
+        }
+        // 0 = healthy, 1 = stuck at min, 2 = at max, 3 = at the random fraction `stuck_u` of the range.
+        let mut stuck_class = Vec::new();
+        let mut stuck_u = Vec::new();
+        for _ in 0..n {
+            if stuck_any {
+                let u: f64 = rng.random();
+                let class = if u < spec.stuck_min {
+                    1u8
+                } else if u < spec.stuck_min + spec.stuck_max {
+                    2
+                } else if u < spec.stuck_min + spec.stuck_max + spec.stuck_random {
+                    3
+                } else {
+                    0
+                };
+                stuck_class.push(class);
+                stuck_u.push(if class == 3 { rng.random::<f64>() } else { 0.0 });
+            }
+            for p in &varied {
+                let nominal = spec.nominal(*p).expect("validated: parameter belongs to the model");
+                let v = spec.variation(*p).expect("filtered").sample(nominal, rng);
+                draws[*p as usize].as_mut().expect("allocated").push(v);
+            }
+        }
+        let d = |p: Param| &draws[p as usize];
+        let g_range = spec.g_max - spec.g_min;
+
+        let (kernel, lo, hi, g_off, g_scale, levels_up, levels_down) = match &spec.model {
+            Model::Step(s) => {
+                let range = s.w_max - s.w_min;
+                let eps = 1e-3 * range;
+                let soft = s.kind == StepKind::SoftBounds || s.kind == StepKind::Linear;
+                let mut lo = column(d(Param::WMin), s.w_min, |v| if soft { v.min(-1e-3 * s.w_min.abs()) } else { v });
+                let mut hi = column(d(Param::WMax), s.w_max, |v| if soft { v.max(1e-3 * s.w_max.abs()) } else { v });
+                // Keep hi above lo for every device.
+                if let (PerDevice::Each(_), _) | (_, PerDevice::Each(_)) = (&lo, &hi) {
+                    let lo_v: Vec<f32> = (0..n).map(|i| lo.get(i)).collect();
+                    let hi_v: Vec<f32> = (0..n)
+                        .map(|i| hi.get(i).max(lo.get(i) + eps as f32))
+                        .collect();
+                    lo = PerDevice::Each(lo_v);
+                    hi = PerDevice::Each(hi_v);
+                }
+                let gain = column(d(Param::DwMin), s.dw_min, |v| v.max(0.0));
+                let ud = column(d(Param::UpDown), s.up_down, |v| v);
+                // dw_up = (gain + min(ud,0) + r) dw_min, dw_down = (gain - max(ud,0) - r) dw_min, with
+                // gain*dw_min the device's dw_min and r the device's deviation of up_down.
+                let dw_up = combine(&gain, &ud, n, |g, u| {
+                    (g as f64 + s.dw_min * (s.up_down.min(0.0) + (u as f64 - s.up_down))).max(0.0) as f32
+                });
+                let dw_down = combine(&gain, &ud, n, |g, u| {
+                    (g as f64 + s.dw_min * (-s.up_down.max(0.0) - (u as f64 - s.up_down))).max(0.0) as f32
+                });
+                let nonneg = s.kind == StepKind::Pow;
+                let kernel = StepKernel {
+                    kind: s.kind,
+                    dw_up,
+                    dw_down,
+                    gamma_up: column(d(Param::GammaUp), s.gamma_up, |v| if nonneg { v.max(0.0) } else { v }),
+                    gamma_down: column(d(Param::GammaDown), s.gamma_down, |v| if nonneg { v.max(0.0) } else { v }),
+                    a: column(d(Param::A), s.a, |v| v),
+                    b: column(d(Param::B), s.b, |v| v),
+                    a_up: column(d(Param::AUp), s.a_up, |v| v),
+                    a_down: column(d(Param::ADown), s.a_down, |v| v),
+                    w_min: s.w_min as f32,
+                    w_max: s.w_max as f32,
+                    levels: s.levels,
+                };
+                let g_scale = g_range / range;
+                let g_off = spec.g_min - s.w_min * g_scale;
+                (Kernel::Step(kernel), lo, hi, g_off, g_scale, s.levels, s.levels)
+            }
+            Model::NeuroSim(p) => {
+                let curves = |levels: u32, nl: f64, param: Param| match d(param) {
+                    None => PerDevice::Shared(ExpCurve::new(levels, nl)),
+                    Some(v) => PerDevice::Each(
+                        v.iter()
+                            .map(|x| ExpCurve::new(levels, x.clamp(-NL_LIMIT, NL_LIMIT)))
+                            .collect(),
+                    ),
+                };
+                let up = curves(p.levels_up, p.nl_up, Param::NlUp);
+                let down = curves(p.levels_down, p.nl_down, Param::NlDown);
+                let (lo, hi) = conductance_bounds(spec, d(Param::GMin), d(Param::GMax), n);
+                (
+                    Kernel::NeuroSim { up, down },
+                    lo,
+                    hi,
+                    0.0,
+                    1.0,
+                    Some(p.levels_up),
+                    Some(p.levels_down),
+                )
+            }
+            Model::Table(t) => {
+                let (tlo, thi) = (t.g_lo(), t.g_hi());
+                let norm = |v: &[f64]| v.iter().map(|g| (g - tlo) / (thi - tlo)).collect::<Vec<_>>();
+                let (lo, hi) = conductance_bounds(spec, d(Param::GMin), d(Param::GMax), n);
+                (
+                    Kernel::Table {
+                        up: MonotoneCurve::new(norm(&t.up)),
+                        down: MonotoneCurve::new(norm(&t.down)),
+                    },
+                    lo,
+                    hi,
+                    0.0,
+                    1.0,
+                    Some(t.up.len() as u32),
+                    Some(t.down.len() as u32),
+                )
+            }
+        };
+
+        let mut state: Vec<f32> = (0..n).map(|i| lo.get(i)).collect();
+        let mut stuck = Vec::new();
+        if stuck_any {
+            stuck = stuck_class.iter().map(|c| *c != 0).collect();
+            for i in 0..n {
+                let (l, h) = (lo.get(i), hi.get(i));
+                state[i] = match stuck_class[i] {
+                    2 => h,
+                    3 => (l as f64 + stuck_u[i] * (h - l) as f64).clamp(l as f64, h as f64) as f32,
+                    _ => l,
+                };
+            }
+        }
+        let native_range = g_range / g_scale;
+        Ok(Population {
+            kernel,
+            state,
+            lo,
+            hi,
+            stuck,
+            c2c: spec.c2c as f32,
+            read_sigma: (spec.read_noise * native_range) as f32,
+            g_off,
+            g_scale,
+            levels_up,
+            levels_down,
+            name: spec.model.name(),
+        })
+    }
+
+    /// Number of devices.
+    pub fn len(&self) -> usize {
+        self.state.len()
+    }
+
+    /// True when the population holds no device.
+    pub fn is_empty(&self) -> bool {
+        self.state.is_empty()
+    }
+
+    /// Scenario name of the model.
+    pub fn model_name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Levels of a full potentiation sweep and of a full depression sweep, for discrete models.
+    pub fn levels(&self) -> (Option<u32>, Option<u32>) {
+        (self.levels_up, self.levels_down)
+    }
+
+    /// State of device `i` in native units (weight units for step models, uS otherwise).
+    #[inline]
+    pub fn state(&self, i: usize) -> f32 {
+        self.state[i]
+    }
+
+    /// All states in native units.
+    pub fn states(&self) -> &[f32] {
+        &self.state
+    }
+
+    /// Bounds `[lo, hi]` of device `i` in native units.
+    #[inline]
+    pub fn bounds(&self, i: usize) -> (f32, f32) {
+        (self.lo.get(i), self.hi.get(i))
+    }
+
+    /// Conductance of device `i` in uS (noise-free).
+    #[inline]
+    pub fn conductance(&self, i: usize) -> f32 {
+        (self.g_off + self.g_scale * self.state[i] as f64) as f32
+    }
+
+    /// Conductance bounds of device `i` in uS.
+    pub fn conductance_bounds(&self, i: usize) -> (f32, f32) {
+        let (l, h) = self.bounds(i);
+        let m = |v: f32| (self.g_off + self.g_scale * v as f64) as f32;
+        (m(l), m(h))
+    }
+
+    /// Whether device `i` ignores pulses.
+    #[inline]
+    pub fn is_stuck(&self, i: usize) -> bool {
+        !self.stuck.is_empty() && self.stuck[i]
+    }
+
+    /// A noisy read of device `i`'s conductance in uS: `G + read_noise (g_max - g_min) xi`, not clipped
+    /// (a read is a current measurement and does not disturb the device).
+    #[inline]
+    pub fn read<R: Rng + ?Sized>(&self, i: usize, rng: &mut R) -> f32 {
+        let g = self.conductance(i);
+        if self.read_sigma == 0.0 {
+            return g;
+        }
+        let xi: f32 = StandardNormal.sample(rng);
+        g + (self.g_scale as f32) * self.read_sigma * xi
+    }
+
+    /// Moves device `i` to its lower bound (an ideal reset; stuck devices do not move).
+    pub fn reset_to_min(&mut self, i: usize) {
+        if !self.is_stuck(i) {
+            self.state[i] = self.lo.get(i);
+        }
+    }
+
+    /// Moves device `i` to its upper bound (stuck devices do not move).
+    pub fn reset_to_max(&mut self, i: usize) {
+        if !self.is_stuck(i) {
+            self.state[i] = self.hi.get(i);
+        }
+    }
+
+    /// Applies `n` pulses to device `i`: potentiation for `n > 0`, depression for `n < 0`.
+    ///
+    /// Step models apply each pulse on its own (its own c2c draw); `neurosim` and `table` move `|n|`
+    /// positions along the curve in one write and add c2c noise scaled by `sqrt(|n|)`, as NeuroSim does.
+    /// The result is clipped to the device's bounds. Stuck devices ignore pulses.
+    #[inline]
+    pub fn pulse<R: Rng + ?Sized>(&mut self, i: usize, n: i32, rng: &mut R) {
+        if n == 0 || self.is_stuck(i) {
+            return;
+        }
+        let (lo, hi) = (self.lo.get(i), self.hi.get(i));
+        let w = self.state[i];
+        let new = match &self.kernel {
+            Kernel::Step(k) => step_pulses(k, i, w, n, lo, hi, self.c2c, rng),
+            Kernel::NeuroSim { up, down } => {
+                let (l, h) = (lo as f64, hi as f64);
+                let range = h - l;
+                let u = ((w as f64 - l) / range).clamp(0.0, 1.0);
+                let u_new = if n > 0 {
+                    let c = up.get(i);
+                    let p = snap(c.p(u));
+                    c.u((p + n as f64).min(c.pmax))
+                } else {
+                    let c = down.get(i);
+                    let p = snap(c.p(u));
+                    c.u((p + n as f64).max(0.0))
+                };
+                curve_write(l, range, u_new, n, self.c2c, rng)
+            }
+            Kernel::Table { up, down } => {
+                let (l, h) = (lo as f64, hi as f64);
+                let range = h - l;
+                let u = ((w as f64 - l) / range).clamp(0.0, 1.0);
+                let u_new = if n > 0 {
+                    let p = snap(up.position(u));
+                    up.value(p + n as f64)
+                } else {
+                    let p = snap(down.position(u));
+                    down.value(p - n as f64)
+                };
+                curve_write(l, range, u_new, n, self.c2c, rng)
+            }
+        };
+        self.state[i] = new.clamp(lo, hi);
+    }
+}
+
+/// Conductance bounds (uS) per device for the conductance-based models.
+fn conductance_bounds(
+    spec: &DeviceSpec,
+    gmin: &Option<Vec<f64>>,
+    gmax: &Option<Vec<f64>>,
+    n: usize,
+) -> (PerDevice<f32>, PerDevice<f32>) {
+    let lo = column(gmin, spec.g_min, |v| v.max(0.0));
+    let hi = column(gmax, spec.g_max, |v| v);
+    let eps = (1e-3 * (spec.g_max - spec.g_min)) as f32;
+    match (&lo, &hi) {
+        (PerDevice::Shared(_), PerDevice::Shared(_)) => (lo, hi),
+        _ => {
+            let hi_v = (0..n).map(|i| hi.get(i).max(lo.get(i) + eps)).collect();
+            let lo_v = (0..n).map(|i| lo.get(i)).collect();
+            (PerDevice::Each(lo_v), PerDevice::Each(hi_v))
+        }
+    }
+}
+
+/// Per-device combination of two columns.
+fn combine(a: &PerDevice<f32>, b: &PerDevice<f32>, n: usize, f: impl Fn(f32, f32) -> f32) -> PerDevice<f32> {
+    match (a, b) {
+        (PerDevice::Shared(x), PerDevice::Shared(y)) => PerDevice::Shared(f(*x, *y)),
+        _ => PerDevice::Each((0..n).map(|i| f(a.get(i), b.get(i))).collect()),
+    }
+}
+
+/// Writes a curve model's new normalized position, with NeuroSim's lumped c2c noise.
+#[inline]
+fn curve_write<R: Rng + ?Sized>(lo: f64, range: f64, u_new: f64, n: i32, c2c: f32, rng: &mut R) -> f32 {
+    let mut g = lo + range * u_new;
+    if c2c > 0.0 {
+        let xi: f64 = StandardNormal.sample(rng);
+        g += c2c as f64 * range * (n.unsigned_abs() as f64).sqrt() * xi;
+    }
+    g as f32
+}
+
+/// Applies `n` pulses of a step model one by one.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+fn step_pulses<R: Rng + ?Sized>(
+    k: &StepKernel,
+    i: usize,
+    mut w: f32,
+    n: i32,
+    lo: f32,
+    hi: f32,
+    c2c: f32,
+    rng: &mut R,
+) -> f32 {
+    let up = n > 0;
+    let dw = if up { k.dw_up.get(i) } else { -k.dw_down.get(i) };
+    let gamma = if up { k.gamma_up.get(i) } else { k.gamma_down.get(i) };
+    for _ in 0..n.unsigned_abs() {
+        let shape = match k.kind {
+            StepKind::Constant => 1.0,
+            StepKind::Linear => {
+                if up {
+                    (1.0 - gamma * w / k.w_max).max(0.0)
+                } else {
+                    (1.0 - gamma * w / k.w_min).max(0.0)
+                }
+            }
+            StepKind::SoftBounds => {
+                if up {
+                    (1.0 - w / hi).max(0.0)
+                } else {
+                    (1.0 - w / lo).max(0.0)
+                }
+            }
+            StepKind::Exp => {
+                let z = 2.0 * k.a.get(i) * w / (hi - lo) + k.b.get(i);
+                if up {
+                    (1.0 - k.a_up.get(i) * (gamma * z).exp()).max(0.0)
+                } else {
+                    (1.0 - k.a_down.get(i) * (-gamma * z).exp()).max(0.0)
+                }
+            }
+            StepKind::Pow => {
+                let x = if up { (hi - w) / (hi - lo) } else { (w - lo) / (hi - lo) };
+                x.max(0.0).powf(gamma)
+            }
+        };
+        let mut step = dw * shape;
+        if c2c > 0.0 {
+            let xi: f32 = StandardNormal.sample(rng);
+            step *= 1.0 + c2c * xi;
+        }
+        w = (w + step).clamp(lo, hi);
+        if let Some(levels) = k.levels {
+            w = quantize(w, lo, hi, levels, rng);
+        }
+    }
+    w
+}
+
+/// Stochastic rounding onto `levels` evenly spaced states in `[lo, hi]`: the expected state equals `w`.
+#[inline]
+fn quantize<R: Rng + ?Sized>(w: f32, lo: f32, hi: f32, levels: u32, rng: &mut R) -> f32 {
+    let top = (levels - 1) as f32;
+    let spacing = (hi - lo) / top;
+    let q = ((w - lo) / spacing).clamp(0.0, top);
+    let floor = q.floor();
+    let frac = q - floor;
+    let k = if frac > 0.0 && rng.random::<f32>() < frac { floor + 1.0 } else { floor };
+    if k >= top { hi } else { lo + k * spacing }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{StepParams, Variation};
+    use rand::SeedableRng;
+    use rand_pcg::Pcg64Mcg;
+
+    #[test]
+    fn first_devices_do_not_depend_on_population_size() {
+        let mut spec = DeviceSpec::new(Model::Step(StepParams::new(StepKind::SoftBounds, 0.01)));
+        spec.d2d.push((
+            Param::DwMin,
+            Variation {
+                dist: crate::spec::Dist::Normal,
+                spread: crate::spec::Spread::Relative(0.3),
+            },
+        ));
+        spec.stuck_max = 0.1;
+        let mut a = Population::new(&spec, 10, &mut Pcg64Mcg::seed_from_u64(1)).unwrap();
+        let mut b = Population::new(&spec, 1000, &mut Pcg64Mcg::seed_from_u64(1)).unwrap();
+        let mut ra = Pcg64Mcg::seed_from_u64(2);
+        let mut rb = Pcg64Mcg::seed_from_u64(2);
+        for i in 0..10 {
+            a.pulse(i, 5, &mut ra);
+            b.pulse(i, 5, &mut rb);
+            assert_eq!(a.state(i), b.state(i));
+            assert_eq!(a.bounds(i), b.bounds(i));
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! The `aimsim` package: scenario files, command-line front end, result files and plots.
+//!
+//! This layer parses, validates and orchestrates; the physics lives in `aimsim-devices` and
+//! `aimsim-sim`. See docs/ARCHITECTURE.md for the map of the workspace.
+#![warn(missing_docs)]
+
+pub mod commands;
+pub mod output;
+pub mod plot;
+pub mod presets;
+pub mod scenario;
+
+pub use aimsim_devices as devices;
+pub use aimsim_networks as networks;
+pub use aimsim_sim as sim;

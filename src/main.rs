@@ -1,0 +1,123 @@
+//! The `aimsim` command-line interface.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use aimsim::commands::{self, ProtocolFlags};
+use aimsim::presets::PRESETS;
+use aimsim::scenario;
+use clap::{Args, Parser, Subcommand};
+
+/// aimsim: a cycle-level simulator of analog in-memory-computing hardware.
+///
+/// Scenarios are TOML files (see docs/scenarios.md). Every command that reads a scenario accepts
+/// `--set <dotted.key>=<value>` (repeatable) to override any key without editing the file; overrides are
+/// validated exactly like the file.
+#[derive(Parser, Debug)]
+#[command(name = "aimsim", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Scenario file plus overrides, shared by every command that reads a scenario.
+#[derive(Args, Debug)]
+struct ScenarioArgs {
+    /// Scenario file (TOML).
+    scenario: PathBuf,
+    /// Override a scenario key, e.g. `--set device.c2c=0.02` or `--set device.d2d.nl_up={dist="normal",sigma=0.5}`.
+    /// Repeatable; applied in order, before validation.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the pulse-response protocol on a device scenario and write traces and plots.
+    ///
+    /// Every sampled device (with its own device-to-device variation) starts at its minimum conductance and
+    /// receives N potentiation pulses then N depression pulses, for K cycles. Writes into --out:
+    /// trace.csv (device, cycle, pulse, direction, conductance in uS), trace.npy (float32, rows = pulses
+    /// incl. the initial state, columns = devices), response.svg and response.png, manifest.json.
+    Device {
+        #[command(flatten)]
+        scenario: ScenarioArgs,
+        /// Output folder (created if missing; files in it are replaced atomically).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Pulses per direction N [default: the scenario's protocol.pulses, else the device's level count].
+        #[arg(long, value_name = "N")]
+        pulses: Option<u32>,
+        /// Up/down cycles K [default: protocol.cycles, else 1].
+        #[arg(long, value_name = "K")]
+        cycles: Option<u32>,
+        /// Devices sampled M [default: protocol.devices, else 8].
+        #[arg(long, value_name = "M")]
+        devices: Option<u32>,
+    },
+    /// Check a scenario file and print what it defines (exit 0), or the first error with its file, line,
+    /// column and key (exit 1).
+    Validate {
+        #[command(flatten)]
+        scenario: ScenarioArgs,
+    },
+    /// List the built-in device presets (usable as `preset = "<name>"` in a [device] section).
+    Presets,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Device {
+            scenario,
+            out,
+            pulses,
+            cycles,
+            devices,
+        } => {
+            let flags = ProtocolFlags {
+                pulses,
+                cycles,
+                devices,
+            };
+            let loaded = commands::load(&scenario.scenario, &scenario.set, &commands::protocol_overrides(&flags))?;
+            let run = commands::device(&loaded, &out)?;
+            println!(
+                "{}: traced {} device(s) over {} pulse(s); wrote {} into {}",
+                loaded.scenario.name,
+                run.devices,
+                run.rows - 1,
+                run.files.join(", "),
+                run.out.display()
+            );
+            Ok(())
+        }
+        Command::Validate { scenario } => {
+            let loaded = commands::load(&scenario.scenario, &scenario.set, &[])?;
+            print!("{}", scenario::describe(&loaded.scenario));
+            println!("ok: {} is valid", scenario.scenario.display());
+            Ok(())
+        }
+        Command::Presets => {
+            for p in PRESETS {
+                let label = p
+                    .toml
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("label").map(|r| r.trim_start_matches([' ', '=']).trim_matches('"').to_string()))
+                    .unwrap_or_default();
+                println!("{:<28} {}", p.name, label);
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Result files: atomic writes, `.npy` arrays, tidy CSV traces and run manifests.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use aimsim_sim::protocol::ResponseTrace;
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, flushed, then renamed over
+/// the target. A reader (or a crash) never sees a half-written file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temp_path(path);
+    let mut f = fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    drop(f);
+    fs::rename(&tmp, path).with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
+}
+
+/// A temporary sibling of `path` (hidden, same extension so encoders that look at it still work).
+pub fn temp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.tmp{ext}", std::process::id()))
+}
+
+/// Encodes a C-ordered float32 array as `.npy` (format version 1.0), loadable by `numpy.load`.
+pub fn npy_f32(shape: &[usize], data: &[f32]) -> Vec<u8> {
+    assert_eq!(shape.iter().product::<usize>(), data.len(), "shape does not match data");
+    let dims = match shape {
+        [n] => format!("({n},)"),
+        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+    };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {dims}, }}");
+    // Magic (6) + version (2) + header length (2) + header + '\n' must be a multiple of 64.
+    let unpadded = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + 4 * data.len());
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for v in data {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// The tidy CSV of a pulse-response trace: one row per device and pulse.
+pub fn trace_csv(trace: &ResponseTrace) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::with_capacity(trace.conductance.len() * 24));
+    w.write_record(["device", "cycle", "pulse", "direction", "conductance"])?;
+    for d in 0..trace.devices {
+        for (row, step) in trace.steps.iter().enumerate() {
+            w.write_record([
+                d.to_string(),
+                step.cycle.to_string(),
+                step.pulse.to_string(),
+                step.direction.name().to_string(),
+                trace.at(row, d).to_string(),
+            ])?;
+        }
+    }
+    Ok(w.into_inner()?)
+}
+
+/// Hex SHA-256 of some bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Versions of the crates whose behaviour shapes results (random streams, distributions), pinned
+/// exactly in the workspace manifest; recorded in every manifest. A test keeps this list equal to
+/// Cargo.lock.
+pub const CRATE_VERSIONS: &[(&str, &str)] = &[
+    ("rand", "0.10.4"),
+    ("rand_pcg", "0.10.3"),
+    ("rand_distr", "0.6.0"),
+    ("toml", "1.2.1+spec-1.1.0"),
+    ("plotters", "0.3.7"),
+];
+
+/// Creates the output folder (and parents).
+pub fn ensure_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create the output folder {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npy_header_is_aligned_and_parsable() {
+        let bytes = npy_f32(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.5]);
+        assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+        let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        assert_eq!((10 + hlen) % 64, 0);
+        let header = std::str::from_utf8(&bytes[10..10 + hlen]).unwrap();
+        assert!(header.contains("'shape': (2, 3)"), "{header}");
+        assert!(header.ends_with('\n'));
+        let last = &bytes[bytes.len() - 4..];
+        assert_eq!(f32::from_le_bytes(last.try_into().unwrap()), 6.5);
+        assert_eq!(bytes.len(), 10 + hlen + 24);
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let dir = std::env::temp_dir().join(format!("aimsim-atomic-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("x.csv");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn crate_versions_match_the_lock_file() {
+        let lock = include_str!("../Cargo.lock");
+        for (name, version) in CRATE_VERSIONS {
+            let entry = format!("name = \"{name}\"\nversion = \"{version}\"");
+            assert!(lock.contains(&entry), "Cargo.lock has no {name} {version}; update CRATE_VERSIONS");
+        }
+    }
+}

@@ -1,0 +1,910 @@
+//! Scenario files: TOML in, validated domain types out.
+//!
+//! Loading runs in fixed stages: parse the file, apply `--set` overrides, expand a named preset,
+//! deserialize into the serde types below (unknown keys rejected), then convert and validate into the
+//! format-free types of the physics crates. Every error is reported as a [`ScenarioError`] naming where
+//! the offending key was written (file, line, column; a `--set` argument; or a built-in preset) and its
+//! dotted key path.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use aimsim_devices::{
+    DeviceSpec, Dist, Model, NeuroSimParams, Param, Spread, StepKind, StepParams, TableCurve, Variation,
+};
+use serde::Deserialize;
+use toml::{Table, Value};
+
+use crate::presets;
+
+/// A scenario error: where it was written, which key, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioError {
+    /// `file:line:column`, `--set key=value`, `preset `x``, or the file name alone.
+    pub origin: String,
+    /// Dotted key path, when the error is about a key.
+    pub key: Option<String>,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key {
+            Some(k) => write!(f, "{}: key `{}`: {}", self.origin, k, self.message),
+            None => write!(f, "{}: {}", self.origin, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+// ---------------------------------------------------------------------------------------------------
+// File format (serde). Documented key by key in docs/scenarios.md.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFile {
+    scenario: MetaSection,
+    device: DeviceSection,
+    protocol: Option<ProtocolSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetaSection {
+    name: String,
+    seed: Option<u64>,
+    description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+enum ModelName {
+    ConstantStep,
+    LinearStep,
+    SoftBounds,
+    ExpStep,
+    PowStep,
+    Neurosim,
+    Table,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceSection {
+    preset: Option<String>,
+    label: Option<String>,
+    citation: Option<String>,
+    model: Option<ModelName>,
+    g_min: Option<f64>,
+    g_max: Option<f64>,
+    c2c: Option<f64>,
+    read_noise: Option<f64>,
+    stuck_min: Option<f64>,
+    stuck_max: Option<f64>,
+    stuck_random: Option<f64>,
+    levels: Option<u32>,
+    levels_down: Option<u32>,
+    nl_up: Option<f64>,
+    nl_down: Option<f64>,
+    dw_min: Option<f64>,
+    up_down: Option<f64>,
+    w_min: Option<f64>,
+    w_max: Option<f64>,
+    gamma_up: Option<f64>,
+    gamma_down: Option<f64>,
+    a: Option<f64>,
+    b: Option<f64>,
+    a_up: Option<f64>,
+    a_down: Option<f64>,
+    table: Option<TableSection>,
+    d2d: Option<D2dSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct D2dSection {
+    dw_min: Option<VariationSection>,
+    up_down: Option<VariationSection>,
+    w_min: Option<VariationSection>,
+    w_max: Option<VariationSection>,
+    gamma_up: Option<VariationSection>,
+    gamma_down: Option<VariationSection>,
+    a: Option<VariationSection>,
+    b: Option<VariationSection>,
+    a_up: Option<VariationSection>,
+    a_down: Option<VariationSection>,
+    nl_up: Option<VariationSection>,
+    nl_down: Option<VariationSection>,
+    g_min: Option<VariationSection>,
+    g_max: Option<VariationSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+enum DistName {
+    Normal,
+    Lognormal,
+    Uniform,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VariationSection {
+    dist: DistName,
+    sigma: Option<f64>,
+    cv: Option<f64>,
+    half_width: Option<f64>,
+    rel_half_width: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TableSection {
+    file: Option<String>,
+    up: Option<Vec<f64>>,
+    down: Option<Vec<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProtocolSection {
+    pulses: Option<u32>,
+    cycles: Option<u32>,
+    devices: Option<u32>,
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Domain types.
+
+/// Settings of the pulse-response protocol (`aimsim device`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Protocol {
+    /// Pulses per direction.
+    pub pulses: u32,
+    /// Up/down cycles.
+    pub cycles: u32,
+    /// Devices sampled.
+    pub devices: u32,
+}
+
+/// A validated scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Scenario name.
+    pub name: String,
+    /// Master seed.
+    pub seed: u64,
+    /// Free text.
+    pub description: Option<String>,
+    /// Preset the device section started from.
+    pub preset: Option<String>,
+    /// Plot title of the device.
+    pub label: Option<String>,
+    /// Where the device parameters come from.
+    pub citation: Option<String>,
+    /// The device population's description.
+    pub device: DeviceSpec,
+    /// Protocol settings (defaults filled in).
+    pub protocol: Protocol,
+}
+
+/// A loaded scenario plus what the manifest records about its origin.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The validated scenario.
+    pub scenario: Scenario,
+    /// Path it was read from.
+    pub path: PathBuf,
+    /// The file's bytes, as read.
+    pub source: String,
+    /// The effective configuration after overrides and preset expansion, as TOML.
+    pub effective: String,
+    /// The `--set` arguments applied.
+    pub overrides: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Locating keys in sources.
+
+/// One text a key may have come from.
+struct Source<'a> {
+    origin: String,
+    text: &'a str,
+}
+
+/// Where a dotted key path was written: the overrides win, then the user's file, then the preset.
+struct Locator<'a> {
+    overrides: Vec<(Vec<String>, String)>,
+    sources: Vec<Source<'a>>,
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// Span of the key (or of an array element) at `path`, or of the deepest ancestor written in `text`.
+fn find_span(text: &str, path: &[String]) -> Option<(std::ops::Range<usize>, bool)> {
+    let root = toml::de::DeTable::parse(text).ok()?;
+    let mut table = root.get_ref();
+    let mut best: Option<std::ops::Range<usize>> = None;
+    let mut value: Option<&toml::Spanned<toml::de::DeValue>> = None;
+    for (depth, seg) in path.iter().enumerate() {
+        if let Some(v) = value {
+            match v.get_ref() {
+                toml::de::DeValue::Table(t) => table = t,
+                toml::de::DeValue::Array(a) => {
+                    if let Ok(idx) = seg.parse::<usize>()
+                        && let Some(el) = a.get(idx)
+                    {
+                        best = Some(el.span());
+                        value = Some(el);
+                        if depth + 1 == path.len() {
+                            return best.map(|s| (s, true));
+                        }
+                        continue;
+                    }
+                    return best.map(|s| (s, false));
+                }
+                _ => return best.map(|s| (s, false)),
+            }
+        }
+        let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == seg.as_str()) else {
+            return best.map(|s| (s, false));
+        };
+        best = Some(k.span());
+        value = Some(v);
+    }
+    best.map(|s| (s, true))
+}
+
+impl Locator<'_> {
+    fn error(&self, key: &[String], message: impl Into<String>) -> ScenarioError {
+        let dotted = key.join(".");
+        for (path, raw) in &self.overrides {
+            let n = path.len().min(key.len());
+            if path[..n] == key[..n] {
+                return ScenarioError {
+                    origin: format!("--set {raw}"),
+                    key: Some(dotted),
+                    message: message.into(),
+                };
+            }
+        }
+        // Exact location first in any source, then the deepest ancestor in the user's file.
+        let mut fallback = None;
+        for src in &self.sources {
+            if let Some((span, exact)) = find_span(src.text, key) {
+                let (l, c) = line_col(src.text, span.start);
+                let origin = format!("{}:{l}:{c}", src.origin);
+                if exact {
+                    return ScenarioError {
+                        origin,
+                        key: Some(dotted),
+                        message: message.into(),
+                    };
+                }
+                fallback.get_or_insert(origin);
+            }
+        }
+        ScenarioError {
+            origin: fallback.unwrap_or_else(|| self.sources[0].origin.clone()),
+            key: Some(dotted),
+            message: message.into(),
+        }
+    }
+}
+
+fn split_key(dotted: &str) -> Vec<String> {
+    dotted.split('.').map(str::to_string).collect()
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Loading.
+
+/// Reads, overrides, expands, deserializes and validates a scenario file.
+pub fn load(path: &Path, sets: &[String]) -> Result<Loaded, ScenarioError> {
+    let display = path.display().to_string();
+    let source = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        origin: display.clone(),
+        key: None,
+        message: format!("cannot read the scenario file: {e}"),
+    })?;
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    load_str(&source, &display, &base_dir, sets).map(|(scenario, effective, overrides)| Loaded {
+        scenario,
+        path: path.to_path_buf(),
+        source,
+        effective,
+        overrides,
+    })
+}
+
+/// Parses TOML text, mapping a syntax error to `origin:line:col`.
+fn parse_table(text: &str, origin: &str) -> Result<Table, ScenarioError> {
+    text.parse::<Table>().map_err(|e| {
+        let (l, c) = e.span().map_or((1, 1), |s| line_col(text, s.start));
+        ScenarioError {
+            origin: format!("{origin}:{l}:{c}"),
+            key: None,
+            message: format!("invalid TOML: {}", e.message().trim().replace('\n', " ")),
+        }
+    })
+}
+
+/// Parses one `--set key=value` argument into a key path and a TOML value. Values that are not valid
+/// TOML are taken as strings, so `--set device.model=soft-bounds` needs no quotes.
+pub fn parse_override(raw: &str) -> Result<(Vec<String>, Value), ScenarioError> {
+    let err = |message: String| ScenarioError {
+        origin: format!("--set {raw}"),
+        key: None,
+        message,
+    };
+    let Some((key, value)) = raw.split_once('=') else {
+        return Err(err("expected <dotted.key>=<value>, e.g. --set device.c2c=0.02".into()));
+    };
+    let key = key.trim();
+    let path = split_key(key);
+    if path.iter().any(|s| s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
+        return Err(err(format!(
+            "`{key}` is not a dotted key path (letters, digits, `_` and `-` separated by dots)"
+        )));
+    }
+    let value = value.trim();
+    let parsed = format!("v = {value}")
+        .parse::<Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| Value::String(value.to_string()));
+    Ok((path, parsed))
+}
+
+fn apply_override(table: &mut Table, path: &[String], value: Value, raw: &str) -> Result<(), ScenarioError> {
+    let mut cur = table;
+    for (i, seg) in path[..path.len() - 1].iter().enumerate() {
+        let entry = cur.entry(seg.clone()).or_insert_with(|| Value::Table(Table::new()));
+        cur = match entry {
+            Value::Table(t) => t,
+            _ => {
+                return Err(ScenarioError {
+                    origin: format!("--set {raw}"),
+                    key: Some(path[..=i].join(".")),
+                    message: "is a value, not a section: cannot set a key inside it".into(),
+                });
+            }
+        };
+    }
+    cur.insert(path[path.len() - 1].clone(), value);
+    Ok(())
+}
+
+/// Overlays `top` onto `base`, merging sub-tables key by key.
+fn deep_merge(base: &mut Table, top: Table) {
+    for (k, v) in top {
+        match (base.get_mut(&k), v) {
+            (Some(Value::Table(b)), Value::Table(t)) => deep_merge(b, t),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// [`load`] on text already read. `base_dir` resolves relative data files.
+pub fn load_str(
+    text: &str,
+    origin: &str,
+    base_dir: &Path,
+    sets: &[String],
+) -> Result<(Scenario, String, Vec<String>), ScenarioError> {
+    let mut table = parse_table(text, origin)?;
+    let mut overrides = Vec::new();
+    for raw in sets {
+        let (path, value) = parse_override(raw)?;
+        apply_override(&mut table, &path, value, raw)?;
+        overrides.push((path, raw.clone()));
+    }
+    let mut locator = Locator {
+        overrides,
+        sources: vec![Source {
+            origin: origin.to_string(),
+            text,
+        }],
+    };
+
+    // Preset expansion: the preset's [device] table is the base, the user's keys override it.
+    let preset_name = match table.get("device").and_then(|d| d.get("preset")) {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            return Err(locator.error(&split_key("device.preset"), "must be a string naming a built-in preset"));
+        }
+    };
+    let mut preset_files: &[(&str, &str)] = &[];
+    if let Some(name) = &preset_name {
+        let Some(p) = presets::find(name) else {
+            return Err(locator.error(
+                &split_key("device.preset"),
+                format!(
+                    "unknown preset `{name}`; built-in presets: {}",
+                    presets::PRESETS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        };
+        let preset_origin = format!("preset `{}` (scenarios/devices/{}.toml)", p.name, p.name);
+        let mut preset_table = parse_table(p.toml, &preset_origin)?;
+        let Some(Value::Table(mut base)) = preset_table.remove("device") else {
+            return Err(ScenarioError {
+                origin: preset_origin,
+                key: Some("device".into()),
+                message: "a preset needs a [device] section".into(),
+            });
+        };
+        base.remove("preset");
+        if let Some(Value::Table(user)) = table.remove("device") {
+            // Keys of the preset that do not fit a model the user switched to are reported (in the
+            // preset's file) by the model-key check in `convert`.
+            deep_merge(&mut base, user);
+        }
+        base.insert("preset".into(), Value::String(name.clone()));
+        table.insert("device".into(), Value::Table(base));
+        locator.sources.push(Source {
+            origin: preset_origin,
+            text: p.toml,
+        });
+        preset_files = p.files;
+    }
+
+    let effective = toml::to_string(&table).unwrap_or_default();
+    let file: ScenarioFile = serde_path_to_error::deserialize(Value::Table(table.clone())).map_err(|e| {
+        let mut path: Vec<String> = e
+            .path()
+            .iter()
+            .filter_map(|s| match s {
+                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                serde_path_to_error::Segment::Map { key } | serde_path_to_error::Segment::Enum { variant: key } => {
+                    Some(key.clone())
+                }
+                serde_path_to_error::Segment::Unknown => None,
+            })
+            .collect();
+        let message = e.inner().to_string();
+        let message = message.trim().trim_end_matches('.').replace('\n', " ");
+        // Unknown fields are reported at the parent: name the field itself.
+        if let Some(rest) = message.strip_prefix("unknown field `")
+            && let Some((field, _)) = rest.split_once('`')
+            && path.last().map(String::as_str) != Some(field)
+        {
+            path.push(field.to_string());
+        }
+        // Missing fields: point at the section, name the field.
+        locator.error(&path, message)
+    })?;
+
+    convert(file, &locator, base_dir, preset_files).map(|s| (s, effective, sets.to_vec()))
+}
+
+fn variation(v: &VariationSection, key: &str, loc: &Locator) -> Result<Variation, ScenarioError> {
+    let k = split_key(key);
+    let (dist, allowed): (Dist, [(&str, Option<f64>); 2]) = match v.dist {
+        DistName::Normal => (Dist::Normal, [("sigma", v.sigma), ("cv", v.cv)]),
+        DistName::Lognormal => (Dist::LogNormal, [("sigma", v.sigma), ("cv", v.cv)]),
+        DistName::Uniform => (Dist::Uniform, [("half_width", v.half_width), ("rel_half_width", v.rel_half_width)]),
+    };
+    for (name, val) in [
+        ("sigma", v.sigma),
+        ("cv", v.cv),
+        ("half_width", v.half_width),
+        ("rel_half_width", v.rel_half_width),
+    ] {
+        if val.is_some() && !allowed.iter().any(|(a, _)| *a == name) {
+            let mut kk = k.clone();
+            kk.push(name.into());
+            return Err(loc.error(
+                &kk,
+                format!(
+                    "`{name}` does not apply to dist = \"{}\"; use `{}` (absolute) or `{}` (relative to the nominal value)",
+                    dist.name(),
+                    allowed[0].0,
+                    allowed[1].0
+                ),
+            ));
+        }
+    }
+    let spread = match (allowed[0].1, allowed[1].1) {
+        (Some(a), None) => Spread::Absolute(a),
+        (None, Some(r)) => Spread::Relative(r),
+        _ => {
+            return Err(loc.error(
+                &k,
+                format!(
+                    "give exactly one of `{}` (absolute) or `{}` (relative to the nominal value)",
+                    allowed[0].0, allowed[1].0
+                ),
+            ));
+        }
+    };
+    Ok(Variation { dist, spread })
+}
+
+fn convert(
+    file: ScenarioFile,
+    loc: &Locator,
+    base_dir: &Path,
+    preset_files: &[(&str, &str)],
+) -> Result<Scenario, ScenarioError> {
+    let d = file.device;
+    let key = |k: &str| split_key(&format!("device.{k}"));
+    let Some(model_name) = &d.model else {
+        return Err(loc.error(
+            &split_key("device.model"),
+            "missing: set `model` (constant-step, linear-step, soft-bounds, exp-step, pow-step, neurosim, table) \
+             or start from a `preset`",
+        ));
+    };
+
+    // Keys that belong to one family of models only.
+    let step_only = [
+        ("dw_min", d.dw_min.is_some()),
+        ("up_down", d.up_down.is_some()),
+        ("w_min", d.w_min.is_some()),
+        ("w_max", d.w_max.is_some()),
+    ];
+    let gamma = [("gamma_up", d.gamma_up.is_some()), ("gamma_down", d.gamma_down.is_some())];
+    let exp_only = [
+        ("a", d.a.is_some()),
+        ("b", d.b.is_some()),
+        ("a_up", d.a_up.is_some()),
+        ("a_down", d.a_down.is_some()),
+    ];
+    let neurosim_only = [
+        ("nl_up", d.nl_up.is_some()),
+        ("nl_down", d.nl_down.is_some()),
+        ("levels_down", d.levels_down.is_some()),
+    ];
+    let table_only = [("table", d.table.is_some())];
+    let model_str = match model_name {
+        ModelName::ConstantStep => "constant-step",
+        ModelName::LinearStep => "linear-step",
+        ModelName::SoftBounds => "soft-bounds",
+        ModelName::ExpStep => "exp-step",
+        ModelName::PowStep => "pow-step",
+        ModelName::Neurosim => "neurosim",
+        ModelName::Table => "table",
+    };
+    let mut not_allowed: Vec<&[(&str, bool)]> = Vec::new();
+    let step_kind = match model_name {
+        ModelName::ConstantStep => Some(StepKind::Constant),
+        ModelName::LinearStep => Some(StepKind::Linear),
+        ModelName::SoftBounds => Some(StepKind::SoftBounds),
+        ModelName::ExpStep => Some(StepKind::Exp),
+        ModelName::PowStep => Some(StepKind::Pow),
+        _ => None,
+    };
+    match step_kind {
+        Some(k) => {
+            not_allowed.push(&neurosim_only);
+            not_allowed.push(&table_only);
+            if k != StepKind::Exp {
+                not_allowed.push(&exp_only);
+            }
+            if matches!(k, StepKind::Constant | StepKind::SoftBounds) {
+                not_allowed.push(&gamma);
+            }
+        }
+        None => {
+            not_allowed.extend([&step_only[..], &gamma, &exp_only]);
+            if matches!(model_name, ModelName::Neurosim) {
+                not_allowed.push(&table_only);
+            } else {
+                not_allowed.push(&neurosim_only);
+            }
+        }
+    }
+    for group in not_allowed {
+        for (k, present) in group {
+            if *present {
+                return Err(loc.error(
+                    &key(k),
+                    format!("does not apply to model `{model_str}`; see docs/scenarios.md for the keys of each model"),
+                ));
+            }
+        }
+    }
+    if matches!(model_name, ModelName::Table)
+        && let Some(_) = d.levels
+    {
+        return Err(loc.error(
+            &key("levels"),
+            "does not apply to model `table`: the number of levels is the number of points in the up sweep",
+        ));
+    }
+
+    let required = |v: Option<f64>, k: &str, what: &str| {
+        v.ok_or_else(|| loc.error(&key(k), format!("missing: model `{model_str}` needs {what}")))
+    };
+    let model = match model_name {
+        ModelName::Neurosim => {
+            let levels = d
+                .levels
+                .ok_or_else(|| loc.error(&key("levels"), "missing: model `neurosim` needs the number of levels (>= 2)"))?;
+            Model::NeuroSim(NeuroSimParams {
+                levels_up: levels,
+                levels_down: d.levels_down.unwrap_or(levels),
+                nl_up: required(d.nl_up, "nl_up", "the potentiation nonlinearity label (0 = linear)")?,
+                nl_down: required(d.nl_down, "nl_down", "the depression nonlinearity label (0 = linear)")?,
+            })
+        }
+        ModelName::Table => {
+            let Some(t) = d.table.as_ref() else {
+                return Err(loc.error(
+                    &key("table"),
+                    "missing: model `table` needs a [device.table] section with `file` or `up` and `down`",
+                ));
+            };
+            Model::Table(load_table(t, loc, base_dir, preset_files)?)
+        }
+        _ => {
+            let kind = step_kind.expect("step model");
+            let w_min = d.w_min.unwrap_or(-1.0);
+            let w_max = d.w_max.unwrap_or(1.0);
+            let dw_min = match (d.dw_min, d.levels) {
+                (Some(dw), _) => dw,
+                (None, Some(l)) if l >= 2 => (w_max - w_min) / f64::from(l - 1),
+                (None, _) => {
+                    return Err(loc.error(
+                        &key("dw_min"),
+                        format!("missing: model `{model_str}` needs the step size `dw_min` (or `levels`)"),
+                    ));
+                }
+            };
+            let mut s = StepParams::new(kind, dw_min);
+            s.up_down = d.up_down.unwrap_or(0.0);
+            s.w_min = w_min;
+            s.w_max = w_max;
+            s.gamma_up = d.gamma_up.unwrap_or(0.0);
+            s.gamma_down = d.gamma_down.unwrap_or(0.0);
+            s.a = d.a.unwrap_or(0.0);
+            s.b = d.b.unwrap_or(0.0);
+            s.a_up = d.a_up.unwrap_or(0.0);
+            s.a_down = d.a_down.unwrap_or(0.0);
+            s.levels = d.levels;
+            Model::Step(s)
+        }
+    };
+    let mut spec = DeviceSpec::new(model);
+    match &spec.model {
+        Model::NeuroSim(_) => {
+            spec.g_min = required(d.g_min, "g_min", "the conductance of its lowest level in uS")?;
+            spec.g_max = required(d.g_max, "g_max", "the conductance of its highest level in uS")?;
+        }
+        _ => {
+            spec.g_min = d.g_min.unwrap_or(spec.g_min);
+            spec.g_max = d.g_max.unwrap_or(spec.g_max);
+        }
+    }
+    spec.c2c = d.c2c.unwrap_or(0.0);
+    spec.read_noise = d.read_noise.unwrap_or(0.0);
+    spec.stuck_min = d.stuck_min.unwrap_or(0.0);
+    spec.stuck_max = d.stuck_max.unwrap_or(0.0);
+    spec.stuck_random = d.stuck_random.unwrap_or(0.0);
+    if let Some(v) = &d.d2d {
+        let entries = [
+            (Param::DwMin, &v.dw_min),
+            (Param::UpDown, &v.up_down),
+            (Param::WMin, &v.w_min),
+            (Param::WMax, &v.w_max),
+            (Param::GammaUp, &v.gamma_up),
+            (Param::GammaDown, &v.gamma_down),
+            (Param::A, &v.a),
+            (Param::B, &v.b),
+            (Param::AUp, &v.a_up),
+            (Param::ADown, &v.a_down),
+            (Param::NlUp, &v.nl_up),
+            (Param::NlDown, &v.nl_down),
+            (Param::GMin, &v.g_min),
+            (Param::GMax, &v.g_max),
+        ];
+        for (p, section) in entries {
+            if let Some(s) = section {
+                let var = variation(s, &format!("device.d2d.{}", p.key()), loc)?;
+                spec.d2d.push((p, var));
+            }
+        }
+    }
+    spec.validate()
+        .map_err(|e| loc.error(&split_key(&format!("device.{}", e.key)), e.message))?;
+
+    let p = file.protocol.unwrap_or(ProtocolSection {
+        pulses: None,
+        cycles: None,
+        devices: None,
+    });
+    let protocol = Protocol {
+        pulses: p.pulses.unwrap_or_else(|| spec.full_sweep_pulses()),
+        cycles: p.cycles.unwrap_or(1),
+        devices: p.devices.unwrap_or(8),
+    };
+    check_protocol(&protocol).map_err(|(k, m)| loc.error(&split_key(&format!("protocol.{k}")), m))?;
+
+    Ok(Scenario {
+        name: file.scenario.name,
+        seed: file.scenario.seed.unwrap_or(0),
+        description: file.scenario.description,
+        preset: d.preset,
+        label: d.label,
+        citation: d.citation,
+        device: spec,
+        protocol,
+    })
+}
+
+/// Largest number of trace cells (rows x devices) the protocol may produce: keeps memory and files
+/// bounded (4 bytes a cell).
+pub const MAX_TRACE_CELLS: u64 = 200_000_000;
+
+/// Checks protocol settings; returns the offending key and message.
+pub fn check_protocol(p: &Protocol) -> Result<(), (&'static str, String)> {
+    if p.pulses == 0 {
+        return Err(("pulses", "must be at least 1".into()));
+    }
+    if p.cycles == 0 {
+        return Err(("cycles", "must be at least 1".into()));
+    }
+    if p.devices == 0 {
+        return Err(("devices", "must be at least 1".into()));
+    }
+    let cells = (1 + 2 * u64::from(p.pulses) * u64::from(p.cycles)) * u64::from(p.devices);
+    if cells > MAX_TRACE_CELLS {
+        return Err((
+            "pulses",
+            format!(
+                "the trace would hold {cells} values (rows x devices), above the limit of {MAX_TRACE_CELLS}; \
+                 use fewer pulses, cycles or devices"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn load_table(
+    t: &TableSection,
+    loc: &Locator,
+    base_dir: &Path,
+    preset_files: &[(&str, &str)],
+) -> Result<TableCurve, ScenarioError> {
+    match (&t.file, &t.up, &t.down) {
+        (Some(f), None, None) => {
+            // A preset's data file is built in; a user's is read next to the scenario.
+            let user_dir_file = base_dir.join(f);
+            let (name, text) = match preset_files.iter().find(|(n, _)| n == f) {
+                Some((n, text)) if !user_dir_file.exists() => (format!("preset data file {n}"), text.to_string()),
+                _ => {
+                    let text = std::fs::read_to_string(&user_dir_file).map_err(|e| {
+                        loc.error(
+                            &split_key("device.table.file"),
+                            format!("cannot read {}: {e}", user_dir_file.display()),
+                        )
+                    })?;
+                    (user_dir_file.display().to_string(), text)
+                }
+            };
+            parse_table_csv(&text, &name)
+        }
+        (None, Some(up), Some(down)) => Ok(TableCurve {
+            up: up.clone(),
+            down: down.clone(),
+        }),
+        _ => Err(loc.error(
+            &split_key("device.table"),
+            "give either `file` (a CSV with columns direction,pulse,conductance) or both `up` and `down` arrays",
+        )),
+    }
+}
+
+/// Parses a measured-curve CSV (`direction,pulse,conductance`; direction `up` or `down`, pulses 0..n-1
+/// once each). Errors name the file, line and byte offset.
+pub fn parse_table_csv(text: &str, name: &str) -> Result<TableCurve, ScenarioError> {
+    let err = |pos: Option<&csv::Position>, message: String| ScenarioError {
+        origin: match pos {
+            Some(p) => format!("{name}:{} (byte {})", p.line(), p.byte()),
+            None => name.to_string(),
+        },
+        key: None,
+        message,
+    };
+    let mut rdr = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
+    let headers = rdr.headers().map_err(|e| err(e.position(), format!("cannot read the header: {e}")))?;
+    let want = ["direction", "pulse", "conductance"];
+    if headers.iter().collect::<Vec<_>>() != want {
+        return Err(err(
+            Some(&csv::Position::new().set_line(1).clone()),
+            format!("the header must be `direction,pulse,conductance`, got `{}`", headers.iter().collect::<Vec<_>>().join(",")),
+        ));
+    }
+    let mut sweeps: BTreeMap<bool, Vec<(u64, f64, csv::Position)>> = BTreeMap::new();
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| err(e.position(), format!("malformed row: {e}")))?;
+        let pos = rec.position().cloned().unwrap_or_else(csv::Position::new);
+        let up = match &rec[0] {
+            "up" => true,
+            "down" => false,
+            other => return Err(err(Some(&pos), format!("direction must be `up` or `down`, got `{other}`"))),
+        };
+        let pulse: u64 = rec[1]
+            .parse()
+            .map_err(|_| err(Some(&pos), format!("pulse must be a whole number >= 0, got `{}`", &rec[1])))?;
+        let g: f64 = rec[2]
+            .parse()
+            .map_err(|_| err(Some(&pos), format!("conductance must be a number (uS), got `{}`", &rec[2])))?;
+        sweeps.entry(up).or_default().push((pulse, g, pos));
+    }
+    let mut take = |up: bool| -> Result<Vec<f64>, ScenarioError> {
+        let dir = if up { "up" } else { "down" };
+        let mut rows = sweeps.remove(&up).unwrap_or_default();
+        rows.sort_by_key(|r| r.0);
+        for (i, (p, _, pos)) in rows.iter().enumerate() {
+            if *p != i as u64 {
+                return Err(err(
+                    Some(pos),
+                    format!("the {dir} sweep must list pulses 0, 1, 2, ... once each; pulse {i} is missing or repeated (found {p})"),
+                ));
+            }
+        }
+        let values: Vec<f64> = rows.iter().map(|r| r.1).collect();
+        // Report monotonicity problems at the row.
+        for i in 1..values.len() {
+            let ok = if up { values[i] > values[i - 1] } else { values[i] < values[i - 1] };
+            if !ok {
+                return Err(err(
+                    Some(&rows[i].2),
+                    format!(
+                        "the {dir} sweep must be strictly {} in pulse number: pulse {} has {} after {}; \
+                         smooth or thin out the measured curve",
+                        if up { "increasing" } else { "decreasing" },
+                        i,
+                        values[i],
+                        values[i - 1]
+                    ),
+                ));
+            }
+        }
+        if values.len() < 2 {
+            return Err(err(None, format!("the {dir} sweep needs at least 2 rows, got {}", values.len())));
+        }
+        Ok(values)
+    };
+    let up = take(true)?;
+    let down = take(false)?;
+    Ok(TableCurve { up, down })
+}
+
+/// A short human description of what a scenario defines (printed by `aimsim validate`).
+pub fn describe(s: &Scenario) -> String {
+    let mut out = format!("scenario `{}` (seed {})\n", s.name, s.seed);
+    if let Some(d) = &s.description {
+        out += &format!("  {d}\n");
+    }
+    out += "device: ";
+    if let Some(l) = &s.label {
+        out += &format!("{l}; ");
+    }
+    if let Some(p) = &s.preset {
+        out += &format!("preset {p}; ");
+    }
+    out += &format!("{}\n", s.device);
+    if let Some(c) = &s.citation {
+        out += &format!("  source: {c}\n");
+    }
+    out += &format!(
+        "protocol: {} pulses up then down, {} cycle(s), {} device(s)\n",
+        s.protocol.pulses, s.protocol.cycles, s.protocol.devices
+    );
+    out
+}
