@@ -27,15 +27,23 @@ pub struct ProtocolFlags {
 
 impl ProtocolFlags {
     fn as_overrides(&self) -> Vec<String> {
-        [("pulses", self.pulses), ("cycles", self.cycles), ("devices", self.devices)]
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| format!("protocol.{k}={v}")))
-            .collect()
+        [
+            ("pulses", self.pulses),
+            ("cycles", self.cycles),
+            ("devices", self.devices),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| format!("protocol.{k}={v}")))
+        .collect()
     }
 }
 
 /// Loads a scenario with the user's `--set` overrides (plus any extra ones), as every command does.
-pub fn load(path: &Path, sets: &[String], extra: &[String]) -> Result<Loaded, scenario::ScenarioError> {
+pub fn load(
+    path: &Path,
+    sets: &[String],
+    extra: &[String],
+) -> Result<Loaded, scenario::ScenarioError> {
     let all: Vec<String> = sets.iter().chain(extra).cloned().collect();
     scenario::load(path, &all)
 }
@@ -86,12 +94,19 @@ pub fn device(loaded: &Loaded, out: &Path) -> Result<DeviceRun> {
             trace: &trace,
             title: &title,
             subtitle: &subtitle,
+            unit: pop.unit(),
         },
     )?;
-    let files: Vec<String> = ["trace.csv", "trace.npy", "response.svg", "response.png", "manifest.json"]
-        .into_iter()
-        .map(String::from)
-        .collect();
+    let files: Vec<String> = [
+        "trace.csv",
+        "trace.npy",
+        "response.svg",
+        "response.png",
+        "manifest.json",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
     let manifest = json!({
         "command": "device",
         "aimsim_version": env!("CARGO_PKG_VERSION"),
@@ -114,13 +129,16 @@ pub fn device(loaded: &Loaded, out: &Path) -> Result<DeviceRun> {
         "trace": {
             "rows": trace.steps.len(),
             "devices": trace.devices,
-            "unit": "uS",
+            "unit": pop.unit(),
             "npy_layout": "rows x devices, float32, C order; row 0 = initial state, row r = after pulse r",
         },
         "files": files,
         "wall_s": started.elapsed().as_secs_f64(),
     });
-    write_atomic(&out.join("manifest.json"), serde_json::to_string_pretty(&manifest)?.as_bytes())?;
+    write_atomic(
+        &out.join("manifest.json"),
+        serde_json::to_string_pretty(&manifest)?.as_bytes(),
+    )?;
     Ok(DeviceRun {
         out: out.to_path_buf(),
         files,
@@ -132,4 +150,55 @@ pub fn device(loaded: &Loaded, out: &Path) -> Result<DeviceRun> {
 /// The protocol flags as overrides (exposed for the CLI).
 pub fn protocol_overrides(flags: &ProtocolFlags) -> Vec<String> {
     flags.as_overrides()
+}
+
+/// One line of `aimsim bench devices`.
+#[derive(Debug, Clone)]
+pub struct DeviceBench {
+    /// Preset measured.
+    pub preset: &'static str,
+    /// Model of the preset.
+    pub model: &'static str,
+    /// Single-pulse writes per second on one core.
+    pub pulses_per_s: f64,
+}
+
+/// Measures single-pulse write throughput of every built-in preset on one core: a population of
+/// `devices` devices (with the preset's d2d variation and noise) receives alternating blocks of up and
+/// down pulses, device after device, for about `seconds` per preset.
+pub fn bench_devices(devices: usize, seconds: f64) -> Result<Vec<DeviceBench>> {
+    let mut out = Vec::new();
+    for p in crate::presets::PRESETS {
+        let text = p.toml;
+        let (s, _, _) = scenario::load_str(text, p.name, Path::new("scenarios/devices"), &[])
+            .map_err(|e| anyhow::anyhow!("preset {}: {e}", p.name))?;
+        let mut draw = stream(s.seed, Purpose::DeviceDraw, 0);
+        let mut write = stream(s.seed, Purpose::Write, 0);
+        let mut pop = Population::new(&s.device, devices, &mut draw)?;
+        // Start mid-range so both directions move.
+        for i in 0..devices {
+            pop.pulse(i, (s.protocol.pulses / 2).max(1) as i32, &mut write);
+        }
+        let started = Instant::now();
+        let mut pulses = 0u64;
+        let mut round = 0u32;
+        while started.elapsed().as_secs_f64() < seconds {
+            // Eight rounds of 4 up pulses then 4 down pulses per device keep states away from the bounds.
+            let sign = if (round / 4).is_multiple_of(2) { 1 } else { -1 };
+            for i in 0..devices {
+                pop.pulse(i, sign, &mut write);
+            }
+            pulses += devices as u64;
+            round += 1;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        // Keep the optimizer from discarding the work.
+        std::hint::black_box(pop.states());
+        out.push(DeviceBench {
+            preset: p.name,
+            model: pop.model_name(),
+            pulses_per_s: pulses as f64 / elapsed,
+        });
+    }
+    Ok(out)
 }

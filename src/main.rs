@@ -63,6 +63,25 @@ enum Command {
     },
     /// List the built-in device presets (usable as `preset = "<name>"` in a [device] section).
     Presets,
+    /// Benchmarks that print figures; the last line of each is a machine-readable summary.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchWhat {
+    /// Single-pulse write throughput of every built-in preset on one core. Last line:
+    /// `device_pulses_per_s_min=<n> device_pulses_per_s_median=<n>`.
+    Devices {
+        /// Devices per population.
+        #[arg(long, default_value_t = 65_536)]
+        devices: usize,
+        /// Seconds of measurement per preset.
+        #[arg(long, default_value_t = 0.5)]
+        seconds: f64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -90,7 +109,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cycles,
                 devices,
             };
-            let loaded = commands::load(&scenario.scenario, &scenario.set, &commands::protocol_overrides(&flags))?;
+            let loaded = commands::load(
+                &scenario.scenario,
+                &scenario.set,
+                &commands::protocol_overrides(&flags),
+            )?;
             let run = commands::device(&loaded, &out)?;
             println!(
                 "{}: traced {} device(s) over {} pulse(s); wrote {} into {}",
@@ -108,12 +131,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("ok: {} is valid", scenario.scenario.display());
             Ok(())
         }
+        Command::Bench {
+            what: BenchWhat::Devices { devices, seconds },
+        } => {
+            if devices == 0 || !seconds.is_finite() || seconds <= 0.0 {
+                anyhow::bail!("--devices must be >= 1 and --seconds > 0");
+            }
+            let rows = commands::bench_devices(devices, seconds)?;
+            println!("{:<28} {:<14} {:>16}", "preset", "model", "pulses/s/core");
+            for r in &rows {
+                println!("{:<28} {:<14} {:>16.0}", r.preset, r.model, r.pulses_per_s);
+            }
+            let mut v: Vec<f64> = rows.iter().map(|r| r.pulses_per_s).collect();
+            v.sort_by(f64::total_cmp);
+            println!(
+                "device_pulses_per_s_min={:.0} device_pulses_per_s_median={:.0}",
+                v[0],
+                v[v.len() / 2]
+            );
+            Ok(())
+        }
         Command::Presets => {
             for p in PRESETS {
                 let label = p
                     .toml
                     .lines()
-                    .find_map(|l| l.trim().strip_prefix("label").map(|r| r.trim_start_matches([' ', '=']).trim_matches('"').to_string()))
+                    .find_map(|l| {
+                        l.trim().strip_prefix("label").map(|r| {
+                            r.trim_start_matches([' ', '='])
+                                .trim_matches('"')
+                                .to_string()
+                        })
+                    })
                     .unwrap_or_default();
                 println!("{:<28} {}", p.name, label);
             }

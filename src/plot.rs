@@ -16,7 +16,11 @@ static FONT: Once = Once::new();
 fn register_font() {
     FONT.call_once(|| {
         // The font is compiled in; failure would be a build defect, reported on first text draw.
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            dejavu::sans::regular(),
+        );
     });
 }
 
@@ -31,6 +35,8 @@ pub struct ResponsePlot<'a> {
     pub title: &'a str,
     /// Subtitle (model summary).
     pub subtitle: &'a str,
+    /// Unit of the trace values (`uS` or `w`).
+    pub unit: &'a str,
 }
 
 fn draw_response<DB: DrawingBackend>(area: DrawingArea<DB, Shift>, p: &ResponsePlot) -> Result<()>
@@ -50,7 +56,9 @@ where
     }
     let pad = ((hi - lo) * 0.05).max(1e-6);
     let last = t.steps.last().map_or(1, |s| s.pulse.max(1));
-    let titled = area.titled(p.title, ("sans-serif", 26)).map_err(|e| anyhow!("{e}"))?;
+    let titled = area
+        .titled(p.title, ("sans-serif", 26))
+        .map_err(|e| anyhow!("{e}"))?;
     let mut chart = ChartBuilder::on(&titled)
         .caption(p.subtitle, ("sans-serif", 15))
         .margin(12)
@@ -61,7 +69,11 @@ where
     chart
         .configure_mesh()
         .x_desc("pulse number")
-        .y_desc("conductance (uS)")
+        .y_desc(if p.unit == "uS" {
+            "conductance (uS)".to_string()
+        } else {
+            format!("weight ({})", p.unit)
+        })
         .axis_desc_style(("sans-serif", 18))
         .label_style(("sans-serif", 14))
         .draw()
@@ -70,14 +82,17 @@ where
     for d in 0..t.devices {
         let color = Palette99::pick(d).to_rgba();
         let series = LineSeries::new(
-            t.steps.iter().enumerate().map(|(row, s)| (s.pulse as f32, t.at(row, d))),
+            t.steps
+                .iter()
+                .enumerate()
+                .map(|(row, s)| (s.pulse as f32, t.at(row, d))),
             color.stroke_width(2),
         );
         let drawn = chart.draw_series(series).map_err(|e| anyhow!("{e}"))?;
         if legend {
-            drawn
-                .label(format!("device {d}"))
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
+            drawn.label(format!("device {d}")).legend(move |(x, y)| {
+                PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2))
+            });
         }
     }
     if legend {
@@ -98,12 +113,18 @@ where
 pub fn response(dir: &Path, stem: &str, p: &ResponsePlot) -> Result<()> {
     register_font();
     let mut svg = String::new();
-    draw_response(SVGBackend::with_string(&mut svg, SIZE).into_drawing_area(), p)?;
+    draw_response(
+        SVGBackend::with_string(&mut svg, SIZE).into_drawing_area(),
+        p,
+    )?;
     write_atomic(&dir.join(format!("{stem}.svg")), svg.as_bytes())?;
 
     let png = dir.join(format!("{stem}.png"));
     let tmp = temp_path(&png);
-    draw_response(BitMapBackend::new(&tmp, SIZE).into_drawing_area(), p)?;
-    std::fs::rename(&tmp, &png)?;
-    Ok(())
+    let drawn = draw_response(BitMapBackend::new(&tmp, SIZE).into_drawing_area(), p)
+        .and_then(|_| std::fs::rename(&tmp, &png).map_err(anyhow::Error::from));
+    if drawn.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    drawn
 }

@@ -11,7 +11,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use aimsim_devices::{
-    DeviceSpec, Dist, Model, NeuroSimParams, Param, Spread, StepKind, StepParams, TableCurve, Variation,
+    DeviceSpec, Dist, Model, NeuroSimParams, Param, Spread, StepKind, StepParams, TableCurve,
+    Variation,
 };
 use serde::Deserialize;
 use toml::{Table, Value};
@@ -255,7 +256,10 @@ fn find_span(text: &str, path: &[String]) -> Option<(std::ops::Range<usize>, boo
                 _ => return best.map(|s| (s, false)),
             }
         }
-        let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == seg.as_str()) else {
+        let Some((k, v)) = table
+            .iter()
+            .find(|(k, _)| k.get_ref().as_ref() == seg.as_str())
+        else {
             return best.map(|s| (s, false));
         };
         best = Some(k.span());
@@ -347,11 +351,18 @@ pub fn parse_override(raw: &str) -> Result<(Vec<String>, Value), ScenarioError> 
         message,
     };
     let Some((key, value)) = raw.split_once('=') else {
-        return Err(err("expected <dotted.key>=<value>, e.g. --set device.c2c=0.02".into()));
+        return Err(err(
+            "expected <dotted.key>=<value>, e.g. --set device.c2c=0.02".into(),
+        ));
     };
     let key = key.trim();
     let path = split_key(key);
-    if path.iter().any(|s| s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
+    if path.iter().any(|s| {
+        s.is_empty()
+            || !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    }) {
         return Err(err(format!(
             "`{key}` is not a dotted key path (letters, digits, `_` and `-` separated by dots)"
         )));
@@ -365,10 +376,17 @@ pub fn parse_override(raw: &str) -> Result<(Vec<String>, Value), ScenarioError> 
     Ok((path, parsed))
 }
 
-fn apply_override(table: &mut Table, path: &[String], value: Value, raw: &str) -> Result<(), ScenarioError> {
+fn apply_override(
+    table: &mut Table,
+    path: &[String],
+    value: Value,
+    raw: &str,
+) -> Result<(), ScenarioError> {
     let mut cur = table;
     for (i, seg) in path[..path.len() - 1].iter().enumerate() {
-        let entry = cur.entry(seg.clone()).or_insert_with(|| Value::Table(Table::new()));
+        let entry = cur
+            .entry(seg.clone())
+            .or_insert_with(|| Value::Table(Table::new()));
         cur = match entry {
             Value::Table(t) => t,
             _ => {
@@ -423,7 +441,10 @@ pub fn load_str(
         None => None,
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => {
-            return Err(locator.error(&split_key("device.preset"), "must be a string naming a built-in preset"));
+            return Err(locator.error(
+                &split_key("device.preset"),
+                "must be a string naming a built-in preset",
+            ));
         }
     };
     let mut preset_files: &[(&str, &str)] = &[];
@@ -433,7 +454,11 @@ pub fn load_str(
                 &split_key("device.preset"),
                 format!(
                     "unknown preset `{name}`; built-in presets: {}",
-                    presets::PRESETS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+                    presets::PRESETS
+                        .iter()
+                        .map(|p| p.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             ));
         };
@@ -475,7 +500,11 @@ pub fn load_str(
             })
             .collect();
         let message = e.inner().to_string();
-        let message = message.trim().trim_end_matches('.').replace('\n', " ");
+        let mut message = message.trim().trim_end_matches('.').replace('\n', " ");
+        // The TOML value deserializer appends the path itself; the error already names the key.
+        if let Some(idx) = message.rfind(" in `") {
+            message.truncate(idx);
+        }
         // Unknown fields are reported at the parent: name the field itself.
         if let Some(rest) = message.strip_prefix("unknown field `")
             && let Some((field, _)) = rest.split_once('`')
@@ -483,7 +512,13 @@ pub fn load_str(
         {
             path.push(field.to_string());
         }
-        // Missing fields: point at the section, name the field.
+        if path.is_empty() {
+            return ScenarioError {
+                origin: origin.to_string(),
+                key: None,
+                message: format!("{message} (a scenario needs a [scenario] section with `name`, and a [device] section)"),
+            };
+        }
         locator.error(&path, message)
     })?;
 
@@ -495,7 +530,13 @@ fn variation(v: &VariationSection, key: &str, loc: &Locator) -> Result<Variation
     let (dist, allowed): (Dist, [(&str, Option<f64>); 2]) = match v.dist {
         DistName::Normal => (Dist::Normal, [("sigma", v.sigma), ("cv", v.cv)]),
         DistName::Lognormal => (Dist::LogNormal, [("sigma", v.sigma), ("cv", v.cv)]),
-        DistName::Uniform => (Dist::Uniform, [("half_width", v.half_width), ("rel_half_width", v.rel_half_width)]),
+        DistName::Uniform => (
+            Dist::Uniform,
+            [
+                ("half_width", v.half_width),
+                ("rel_half_width", v.rel_half_width),
+            ],
+        ),
     };
     for (name, val) in [
         ("sigma", v.sigma),
@@ -556,7 +597,10 @@ fn convert(
         ("w_min", d.w_min.is_some()),
         ("w_max", d.w_max.is_some()),
     ];
-    let gamma = [("gamma_up", d.gamma_up.is_some()), ("gamma_down", d.gamma_down.is_some())];
+    let gamma = [
+        ("gamma_up", d.gamma_up.is_some()),
+        ("gamma_down", d.gamma_down.is_some()),
+    ];
     let exp_only = [
         ("a", d.a.is_some()),
         ("b", d.b.is_some()),
@@ -627,18 +671,34 @@ fn convert(
     }
 
     let required = |v: Option<f64>, k: &str, what: &str| {
-        v.ok_or_else(|| loc.error(&key(k), format!("missing: model `{model_str}` needs {what}")))
+        v.ok_or_else(|| {
+            loc.error(
+                &key(k),
+                format!("missing: model `{model_str}` needs {what}"),
+            )
+        })
     };
     let model = match model_name {
         ModelName::Neurosim => {
-            let levels = d
-                .levels
-                .ok_or_else(|| loc.error(&key("levels"), "missing: model `neurosim` needs the number of levels (>= 2)"))?;
+            let levels = d.levels.ok_or_else(|| {
+                loc.error(
+                    &key("levels"),
+                    "missing: model `neurosim` needs the number of levels (>= 2)",
+                )
+            })?;
             Model::NeuroSim(NeuroSimParams {
                 levels_up: levels,
                 levels_down: d.levels_down.unwrap_or(levels),
-                nl_up: required(d.nl_up, "nl_up", "the potentiation nonlinearity label (0 = linear)")?,
-                nl_down: required(d.nl_down, "nl_down", "the depression nonlinearity label (0 = linear)")?,
+                nl_up: required(
+                    d.nl_up,
+                    "nl_up",
+                    "the potentiation nonlinearity label (0 = linear)",
+                )?,
+                nl_down: required(
+                    d.nl_down,
+                    "nl_down",
+                    "the depression nonlinearity label (0 = linear)",
+                )?,
             })
         }
         ModelName::Table => {
@@ -675,19 +735,44 @@ fn convert(
             s.a_up = d.a_up.unwrap_or(0.0);
             s.a_down = d.a_down.unwrap_or(0.0);
             s.levels = d.levels;
+            s.g_range = match (d.g_min, d.g_max) {
+                (None, None) => None,
+                (Some(g0), Some(g1)) => Some((g0, g1)),
+                (Some(_), None) => {
+                    return Err(loc.error(
+                        &key("g_max"),
+                        "missing: a step model's conductance range needs both g_min and g_max",
+                    ));
+                }
+                (None, Some(_)) => {
+                    return Err(loc.error(
+                        &key("g_min"),
+                        "missing: a step model's conductance range needs both g_min and g_max",
+                    ));
+                }
+            };
             Model::Step(s)
         }
     };
     let mut spec = DeviceSpec::new(model);
     match &spec.model {
         Model::NeuroSim(_) => {
-            spec.g_min = required(d.g_min, "g_min", "the conductance of its lowest level in uS")?;
-            spec.g_max = required(d.g_max, "g_max", "the conductance of its highest level in uS")?;
+            spec.g_min = required(
+                d.g_min,
+                "g_min",
+                "the conductance of its lowest level in uS",
+            )?;
+            spec.g_max = required(
+                d.g_max,
+                "g_max",
+                "the conductance of its highest level in uS",
+            )?;
         }
-        _ => {
+        Model::Table(_) => {
             spec.g_min = d.g_min.unwrap_or(spec.g_min);
             spec.g_max = d.g_max.unwrap_or(spec.g_max);
         }
+        Model::Step(_) => {}
     }
     spec.c2c = d.c2c.unwrap_or(0.0);
     spec.read_noise = d.read_noise.unwrap_or(0.0);
@@ -731,7 +816,8 @@ fn convert(
         cycles: p.cycles.unwrap_or(1),
         devices: p.devices.unwrap_or(8),
     };
-    check_protocol(&protocol).map_err(|(k, m)| loc.error(&split_key(&format!("protocol.{k}")), m))?;
+    check_protocol(&protocol)
+        .map_err(|(k, m)| loc.error(&split_key(&format!("protocol.{k}")), m))?;
 
     Ok(Scenario {
         name: file.scenario.name,
@@ -819,13 +905,20 @@ pub fn parse_table_csv(text: &str, name: &str) -> Result<TableCurve, ScenarioErr
         key: None,
         message,
     };
-    let mut rdr = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
-    let headers = rdr.headers().map_err(|e| err(e.position(), format!("cannot read the header: {e}")))?;
+    let mut rdr = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let headers = rdr
+        .headers()
+        .map_err(|e| err(e.position(), format!("cannot read the header: {e}")))?;
     let want = ["direction", "pulse", "conductance"];
     if headers.iter().collect::<Vec<_>>() != want {
         return Err(err(
             Some(&csv::Position::new().set_line(1).clone()),
-            format!("the header must be `direction,pulse,conductance`, got `{}`", headers.iter().collect::<Vec<_>>().join(",")),
+            format!(
+                "the header must be `direction,pulse,conductance`, got `{}`",
+                headers.iter().collect::<Vec<_>>().join(",")
+            ),
         ));
     }
     let mut sweeps: BTreeMap<bool, Vec<(u64, f64, csv::Position)>> = BTreeMap::new();
@@ -835,14 +928,25 @@ pub fn parse_table_csv(text: &str, name: &str) -> Result<TableCurve, ScenarioErr
         let up = match &rec[0] {
             "up" => true,
             "down" => false,
-            other => return Err(err(Some(&pos), format!("direction must be `up` or `down`, got `{other}`"))),
+            other => {
+                return Err(err(
+                    Some(&pos),
+                    format!("direction must be `up` or `down`, got `{other}`"),
+                ));
+            }
         };
-        let pulse: u64 = rec[1]
-            .parse()
-            .map_err(|_| err(Some(&pos), format!("pulse must be a whole number >= 0, got `{}`", &rec[1])))?;
-        let g: f64 = rec[2]
-            .parse()
-            .map_err(|_| err(Some(&pos), format!("conductance must be a number (uS), got `{}`", &rec[2])))?;
+        let pulse: u64 = rec[1].parse().map_err(|_| {
+            err(
+                Some(&pos),
+                format!("pulse must be a whole number >= 0, got `{}`", &rec[1]),
+            )
+        })?;
+        let g: f64 = rec[2].parse().map_err(|_| {
+            err(
+                Some(&pos),
+                format!("conductance must be a number (uS), got `{}`", &rec[2]),
+            )
+        })?;
         sweeps.entry(up).or_default().push((pulse, g, pos));
     }
     let mut take = |up: bool| -> Result<Vec<f64>, ScenarioError> {
@@ -853,14 +957,20 @@ pub fn parse_table_csv(text: &str, name: &str) -> Result<TableCurve, ScenarioErr
             if *p != i as u64 {
                 return Err(err(
                     Some(pos),
-                    format!("the {dir} sweep must list pulses 0, 1, 2, ... once each; pulse {i} is missing or repeated (found {p})"),
+                    format!(
+                        "the {dir} sweep must list pulses 0, 1, 2, ... once each; pulse {i} is missing or repeated (found {p})"
+                    ),
                 ));
             }
         }
         let values: Vec<f64> = rows.iter().map(|r| r.1).collect();
         // Report monotonicity problems at the row.
         for i in 1..values.len() {
-            let ok = if up { values[i] > values[i - 1] } else { values[i] < values[i - 1] };
+            let ok = if up {
+                values[i] > values[i - 1]
+            } else {
+                values[i] < values[i - 1]
+            };
             if !ok {
                 return Err(err(
                     Some(&rows[i].2),
@@ -876,7 +986,13 @@ pub fn parse_table_csv(text: &str, name: &str) -> Result<TableCurve, ScenarioErr
             }
         }
         if values.len() < 2 {
-            return Err(err(None, format!("the {dir} sweep needs at least 2 rows, got {}", values.len())));
+            return Err(err(
+                None,
+                format!(
+                    "the {dir} sweep needs at least 2 rows, got {}",
+                    values.len()
+                ),
+            ));
         }
         Ok(values)
     };
@@ -907,4 +1023,111 @@ pub fn describe(s: &Scenario) -> String {
         s.protocol.pulses, s.protocol.cycles, s.protocol.devices
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The keys serde accepts where `zz_not_a_key` is written, read from its "unknown field" message.
+    fn accepted_keys(text: &str) -> Vec<String> {
+        let err = load_str(text, "t.toml", Path::new("."), &[]).unwrap_err();
+        let msg = err.message;
+        let list = msg
+            .split("expected one of ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no key list in: {msg}"));
+        list.split(", ")
+            .map(|k| k.trim().trim_matches('`').to_string())
+            .filter(|k| !k.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn every_key_is_documented() {
+        let doc = include_str!("../docs/scenarios.md");
+        let meta = "[scenario]\nname = \"t\"\n";
+        let dev = "[device]\nmodel = \"soft-bounds\"\ndw_min = 0.1\n";
+        let texts = [
+            format!("zz_not_a_key = 1\n{meta}{dev}"),
+            format!("{dev}[scenario]\nname = \"t\"\nzz_not_a_key = 1\n"),
+            format!("{meta}{dev}zz_not_a_key = 1\n"),
+            format!("{meta}{dev}[device.d2d]\nzz_not_a_key = 1\n"),
+            format!(
+                "{meta}{dev}[device.d2d.dw_min]\ndist = \"normal\"\ncv = 0.1\nzz_not_a_key = 1\n"
+            ),
+            format!("{meta}{dev}[device.table]\nzz_not_a_key = 1\n"),
+            format!("{meta}{dev}[protocol]\nzz_not_a_key = 1\n"),
+        ];
+        let mut total = 0;
+        for text in &texts {
+            let keys = accepted_keys(text);
+            assert!(keys.len() >= 3, "{text}: {keys:?}");
+            for k in keys {
+                total += 1;
+                let documented =
+                    doc.contains(&format!("`{k}`")) || doc.contains(&format!("`[{k}]`"));
+                assert!(documented, "docs/scenarios.md does not document `{k}`");
+            }
+        }
+        assert_eq!(
+            total, 58,
+            "a section gained or lost keys: update this count and docs/scenarios.md"
+        );
+    }
+
+    #[test]
+    fn overrides_parse_toml_or_fall_back_to_strings() {
+        let (p, v) = parse_override("device.c2c=0.5").unwrap();
+        assert_eq!(p, vec!["device", "c2c"]);
+        assert_eq!(v, Value::Float(0.5));
+        let (_, v) = parse_override("device.model=soft-bounds").unwrap();
+        assert_eq!(v, Value::String("soft-bounds".into()));
+        let (_, v) = parse_override("device.d2d.nl_up={dist=\"normal\",sigma=0.5}").unwrap();
+        assert!(v.is_table());
+        assert!(parse_override("novalue").is_err());
+        assert!(parse_override("a..b=1").is_err());
+    }
+
+    #[test]
+    fn preset_keys_merge_and_user_keys_win() {
+        let text = "[scenario]\nname = \"t\"\n[device]\npreset = \"neurosim-epiram\"\nc2c = 0.0\n";
+        let (s, _, _) = load_str(text, "t.toml", Path::new("."), &[]).unwrap();
+        assert_eq!(s.device.c2c, 0.0);
+        assert_eq!(s.preset.as_deref(), Some("neurosim-epiram"));
+        match &s.device.model {
+            Model::NeuroSim(n) => assert_eq!((n.nl_up, n.nl_down), (0.5, -0.5)),
+            m => panic!("{m:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_point_at_the_line_of_the_key() {
+        let text = "[scenario]\nname = \"t\"\n\n[device]\nmodel = \"neurosim\"\nlevels = 64\ng_min = 2.0\ng_max = 1.0\nnl_up = 1\nnl_down = -1\n";
+        let e = load_str(text, "t.toml", Path::new("."), &[]).unwrap_err();
+        assert_eq!(e.origin, "t.toml:7:1");
+        assert_eq!(e.key.as_deref(), Some("device.g_min"));
+        let e = load_str(text, "t.toml", Path::new("."), &["device.g_max=0.5".into()]).unwrap_err();
+        assert_eq!(e.origin, "t.toml:7:1", "g_min is still the offending key");
+        let e = load_str(text, "t.toml", Path::new("."), &["device.g_min=-1".into()]).unwrap_err();
+        assert_eq!(e.origin, "--set device.g_min=-1");
+    }
+
+    #[test]
+    fn table_csv_errors_name_line_and_byte() {
+        let csv = "direction,pulse,conductance\nup,0,1\nup,1,0.5\ndown,0,2\ndown,1,1\n";
+        let e = parse_table_csv(csv, "m.csv").unwrap_err();
+        assert!(e.origin.starts_with("m.csv:3 (byte "), "{}", e.origin);
+        let ok = "direction,pulse,conductance\ndown,1,1\nup,1,2\nup,0,1\ndown,0,2\n";
+        let t = parse_table_csv(ok, "m.csv").unwrap();
+        assert_eq!(t.up, vec![1.0, 2.0]);
+        assert_eq!(t.down, vec![2.0, 1.0]);
+        let gap = "direction,pulse,conductance\nup,0,1\nup,2,2\ndown,0,2\ndown,1,1\n";
+        assert!(
+            parse_table_csv(gap, "m.csv")
+                .unwrap_err()
+                .message
+                .contains("pulse 1")
+        );
+    }
 }

@@ -14,6 +14,6 @@ pub mod spec;
 
 pub use population::Population;
 pub use spec::{
-    DeviceSpec, Dist, Model, NeuroSimParams, Param, SpecError, Spread, StepKind, StepParams, TableCurve,
-    Variation,
+    DeviceSpec, Dist, Model, NeuroSimParams, Param, SpecError, Spread, StepKind, StepParams,
+    TableCurve, Variation,
 };

@@ -77,6 +77,7 @@ pub struct Population {
     levels_up: Option<u32>,
     levels_down: Option<u32>,
     name: &'static str,
+    weight_units: bool,
 }
 
 /// Distance to an integer below which a recovered pulse position is taken to be that integer; absorbs the
@@ -102,7 +103,11 @@ impl Population {
     /// Builds `n` devices from a validated spec, drawing device-to-device variation and stuck devices from
     /// `rng` device by device (so the first `m` devices do not depend on `n`). All devices start at their
     /// lower bound, stuck devices at their stuck value.
-    pub fn new<R: Rng + ?Sized>(spec: &DeviceSpec, n: usize, rng: &mut R) -> Result<Self, SpecError> {
+    pub fn new<R: Rng + ?Sized>(
+        spec: &DeviceSpec,
+        n: usize,
+        rng: &mut R,
+    ) -> Result<Self, SpecError> {
         spec.validate()?;
         let varied: Vec<Param> = Param::ALL
             .into_iter()
@@ -132,7 +137,9 @@ impl Population {
                 stuck_u.push(if class == 3 { rng.random::<f64>() } else { 0.0 });
             }
             for p in &varied {
-                let nominal = spec.nominal(*p).expect("validated: parameter belongs to the model");
+                let nominal = spec
+                    .nominal(*p)
+                    .expect("validated: parameter belongs to the model");
                 let v = spec.variation(*p).expect("filtered").sample(nominal, rng);
                 draws[*p as usize].as_mut().expect("allocated").push(v);
             }
@@ -145,8 +152,16 @@ impl Population {
                 let range = s.w_max - s.w_min;
                 let eps = 1e-3 * range;
                 let soft = s.kind == StepKind::SoftBounds || s.kind == StepKind::Linear;
-                let mut lo = column(d(Param::WMin), s.w_min, |v| if soft { v.min(-1e-3 * s.w_min.abs()) } else { v });
-                let mut hi = column(d(Param::WMax), s.w_max, |v| if soft { v.max(1e-3 * s.w_max.abs()) } else { v });
+                let mut lo = column(d(Param::WMin), s.w_min, |v| {
+                    if soft {
+                        v.min(-1e-3 * s.w_min.abs())
+                    } else {
+                        v
+                    }
+                });
+                let mut hi = column(d(Param::WMax), s.w_max, |v| {
+                    if soft { v.max(1e-3 * s.w_max.abs()) } else { v }
+                });
                 // Keep hi above lo for every device.
                 if let (PerDevice::Each(_), _) | (_, PerDevice::Each(_)) = (&lo, &hi) {
                     let lo_v: Vec<f32> = (0..n).map(|i| lo.get(i)).collect();
@@ -161,18 +176,24 @@ impl Population {
                 // dw_up = (gain + min(ud,0) + r) dw_min, dw_down = (gain - max(ud,0) - r) dw_min, with
                 // gain*dw_min the device's dw_min and r the device's deviation of up_down.
                 let dw_up = combine(&gain, &ud, n, |g, u| {
-                    (g as f64 + s.dw_min * (s.up_down.min(0.0) + (u as f64 - s.up_down))).max(0.0) as f32
+                    (g as f64 + s.dw_min * (s.up_down.min(0.0) + (u as f64 - s.up_down))).max(0.0)
+                        as f32
                 });
                 let dw_down = combine(&gain, &ud, n, |g, u| {
-                    (g as f64 + s.dw_min * (-s.up_down.max(0.0) - (u as f64 - s.up_down))).max(0.0) as f32
+                    (g as f64 + s.dw_min * (-s.up_down.max(0.0) - (u as f64 - s.up_down))).max(0.0)
+                        as f32
                 });
                 let nonneg = s.kind == StepKind::Pow;
                 let kernel = StepKernel {
                     kind: s.kind,
                     dw_up,
                     dw_down,
-                    gamma_up: column(d(Param::GammaUp), s.gamma_up, |v| if nonneg { v.max(0.0) } else { v }),
-                    gamma_down: column(d(Param::GammaDown), s.gamma_down, |v| if nonneg { v.max(0.0) } else { v }),
+                    gamma_up: column(d(Param::GammaUp), s.gamma_up, |v| {
+                        if nonneg { v.max(0.0) } else { v }
+                    }),
+                    gamma_down: column(d(Param::GammaDown), s.gamma_down, |v| {
+                        if nonneg { v.max(0.0) } else { v }
+                    }),
                     a: column(d(Param::A), s.a, |v| v),
                     b: column(d(Param::B), s.b, |v| v),
                     a_up: column(d(Param::AUp), s.a_up, |v| v),
@@ -181,9 +202,38 @@ impl Population {
                     w_max: s.w_max as f32,
                     levels: s.levels,
                 };
-                let g_scale = g_range / range;
-                let g_off = spec.g_min - s.w_min * g_scale;
-                (Kernel::Step(kernel), lo, hi, g_off, g_scale, s.levels, s.levels)
+                // Weight units unless a conductance range is given; then the nominal weight range maps
+                // linearly onto it, and no device's lower bound may map below 0 uS.
+                let (g_off, g_scale) = match s.g_range {
+                    None => (0.0, 1.0),
+                    Some((g0, g1)) => {
+                        let scale = (g1 - g0) / range;
+                        (g0 - s.w_min * scale, scale)
+                    }
+                };
+                if s.g_range.is_some() {
+                    let floor = (-g_off / g_scale) as f32;
+                    lo = match lo {
+                        PerDevice::Shared(v) => PerDevice::Shared(v.max(floor)),
+                        PerDevice::Each(v) => {
+                            PerDevice::Each(v.into_iter().map(|x| x.max(floor)).collect())
+                        }
+                    };
+                    if let PerDevice::Each(h) = &mut hi {
+                        for (i, x) in h.iter_mut().enumerate() {
+                            *x = x.max(lo.get(i) + eps as f32);
+                        }
+                    }
+                }
+                (
+                    Kernel::Step(kernel),
+                    lo,
+                    hi,
+                    g_off,
+                    g_scale,
+                    s.levels,
+                    s.levels,
+                )
             }
             Model::NeuroSim(p) => {
                 let curves = |levels: u32, nl: f64, param: Param| match d(param) {
@@ -209,7 +259,11 @@ impl Population {
             }
             Model::Table(t) => {
                 let (tlo, thi) = (t.g_lo(), t.g_hi());
-                let norm = |v: &[f64]| v.iter().map(|g| (g - tlo) / (thi - tlo)).collect::<Vec<_>>();
+                let norm = |v: &[f64]| {
+                    v.iter()
+                        .map(|g| (g - tlo) / (thi - tlo))
+                        .collect::<Vec<_>>()
+                };
                 let (lo, hi) = conductance_bounds(spec, d(Param::GMin), d(Param::GMax), n);
                 (
                     Kernel::Table {
@@ -239,7 +293,10 @@ impl Population {
                 };
             }
         }
-        let native_range = g_range / g_scale;
+        let native_range = match &spec.model {
+            Model::Step(s) => s.w_max - s.w_min,
+            _ => g_range,
+        };
         Ok(Population {
             kernel,
             state,
@@ -253,6 +310,7 @@ impl Population {
             levels_up,
             levels_down,
             name: spec.model.name(),
+            weight_units: matches!(&spec.model, Model::Step(s) if s.g_range.is_none()),
         })
     }
 
@@ -269,6 +327,12 @@ impl Population {
     /// Scenario name of the model.
     pub fn model_name(&self) -> &'static str {
         self.name
+    }
+
+    /// Unit of [`Population::conductance`]: `"uS"`, or `"w"` (weight units) for a step model without a
+    /// conductance range.
+    pub fn unit(&self) -> &'static str {
+        if self.weight_units { "w" } else { "uS" }
     }
 
     /// Levels of a full potentiation sweep and of a full depression sweep, for discrete models.
@@ -293,13 +357,13 @@ impl Population {
         (self.lo.get(i), self.hi.get(i))
     }
 
-    /// Conductance of device `i` in uS (noise-free).
+    /// Conductance of device `i` (noise-free), in [`Population::unit`].
     #[inline]
     pub fn conductance(&self, i: usize) -> f32 {
         (self.g_off + self.g_scale * self.state[i] as f64) as f32
     }
 
-    /// Conductance bounds of device `i` in uS.
+    /// Conductance bounds of device `i`, in [`Population::unit`].
     pub fn conductance_bounds(&self, i: usize) -> (f32, f32) {
         let (l, h) = self.bounds(i);
         let m = |v: f32| (self.g_off + self.g_scale * v as f64) as f32;
@@ -312,7 +376,9 @@ impl Population {
         !self.stuck.is_empty() && self.stuck[i]
     }
 
-    /// A noisy read of device `i`'s conductance in uS: `G + read_noise (g_max - g_min) xi`, not clipped
+    /// A noisy read of device `i`'s conductance (in [`Population::unit`]): `G + read_noise range xi`, where
+    /// range is `g_max - g_min` (or `w_max - w_min` for step models, mapped to uS when they have a
+    /// conductance range); not clipped
     /// (a read is a current measurement and does not disturb the device).
     #[inline]
     pub fn read<R: Rng + ?Sized>(&self, i: usize, rng: &mut R) -> f32 {
@@ -406,7 +472,12 @@ fn conductance_bounds(
 }
 
 /// Per-device combination of two columns.
-fn combine(a: &PerDevice<f32>, b: &PerDevice<f32>, n: usize, f: impl Fn(f32, f32) -> f32) -> PerDevice<f32> {
+fn combine(
+    a: &PerDevice<f32>,
+    b: &PerDevice<f32>,
+    n: usize,
+    f: impl Fn(f32, f32) -> f32,
+) -> PerDevice<f32> {
     match (a, b) {
         (PerDevice::Shared(x), PerDevice::Shared(y)) => PerDevice::Shared(f(*x, *y)),
         _ => PerDevice::Each((0..n).map(|i| f(a.get(i), b.get(i))).collect()),
@@ -415,7 +486,14 @@ fn combine(a: &PerDevice<f32>, b: &PerDevice<f32>, n: usize, f: impl Fn(f32, f32
 
 /// Writes a curve model's new normalized position, with NeuroSim's lumped c2c noise.
 #[inline]
-fn curve_write<R: Rng + ?Sized>(lo: f64, range: f64, u_new: f64, n: i32, c2c: f32, rng: &mut R) -> f32 {
+fn curve_write<R: Rng + ?Sized>(
+    lo: f64,
+    range: f64,
+    u_new: f64,
+    n: i32,
+    c2c: f32,
+    rng: &mut R,
+) -> f32 {
     let mut g = lo + range * u_new;
     if c2c > 0.0 {
         let xi: f64 = StandardNormal.sample(rng);
@@ -438,8 +516,16 @@ fn step_pulses<R: Rng + ?Sized>(
     rng: &mut R,
 ) -> f32 {
     let up = n > 0;
-    let dw = if up { k.dw_up.get(i) } else { -k.dw_down.get(i) };
-    let gamma = if up { k.gamma_up.get(i) } else { k.gamma_down.get(i) };
+    let dw = if up {
+        k.dw_up.get(i)
+    } else {
+        -k.dw_down.get(i)
+    };
+    let gamma = if up {
+        k.gamma_up.get(i)
+    } else {
+        k.gamma_down.get(i)
+    };
     for _ in 0..n.unsigned_abs() {
         let shape = match k.kind {
             StepKind::Constant => 1.0,
@@ -466,7 +552,11 @@ fn step_pulses<R: Rng + ?Sized>(
                 }
             }
             StepKind::Pow => {
-                let x = if up { (hi - w) / (hi - lo) } else { (w - lo) / (hi - lo) };
+                let x = if up {
+                    (hi - w) / (hi - lo)
+                } else {
+                    (w - lo) / (hi - lo)
+                };
                 x.max(0.0).powf(gamma)
             }
         };
@@ -491,7 +581,11 @@ fn quantize<R: Rng + ?Sized>(w: f32, lo: f32, hi: f32, levels: u32, rng: &mut R)
     let q = ((w - lo) / spacing).clamp(0.0, top);
     let floor = q.floor();
     let frac = q - floor;
-    let k = if frac > 0.0 && rng.random::<f32>() < frac { floor + 1.0 } else { floor };
+    let k = if frac > 0.0 && rng.random::<f32>() < frac {
+        floor + 1.0
+    } else {
+        floor
+    };
     if k >= top { hi } else { lo + k * spacing }
 }
 

@@ -214,13 +214,27 @@ impl Variation {
 
     fn validate(&self, key: &str, nominal: f64) -> Result<(), SpecError> {
         let (v, what) = match self.spread {
-            Spread::Absolute(s) => (s, if self.dist == Dist::Uniform { "half_width" } else { "sigma" }),
-            Spread::Relative(r) => (r, if self.dist == Dist::Uniform { "rel_half_width" } else { "cv" }),
+            Spread::Absolute(s) => (
+                s,
+                if self.dist == Dist::Uniform {
+                    "half_width"
+                } else {
+                    "sigma"
+                },
+            ),
+            Spread::Relative(r) => (
+                r,
+                if self.dist == Dist::Uniform {
+                    "rel_half_width"
+                } else {
+                    "cv"
+                },
+            ),
         };
-        if !v.is_finite() || v < 0.0 {
+        if !v.is_finite() || !(0.0..=MAGNITUDE_LIMIT).contains(&v) {
             return Err(SpecError::new(
                 format!("{key}.{what}"),
-                format!("must be a finite number >= 0, got {v}"),
+                format!("must be a finite number in [0, {MAGNITUDE_LIMIT:e}], got {v}"),
             ));
         }
         if self.dist == Dist::LogNormal && nominal == 0.0 && v > 0.0 {
@@ -261,6 +275,9 @@ pub struct StepParams {
     pub a_down: f64,
     /// Optional number of discrete states between the device's bounds (stochastic rounding).
     pub levels: Option<u32>,
+    /// Optional conductance range `(g_min, g_max)` in uS onto which the nominal weight range
+    /// `[w_min, w_max]` maps linearly. Without it, conductances are reported in weight units.
+    pub g_range: Option<(f64, f64)>,
 }
 
 impl StepParams {
@@ -279,6 +296,7 @@ impl StepParams {
             a_up: 0.0,
             a_down: 0.0,
             levels: None,
+            g_range: None,
         }
     }
 
@@ -327,11 +345,19 @@ pub struct TableCurve {
 impl TableCurve {
     /// Lowest conductance of the table.
     pub fn g_lo(&self) -> f64 {
-        self.up.iter().chain(&self.down).copied().fold(f64::INFINITY, f64::min)
+        self.up
+            .iter()
+            .chain(&self.down)
+            .copied()
+            .fold(f64::INFINITY, f64::min)
     }
     /// Highest conductance of the table.
     pub fn g_hi(&self) -> f64 {
-        self.up.iter().chain(&self.down).copied().fold(f64::NEG_INFINITY, f64::max)
+        self.up
+            .iter()
+            .chain(&self.down)
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max)
     }
 }
 
@@ -404,9 +430,9 @@ impl DeviceSpec {
     /// Nominal value of a parameter, if this spec's model has it.
     pub fn nominal(&self, p: Param) -> Option<f64> {
         match (&self.model, p) {
+            (Model::Step(s), p) => s.nominal(p),
             (_, Param::GMin) => Some(self.g_min),
             (_, Param::GMax) => Some(self.g_max),
-            (Model::Step(s), p) => s.nominal(p),
             (Model::NeuroSim(n), Param::NlUp) => Some(n.nl_up),
             (Model::NeuroSim(n), Param::NlDown) => Some(n.nl_down),
             _ => None,
@@ -445,26 +471,33 @@ impl DeviceSpec {
 
     /// Checks every physical rule; the first violation is returned.
     pub fn validate(&self) -> Result<(), SpecError> {
-        fn finite(key: &str, v: f64) -> Result<(), SpecError> {
-            if v.is_finite() {
-                Ok(())
-            } else {
-                Err(SpecError::new(key, format!("must be a finite number, got {v}")))
-            }
-        }
         fn fraction(key: &str, v: f64) -> Result<(), SpecError> {
             if (0.0..=1.0).contains(&v) {
                 Ok(())
             } else {
-                Err(SpecError::new(key, format!("is a fraction of devices and must lie in [0, 1], got {v}")))
+                Err(SpecError::new(
+                    key,
+                    format!("is a fraction of devices and must lie in [0, 1], got {v}"),
+                ))
             }
         }
         fn sigma(key: &str, v: f64) -> Result<(), SpecError> {
-            if v.is_finite() && v >= 0.0 {
+            if v.is_finite() && (0.0..=MAGNITUDE_LIMIT).contains(&v) {
                 Ok(())
             } else {
-                Err(SpecError::new(key, format!("is a standard deviation and must be >= 0, got {v}")))
+                Err(SpecError::new(
+                    key,
+                    format!(
+                        "is a standard deviation and must lie in [0, {MAGNITUDE_LIMIT:e}], got {v}"
+                    ),
+                ))
             }
+        }
+        // The model's own keys first: a table's defaults for g_min/g_max come from the table.
+        match &self.model {
+            Model::Step(s) => validate_step(s)?,
+            Model::NeuroSim(n) => validate_neurosim(n)?,
+            Model::Table(t) => validate_table(t)?,
         }
         finite("g_min", self.g_min)?;
         finite("g_max", self.g_max)?;
@@ -495,11 +528,6 @@ impl DeviceSpec {
                 format!("stuck_min + stuck_max + stuck_random must not exceed 1, got {stuck}"),
             ));
         }
-        match &self.model {
-            Model::Step(s) => validate_step(s)?,
-            Model::NeuroSim(n) => validate_neurosim(n)?,
-            Model::Table(t) => validate_table(t)?,
-        }
         for (p, v) in &self.d2d {
             let key = format!("d2d.{}", p.key());
             let Some(nominal) = self.nominal(*p) else {
@@ -524,6 +552,35 @@ impl DeviceSpec {
     }
 }
 
+/// Largest magnitude accepted for any parameter: devices compute in f32, whose range ends near 3e38, so
+/// this leaves room for products and sums.
+pub const MAGNITUDE_LIMIT: f64 = 1e30;
+
+/// Largest number of levels of a discrete model (pulse positions stay exact in f32 far beyond it).
+pub const MAX_LEVELS: u32 = 1_000_000;
+
+fn finite(key: &str, v: f64) -> Result<(), SpecError> {
+    if v.is_finite() && v.abs() <= MAGNITUDE_LIMIT {
+        Ok(())
+    } else {
+        Err(SpecError::new(
+            key,
+            format!("must be a finite number of magnitude at most {MAGNITUDE_LIMIT:e}, got {v}"),
+        ))
+    }
+}
+
+fn levels_ok(key: &str, l: u32) -> Result<(), SpecError> {
+    if (2..=MAX_LEVELS).contains(&l) {
+        Ok(())
+    } else {
+        Err(SpecError::new(
+            key,
+            format!("a device needs between 2 and {MAX_LEVELS} levels, got {l}"),
+        ))
+    }
+}
+
 fn validate_step(s: &StepParams) -> Result<(), SpecError> {
     for (k, v) in [
         ("dw_min", s.dw_min),
@@ -537,9 +594,7 @@ fn validate_step(s: &StepParams) -> Result<(), SpecError> {
         ("a_up", s.a_up),
         ("a_down", s.a_down),
     ] {
-        if !v.is_finite() {
-            return Err(SpecError::new(k, format!("must be a finite number, got {v}")));
-        }
+        finite(k, v)?;
     }
     if s.dw_min <= 0.0 {
         return Err(SpecError::new(
@@ -566,7 +621,10 @@ fn validate_step(s: &StepParams) -> Result<(), SpecError> {
     if !(-1.0..=1.0).contains(&s.up_down) {
         return Err(SpecError::new(
             "up_down",
-            format!("the up/down asymmetry must lie in [-1, 1] (a step cannot change sign), got {}", s.up_down),
+            format!(
+                "the up/down asymmetry must lie in [-1, 1] (a step cannot change sign), got {}",
+                s.up_down
+            ),
         ));
     }
     match s.kind {
@@ -600,13 +658,26 @@ fn validate_step(s: &StepParams) -> Result<(), SpecError> {
         }
         _ => {}
     }
-    if let Some(l) = s.levels
-        && l < 2
-    {
-        return Err(SpecError::new(
-            "levels",
-            format!("a device needs at least 2 levels, got {l}"),
-        ));
+    if let Some((lo, hi)) = s.g_range {
+        finite("g_min", lo)?;
+        finite("g_max", hi)?;
+        if lo < 0.0 {
+            return Err(SpecError::new(
+                "g_min",
+                format!("conductances must be finite and >= 0 uS, got [{lo}, {hi}]"),
+            ));
+        }
+        if lo >= hi {
+            return Err(SpecError::new(
+                "g_min",
+                format!(
+                    "g_min ({lo}) must be below g_max ({hi}): the device's conductance range would be empty"
+                ),
+            ));
+        }
+    }
+    if let Some(l) = s.levels {
+        levels_ok("levels", l)?;
     }
     Ok(())
 }
@@ -617,9 +688,7 @@ pub const NL_LIMIT: f64 = 10.0;
 
 fn validate_neurosim(n: &NeuroSimParams) -> Result<(), SpecError> {
     for (k, l) in [("levels", n.levels_up), ("levels_down", n.levels_down)] {
-        if l < 2 {
-            return Err(SpecError::new(k, format!("a device needs at least 2 levels, got {l}")));
-        }
+        levels_ok(k, l)?;
     }
     for (k, v) in [("nl_up", n.nl_up), ("nl_down", n.nl_down)] {
         if !v.is_finite() || v.abs() > NL_LIMIT {
@@ -640,14 +709,19 @@ fn validate_table(t: &TableCurve) -> Result<(), SpecError> {
         if v.len() < 2 {
             return Err(SpecError::new(
                 k,
-                format!("a sweep needs at least 2 points (pulse 0 and 1), got {}", v.len()),
+                format!(
+                    "a sweep needs at least 2 points (pulse 0 and 1), got {}",
+                    v.len()
+                ),
             ));
         }
         for (i, g) in v.iter().enumerate() {
-            if !g.is_finite() || *g < 0.0 {
+            if !g.is_finite() || *g < 0.0 || *g > MAGNITUDE_LIMIT {
                 return Err(SpecError::new(
                     k,
-                    format!("point {i} (pulse {i}) is {g}: conductances must be finite and >= 0"),
+                    format!(
+                        "point {i} (pulse {i}) is {g}: conductances must be finite, >= 0 and at most {MAGNITUDE_LIMIT:e} uS"
+                    ),
                 ));
             }
         }
@@ -704,21 +778,30 @@ impl fmt::Display for DeviceSpec {
                 ", levels {}/{} (up/down), NL {}/{} (up/down)",
                 n.levels_up, n.levels_down, n.nl_up, n.nl_down
             )?,
-            Model::Table(t) => write!(f, ", table of {} up / {} down points", t.up.len(), t.down.len())?,
+            Model::Table(t) => write!(
+                f,
+                ", table of {} up / {} down points",
+                t.up.len(),
+                t.down.len()
+            )?,
         }
-        write!(
-            f,
-            "; G in [{}, {}] uS (on/off {}); c2c {}; read noise {}",
-            self.g_min,
-            self.g_max,
-            if self.g_min > 0.0 {
-                format!("{:.3}", self.g_max / self.g_min)
-            } else {
-                "inf".to_string()
-            },
-            self.c2c,
-            self.read_noise
-        )?;
+        let g = match &self.model {
+            Model::Step(s) => s.g_range,
+            _ => Some((self.g_min, self.g_max)),
+        };
+        match g {
+            Some((g0, g1)) => write!(
+                f,
+                "; G in [{g0}, {g1}] uS (on/off {})",
+                if g0 > 0.0 {
+                    format!("{:.3}", g1 / g0)
+                } else {
+                    "inf".to_string()
+                }
+            )?,
+            None => write!(f, "; reported in weight units (no g_min/g_max)")?,
+        }
+        write!(f, "; c2c {}; read noise {}", self.c2c, self.read_noise)?;
         if self.stuck_min + self.stuck_max + self.stuck_random > 0.0 {
             write!(
                 f,
@@ -729,7 +812,7 @@ impl fmt::Display for DeviceSpec {
         for (p, v) in &self.d2d {
             let spread = match v.spread {
                 Spread::Absolute(s) => format!("{s}"),
-                Spread::Relative(r) => format!("{}%", r * 100.0),
+                Spread::Relative(r) => format!("{}%", (r * 1e8).round() / 1e6),
             };
             write!(f, "; d2d {} {} {}", p.key(), v.dist.name(), spread)?;
         }

@@ -9,8 +9,8 @@
 
 use aimsim_devices::curves::{ExpCurve, a_norm};
 use aimsim_devices::{
-    DeviceSpec, Dist, Model, NeuroSimParams, Param, Population, Spread, StepKind, StepParams, TableCurve,
-    Variation,
+    DeviceSpec, Dist, Model, NeuroSimParams, Param, Population, Spread, StepKind, StepParams,
+    TableCurve, Variation,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -75,10 +75,17 @@ fn step_params(kind: StepKind, dw: f64) -> StepParams {
 fn step_spec(kind: StepKind, dw: f64, levels: Option<u32>) -> DeviceSpec {
     let mut p = step_params(kind, dw);
     p.levels = levels;
-    let mut s = DeviceSpec::new(Model::Step(p));
-    s.g_min = 1.0;
-    s.g_max = 21.0;
-    s
+    p.g_range = Some((1.0, 21.0));
+    DeviceSpec::new(Model::Step(p))
+}
+
+/// Width of the range that `conductance()` reports in: `g_max - g_min` (uS), or for step models the
+/// mapped conductance range, or the nominal weight range when they report in weight units.
+fn g_span(s: &DeviceSpec) -> f64 {
+    match &s.model {
+        Model::Step(p) => p.g_range.map_or(p.w_max - p.w_min, |(a, b)| b - a),
+        _ => s.g_max - s.g_min,
+    }
 }
 
 fn neurosim_spec(levels_up: u32, levels_down: u32, nl_up: f64, nl_down: f64) -> DeviceSpec {
@@ -95,7 +102,9 @@ fn neurosim_spec(levels_up: u32, levels_down: u32, nl_up: f64, nl_down: f64) -> 
 
 /// A measured-looking table: saturating up sweep, convex down sweep, shared end points.
 fn table_curve() -> TableCurve {
-    let up: Vec<f64> = (0..40).map(|k| 2.0 + 18.0 * (1.0 - (-(k as f64) / 15.0).exp())).collect();
+    let up: Vec<f64> = (0..40)
+        .map(|k| 2.0 + 18.0 * (1.0 - (-(k as f64) / 15.0).exp()))
+        .collect();
     let top = *up.last().unwrap();
     let down: Vec<f64> = (0..30)
         .map(|k| 2.0 + (top - 2.0) * (1.0 - (k as f64 / 29.0).powf(0.6)))
@@ -115,22 +124,29 @@ fn noisy(mut s: DeviceSpec, c2c: f64) -> DeviceSpec {
     match &s.model {
         Model::Step(p) => {
             s.d2d.push((Param::DwMin, rel(0.3)));
-            s.d2d.push((Param::UpDown, var(Dist::Normal, Spread::Absolute(0.1))));
-            s.d2d.push((Param::WMin, var(Dist::Uniform, Spread::Relative(0.1))));
-            s.d2d.push((Param::WMax, var(Dist::LogNormal, Spread::Relative(0.1))));
+            s.d2d
+                .push((Param::UpDown, var(Dist::Normal, Spread::Absolute(0.1))));
+            s.d2d
+                .push((Param::WMin, var(Dist::Uniform, Spread::Relative(0.1))));
+            s.d2d
+                .push((Param::WMax, var(Dist::LogNormal, Spread::Relative(0.1))));
             if matches!(p.kind, StepKind::Linear | StepKind::Pow | StepKind::Exp) {
                 s.d2d.push((Param::GammaUp, rel(0.1)));
                 s.d2d.push((Param::GammaDown, rel(0.1)));
             }
         }
         Model::NeuroSim(_) => {
-            s.d2d.push((Param::NlUp, var(Dist::Normal, Spread::Absolute(0.3))));
-            s.d2d.push((Param::NlDown, var(Dist::Normal, Spread::Absolute(0.3))));
+            s.d2d
+                .push((Param::NlUp, var(Dist::Normal, Spread::Absolute(0.3))));
+            s.d2d
+                .push((Param::NlDown, var(Dist::Normal, Spread::Absolute(0.3))));
             s.d2d.push((Param::GMin, rel(0.05)));
-            s.d2d.push((Param::GMax, var(Dist::LogNormal, Spread::Relative(0.1))));
+            s.d2d
+                .push((Param::GMax, var(Dist::LogNormal, Spread::Relative(0.1))));
         }
         Model::Table(_) => {
-            s.d2d.push((Param::GMin, var(Dist::Uniform, Spread::Relative(0.1))));
+            s.d2d
+                .push((Param::GMin, var(Dist::Uniform, Spread::Relative(0.1))));
             s.d2d.push((Param::GMax, rel(0.1)));
         }
     }
@@ -140,7 +156,10 @@ fn noisy(mut s: DeviceSpec, c2c: f64) -> DeviceSpec {
 
 /// Parameters a spec's model can vary (those with a nominal value).
 fn variable_params(s: &DeviceSpec) -> Vec<Param> {
-    Param::ALL.into_iter().filter(|p| s.nominal(*p).is_some()).collect()
+    Param::ALL
+        .into_iter()
+        .filter(|p| s.nominal(*p).is_some())
+        .collect()
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -155,6 +174,8 @@ struct Common {
     c2c: f64,
     read_noise: f64,
     stuck: [f64; 3],
+    /// Step models: report in uS (with `g_range`) rather than weight units.
+    g_units: bool,
     /// Per parameter (Param::ALL order): whether it varies, the kind of variation, its size.
     d2d: Vec<(bool, usize, f64)>,
 }
@@ -170,16 +191,22 @@ prop_compose! {
         c2c in frac(0.5),
         read_noise in frac(0.2),
         stuck in [frac(0.3), frac(0.3), frac(0.3)],
+        g_units in any::<bool>(),
         d2d in prop::collection::vec((any::<bool>(), 0..5usize, 0.0..0.5f64), Param::ALL.len()),
     ) -> Common {
-        Common { g_min, g_span, c2c, read_noise, stuck, d2d }
+        Common { g_min, g_span, c2c, read_noise, stuck, g_units, d2d }
     }
 }
 
 impl Common {
-    fn apply(&self, model: Model) -> DeviceSpec {
+    fn apply(&self, mut model: Model) -> DeviceSpec {
+        if let Model::Step(p) = &mut model {
+            p.g_range = self
+                .g_units
+                .then_some((self.g_min, self.g_min + self.g_span));
+        }
         let mut s = DeviceSpec::new(model);
-        if !matches!(s.model, Model::Table(_)) {
+        if matches!(s.model, Model::NeuroSim(_)) {
             s.g_min = self.g_min;
             s.g_max = self.g_min + self.g_span;
         }
@@ -216,24 +243,33 @@ fn arb_step(kind: StepKind, quantized: bool) -> BoxedStrategy<DeviceSpec> {
     };
     (
         (-2.0..-0.1f64, 0.1..2.0f64, 0.001..0.2f64, -0.9..0.9f64),
-        (0.0..1.0f64, 0.0..1.0f64, -1.0..1.0f64, -1.0..1.0f64, 0.0..1.0f64, 0.0..1.0f64),
+        (
+            0.0..1.0f64,
+            0.0..1.0f64,
+            -1.0..1.0f64,
+            -1.0..1.0f64,
+            0.0..1.0f64,
+            0.0..1.0f64,
+        ),
         2u32..64,
         arb_common(),
     )
-        .prop_map(move |((w_min, w_max, dw_frac, up_down), (gu, gd, a, b, au, ad), levels, c)| {
-            let mut p = StepParams::new(kind, dw_frac * (w_max - w_min));
-            p.w_min = w_min;
-            p.w_max = w_max;
-            p.up_down = up_down;
-            p.gamma_up = gu * gamma_max;
-            p.gamma_down = gd * gamma_max;
-            p.a = a;
-            p.b = b;
-            p.a_up = au;
-            p.a_down = ad;
-            p.levels = quantized.then_some(levels);
-            c.apply(Model::Step(p))
-        })
+        .prop_map(
+            move |((w_min, w_max, dw_frac, up_down), (gu, gd, a, b, au, ad), levels, c)| {
+                let mut p = StepParams::new(kind, dw_frac * (w_max - w_min));
+                p.w_min = w_min;
+                p.w_max = w_max;
+                p.up_down = up_down;
+                p.gamma_up = gu * gamma_max;
+                p.gamma_down = gd * gamma_max;
+                p.a = a;
+                p.b = b;
+                p.a_up = au;
+                p.a_down = ad;
+                p.levels = quantized.then_some(levels);
+                c.apply(Model::Step(p))
+            },
+        )
         .boxed()
 }
 
@@ -276,8 +312,9 @@ fn arb_table_curve() -> impl Strategy<Value = TableCurve> {
             let mut acc = 0.0;
             for d in &dec {
                 acc += d;
-                down.push(top - (top - end) * acc / total);
+                down.push((top - (top - end) * acc / total).max(end));
             }
+            *down.last_mut().unwrap() = end;
             TableCurve { up, down }
         })
 }
@@ -320,12 +357,24 @@ fn check_device(p: &Population, i: usize, stuck_at: &[Option<f32>]) -> Result<()
     let (lo, hi) = p.bounds(i);
     let g = p.conductance(i);
     let (glo, ghi) = p.conductance_bounds(i);
-    prop_assert!(lo.is_finite() && hi.is_finite() && lo < hi, "device {i}: bounds [{lo}, {hi}]");
-    prop_assert!(s.is_finite() && lo <= s && s <= hi, "device {i}: state {s} outside [{lo}, {hi}]");
+    prop_assert!(
+        lo.is_finite() && hi.is_finite() && lo < hi,
+        "device {i}: bounds [{lo}, {hi}]"
+    );
+    prop_assert!(
+        s.is_finite() && lo <= s && s <= hi,
+        "device {i}: state {s} outside [{lo}, {hi}]"
+    );
     prop_assert!(glo < ghi, "device {i}: conductance bounds [{glo}, {ghi}]");
-    prop_assert!(g.is_finite() && glo <= g && g <= ghi, "device {i}: G {g} outside [{glo}, {ghi}]");
+    prop_assert!(
+        g.is_finite() && glo <= g && g <= ghi,
+        "device {i}: G {g} outside [{glo}, {ghi}]"
+    );
     if let Some(v) = stuck_at[i] {
-        prop_assert!(s.to_bits() == v.to_bits(), "stuck device {i} moved from {v} to {s}");
+        prop_assert!(
+            s.to_bits() == v.to_bits(),
+            "stuck device {i} moved from {v} to {s}"
+        );
     }
     Ok(())
 }
@@ -333,10 +382,17 @@ fn check_device(p: &Population, i: usize, stuck_at: &[Option<f32>]) -> Result<()
 /// Property 1: states and conductances stay inside each device's own bounds, never NaN, whatever the
 /// pulses; stuck devices never move.
 fn check_bounds(spec: &DeviceSpec, ops: &[Op], seed: u64) -> Result<(), TestCaseError> {
-    prop_assert!(spec.validate().is_ok(), "strategy made an invalid spec: {:?}", spec.validate());
+    prop_assert!(
+        spec.validate().is_ok(),
+        "strategy made an invalid spec: {:?}",
+        spec.validate()
+    );
     let mut r = rng(seed);
-    let mut p = Population::new(spec, N_DEV, &mut r).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let stuck_at: Vec<Option<f32>> = (0..N_DEV).map(|i| p.is_stuck(i).then(|| p.state(i))).collect();
+    let mut p =
+        Population::new(spec, N_DEV, &mut r).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let stuck_at: Vec<Option<f32>> = (0..N_DEV)
+        .map(|i| p.is_stuck(i).then(|| p.state(i)))
+        .collect();
     for i in 0..N_DEV {
         check_device(&p, i, &stuck_at)?;
     }
@@ -370,11 +426,22 @@ fn check_bounds(spec: &DeviceSpec, ops: &[Op], seed: u64) -> Result<(), TestCase
                 let before = p.state(i);
                 let g = p.read(i, &mut r);
                 prop_assert!(g.is_finite(), "read of device {i} gave {g}");
-                prop_assert!(p.state(i).to_bits() == before.to_bits(), "a read disturbed device {i}");
+                prop_assert!(
+                    p.state(i).to_bits() == before.to_bits(),
+                    "a read disturbed device {i}"
+                );
             }
         }
     }
     Ok(())
+}
+
+/// Pulses that certainly cross most of the range of every device of a spec (with d2d on the step size).
+fn sweep_len(spec: &DeviceSpec) -> usize {
+    match &spec.model {
+        Model::Step(s) => (6.0 * (s.w_max - s.w_min) / s.dw_min).ceil() as usize,
+        _ => 2 * spec.full_sweep_pulses() as usize,
+    }
 }
 
 /// Property 2a: the population mean of G after k up pulses from the minimum is non-decreasing in k, and
@@ -384,7 +451,7 @@ fn check_mean_monotone(spec: &DeviceSpec) {
     let n = 4000;
     let mut p = pop(spec, n, 11);
     let mut r = rng(12);
-    let k_max = (spec.full_sweep_pulses() as usize * 3 / 2).max(20);
+    let k_max = sweep_len(spec);
     let g = |p: &Population| (0..n).map(|i| p.conductance(i) as f64).collect::<Vec<_>>();
     for dir in [1i32, -1] {
         for i in 0..n {
@@ -401,9 +468,13 @@ fn check_mean_monotone(spec: &DeviceSpec) {
                 p.pulse(i, dir, &mut r);
             }
             let cur = g(&p);
-            let diff: Vec<f64> = cur.iter().zip(&prev).map(|(c, q)| dir as f64 * (c - q)).collect();
+            let diff: Vec<f64> = cur
+                .iter()
+                .zip(&prev)
+                .map(|(c, q)| dir as f64 * (c - q))
+                .collect();
             let (m, sd) = mean_sd(&diff);
-            let tol = 4.0 * sd / (n as f64).sqrt() + 1e-6 * (spec.g_max - spec.g_min);
+            let tol = 4.0 * sd / (n as f64).sqrt() + 1e-6 * g_span(spec);
             assert!(
                 m >= -tol,
                 "{}: dir {dir}, pulse {k}: mean G moved against the pulses by {m} (tol {tol})",
@@ -414,7 +485,7 @@ fn check_mean_monotone(spec: &DeviceSpec) {
         // And it actually moved a good part of the range.
         let end = mean_sd(&prev).0;
         assert!(
-            dir as f64 * (end - start) > 0.3 * (spec.g_max - spec.g_min),
+            dir as f64 * (end - start) > 0.3 * g_span(spec),
             "{}: dir {dir}: mean G went from {start} to {end} only",
             spec.model.name()
         );
@@ -427,7 +498,7 @@ fn check_device_monotone(spec: &DeviceSpec) {
     let n = 64;
     let mut p = pop(spec, n, 5);
     let mut r = rng(6);
-    let k_max = (spec.full_sweep_pulses() as usize * 3 / 2).max(20);
+    let k_max = sweep_len(spec);
     for i in 0..n {
         let (glo, ghi) = p.conductance_bounds(i);
         for dir in [1i32, -1] {
@@ -480,10 +551,25 @@ fn run_sequence(spec: &DeviceSpec, seed: u64) -> (Vec<u32>, Vec<u32>) {
 fn check_determinism(spec: &DeviceSpec) {
     let a = run_sequence(spec, 42);
     let b = run_sequence(spec, 42);
-    assert_eq!(a, b, "{}: same seed gave different results", spec.model.name());
+    assert_eq!(
+        a,
+        b,
+        "{}: same seed gave different results",
+        spec.model.name()
+    );
     let c = run_sequence(spec, 43);
-    assert_ne!(a.0, c.0, "{}: a different seed gave identical states", spec.model.name());
-    assert_ne!(a.1, c.1, "{}: a different seed gave identical reads", spec.model.name());
+    assert_ne!(
+        a.0,
+        c.0,
+        "{}: a different seed gave identical states",
+        spec.model.name()
+    );
+    assert_ne!(
+        a.1,
+        c.1,
+        "{}: a different seed gave identical reads",
+        spec.model.name()
+    );
 }
 
 /// Read noise: std of repeated reads of one device = read_noise (g_max - g_min), mean = G, and reads do
@@ -498,8 +584,13 @@ fn check_read_noise(spec: &DeviceSpec) {
     let g = p.conductance(0) as f64;
     let reads: Vec<f64> = (0..100_000).map(|_| p.read(0, &mut r) as f64).collect();
     let (m, sd) = mean_sd(&reads);
-    let want = 0.05 * (s.g_max - s.g_min);
-    assert_rel(sd, want, 0.05, &format!("{}: read-noise std", s.model.name()));
+    let want = 0.05 * g_span(&s);
+    assert_rel(
+        sd,
+        want,
+        0.05,
+        &format!("{}: read-noise std", s.model.name()),
+    );
     assert!((m - g).abs() < 5.0 * want / (reads.len() as f64).sqrt() + 1e-6 * g.abs());
     assert_eq!(p.conductance(0) as f64, g);
 }
@@ -522,8 +613,18 @@ fn check_levels(spec: &DeviceSpec) {
                 Model::Step(_) => unreachable!(),
             };
             let (up, down) = sweep_level_counts(spec);
-            assert_eq!(up, lu as usize, "{}: distinct G on the up sweep", spec.model.name());
-            assert_eq!(down, ld as usize, "{}: distinct G on the down sweep", spec.model.name());
+            assert_eq!(
+                up,
+                lu as usize,
+                "{}: distinct G on the up sweep",
+                spec.model.name()
+            );
+            assert_eq!(
+                down,
+                ld as usize,
+                "{}: distinct G on the down sweep",
+                spec.model.name()
+            );
         }
     }
 }
@@ -571,17 +672,27 @@ fn check_step_grid(spec: &DeviceSpec, levels: u32) {
     for step in 0..6000 {
         // Long biased excursions so that both ends are reached, with single and lumped pulses.
         let dir = if (step / 300) % 2 == 0 { 1 } else { -1 };
-        for i in 0..n {
-            let m = if r.random_bool(0.7) { 1 } else { r.random_range(1..=20) };
+        for (i, seen) in seen.iter_mut().enumerate() {
+            let m = if r.random_bool(0.7) {
+                1
+            } else {
+                r.random_range(1..=20)
+            };
             let sign = if r.random_bool(0.8) { dir } else { -dir };
             p.pulse(i, sign * m, &mut r);
-            seen[i].push(on_grid(&p, i));
+            seen.push(on_grid(&p, i));
         }
     }
     for (i, s) in seen.iter_mut().enumerate() {
         s.sort_unstable();
         s.dedup();
-        assert_eq!(s.len(), levels as usize, "{} device {i}: visited {:?}", spec.model.name(), s);
+        assert_eq!(
+            s.len(),
+            levels as usize,
+            "{} device {i}: visited {:?}",
+            spec.model.name(),
+            s
+        );
     }
 }
 
@@ -705,5 +816,992 @@ conformance! {
         arb: arb_table(),
         clean: table_spec(),
         c2c: 0.01,
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Levels of the conductance models over random parameters
+// ------------------------------------------------------------------------------------------------
+
+mod levels {
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// A full noise-free sweep of a neurosim device visits exactly levels_up (up from the minimum) and
+        /// levels_down (down from the maximum) distinct conductances, for moderate nonlinearities.
+        #[test]
+        fn neurosim_sweeps_visit_every_level(
+            lu in 2u32..300, ld in 2u32..300, nu in -5.0..5.0f64, nd in -5.0..5.0f64,
+            g0 in 0.0..5.0f64, span in 0.5..100.0f64,
+        ) {
+            let mut s = neurosim_spec(lu, ld, nu, nd);
+            s.g_min = g0;
+            s.g_max = g0 + span;
+            prop_assert_eq!(sweep_level_counts(&s), (lu as usize, ld as usize));
+        }
+
+        /// Same for random measured tables: up.len() and down.len() distinct conductances.
+        #[test]
+        fn table_sweeps_visit_every_point(t in arb_table_curve()) {
+            let (lu, ld) = (t.up.len(), t.down.len());
+            let s = DeviceSpec::new(Model::Table(t));
+            prop_assert_eq!(sweep_level_counts(&s), (lu, ld));
+        }
+    }
+
+    /// Noise-free table sweeps pass through the measured points themselves.
+    #[test]
+    fn table_sweeps_hit_the_measured_points() {
+        let t = table_curve();
+        let mut p = pop(&DeviceSpec::new(Model::Table(t.clone())), 1, 0);
+        let mut r = rng(0);
+        for (k, g) in t.up.iter().enumerate().skip(1) {
+            p.pulse(0, 1, &mut r);
+            assert_rel(p.conductance(0) as f64, *g, 1e-6, &format!("up point {k}"));
+        }
+        p.reset_to_max(0);
+        for (k, g) in t.down.iter().enumerate().skip(1) {
+            p.pulse(0, -1, &mut r);
+            assert_rel(
+                p.conductance(0) as f64,
+                *g,
+                1e-6,
+                &format!("down point {k}"),
+            );
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Statistics over >= 100k draws
+// ------------------------------------------------------------------------------------------------
+
+mod statistics {
+    use super::*;
+
+    const N: usize = 200_000;
+
+    fn draws(v: Variation, nominal: f64) -> Vec<f64> {
+        let mut r = rng(7);
+        (0..N).map(|_| v.sample(nominal, &mut r)).collect()
+    }
+
+    /// Standard error of a mean of N draws with std `sd`.
+    fn se(sd: f64) -> f64 {
+        sd / (N as f64).sqrt()
+    }
+
+    #[test]
+    fn normal_sigma_and_cv() {
+        let x = draws(var(Dist::Normal, Spread::Absolute(0.3)), 2.0);
+        let (m, sd) = mean_sd(&x);
+        assert_rel(sd, 0.3, 0.05, "normal sigma");
+        assert!((m - 2.0).abs() < 5.0 * se(0.3), "normal mean {m}");
+        // cv is relative to |nominal|.
+        let x = draws(var(Dist::Normal, Spread::Relative(0.2)), -3.0);
+        let (m, sd) = mean_sd(&x);
+        assert_rel(sd, 0.6, 0.05, "normal cv");
+        assert!((m + 3.0).abs() < 5.0 * se(0.6), "normal cv mean {m}");
+    }
+
+    #[test]
+    fn lognormal_cv_preserves_the_mean_and_sign() {
+        for nominal in [2.0, -0.5] {
+            let x = draws(var(Dist::LogNormal, Spread::Relative(0.3)), nominal);
+            let (m, sd) = mean_sd(&x);
+            let want = 0.3 * f64::abs(nominal);
+            assert_rel(sd, want, 0.05, "lognormal cv");
+            assert!(
+                (m - nominal).abs() < 5.0 * se(want),
+                "lognormal mean {m} vs {nominal}"
+            );
+            assert!(
+                x.iter().all(|v| v.signum() == nominal.signum()),
+                "lognormal flipped a sign"
+            );
+            // Skewed: the median lies below the mean in magnitude.
+            let mut a: Vec<f64> = x.iter().map(|v| v.abs()).collect();
+            a.sort_by(f64::total_cmp);
+            assert!(
+                a[N / 2] < 0.99 * nominal.abs(),
+                "lognormal median {} not below mean",
+                a[N / 2]
+            );
+        }
+        // An absolute sigma on a log-normal is its std.
+        let (m, sd) = mean_sd(&draws(var(Dist::LogNormal, Spread::Absolute(0.5)), 4.0));
+        assert_rel(sd, 0.5, 0.05, "lognormal sigma");
+        assert!((m - 4.0).abs() < 5.0 * se(0.5));
+    }
+
+    #[test]
+    fn uniform_half_width() {
+        let x = draws(var(Dist::Uniform, Spread::Absolute(0.5)), 1.0);
+        let (m, sd) = mean_sd(&x);
+        assert_rel(sd, 0.5 / 3f64.sqrt(), 0.05, "uniform std");
+        assert!((m - 1.0).abs() < 5.0 * se(0.3));
+        assert!(x.iter().all(|v| (0.5..=1.5).contains(v)));
+        let lo = x.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        assert!(
+            lo < 0.501 && hi > 1.499,
+            "uniform does not fill its support: [{lo}, {hi}]"
+        );
+        let x = draws(var(Dist::Uniform, Spread::Relative(0.2)), -2.0);
+        assert_rel(mean_sd(&x).1, 0.4 / 3f64.sqrt(), 0.05, "uniform rel std");
+    }
+
+    #[test]
+    fn zero_spread_returns_the_nominal() {
+        for d in [Dist::Normal, Dist::LogNormal, Dist::Uniform] {
+            assert_eq!(
+                var(d, Spread::Absolute(0.0)).sample(1.25, &mut rng(0)),
+                1.25
+            );
+            assert_eq!(
+                var(d, Spread::Relative(0.0)).sample(-0.5, &mut rng(0)),
+                -0.5
+            );
+        }
+    }
+
+    /// constant-step, d2d cv 0.2 on dw_min: the first-pulse step over many devices has std/mean 0.2.
+    #[test]
+    fn constant_step_d2d_on_dw_min() {
+        let mut p = StepParams::new(StepKind::Constant, 0.01);
+        p.w_min = 0.0;
+        let mut s = DeviceSpec::new(Model::Step(p));
+        s.d2d
+            .push((Param::DwMin, var(Dist::Normal, Spread::Relative(0.2))));
+        let mut pop = pop(&s, N, 1);
+        let mut r = rng(2);
+        let steps: Vec<f64> = (0..N)
+            .map(|i| {
+                pop.pulse(i, 1, &mut r);
+                pop.state(i) as f64
+            })
+            .collect();
+        let (m, sd) = mean_sd(&steps);
+        assert_rel(m, 0.01, 0.01, "mean first step");
+        assert_rel(sd / m, 0.2, 0.05, "d2d cv of the step");
+    }
+
+    /// The up/down asymmetry varies per device (aihwkit `r = s_ud xi`): dw_up - dw_down = 2 r dw_min.
+    #[test]
+    fn step_d2d_on_up_down() {
+        let mut p = StepParams::new(StepKind::Constant, 0.01);
+        p.up_down = 0.1;
+        let mut s = DeviceSpec::new(Model::Step(p));
+        s.d2d
+            .push((Param::UpDown, var(Dist::Normal, Spread::Absolute(0.05))));
+        let n = 100_000;
+        let mut pop = pop(&s, n, 1);
+        let mut r = rng(2);
+        let (mut up, mut down) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            pop.pulse(i, 50, &mut r);
+            let w = pop.state(i) as f64;
+            pop.pulse(i, 1, &mut r);
+            up.push(pop.state(i) as f64 - w);
+            let w = pop.state(i) as f64;
+            pop.pulse(i, -1, &mut r);
+            down.push(w - pop.state(i) as f64);
+        }
+        let (mu, su) = mean_sd(&up);
+        let (md, sd) = mean_sd(&down);
+        // up_down 0.1 > 0: dw_up = dw_min, dw_down = 0.9 dw_min on average.
+        assert_rel(mu, 0.01, 0.01, "mean dw_up");
+        assert_rel(md, 0.009, 0.01, "mean dw_down");
+        assert_rel(su, 0.05 * 0.01, 0.05, "std dw_up");
+        assert_rel(sd, 0.05 * 0.01, 0.05, "std dw_down");
+        let diff: Vec<f64> = up.iter().zip(&down).map(|(u, d)| u - d).collect();
+        assert_rel(
+            mean_sd(&diff).1,
+            2.0 * 0.05 * 0.01,
+            0.05,
+            "std of dw_up - dw_down",
+        );
+    }
+
+    /// neurosim, d2d on g_max: the spread of the devices' upper conductance bounds.
+    #[test]
+    fn neurosim_d2d_on_g_max() {
+        let mut s = neurosim_spec(64, 64, 1.0, -1.0);
+        s.d2d
+            .push((Param::GMax, var(Dist::Normal, Spread::Absolute(0.5))));
+        s.d2d
+            .push((Param::GMin, var(Dist::Uniform, Spread::Absolute(0.3))));
+        let p = pop(&s, N, 3);
+        let his: Vec<f64> = (0..N).map(|i| p.conductance_bounds(i).1 as f64).collect();
+        let los: Vec<f64> = (0..N).map(|i| p.conductance_bounds(i).0 as f64).collect();
+        let (m, sd) = mean_sd(&his);
+        assert_rel(sd, 0.5, 0.05, "d2d std of g_max");
+        assert!((m - 10.0).abs() < 5.0 * se(0.5), "mean g_max {m}");
+        assert_rel(mean_sd(&los).1, 0.3 / 3f64.sqrt(), 0.05, "d2d std of g_min");
+        // Every device starts at its own minimum.
+        assert!((0..N).all(|i| p.conductance(i) == p.conductance_bounds(i).0));
+    }
+
+    /// neurosim, d2d on nl_up: devices with a stronger label rise faster at the first pulse.
+    #[test]
+    fn neurosim_d2d_on_nl_up_changes_the_curve() {
+        let mut s = neurosim_spec(97, 97, 2.4, -2.4);
+        s.d2d
+            .push((Param::NlUp, var(Dist::Normal, Spread::Absolute(0.5))));
+        let n = 20_000;
+        let mut p = pop(&s, n, 3);
+        let mut r = rng(1);
+        let g1: Vec<f64> = (0..n)
+            .map(|i| {
+                p.pulse(i, 1, &mut r);
+                p.conductance(i) as f64
+            })
+            .collect();
+        // First step of the nominal curve, and its sensitivity to NL, give the expected spread to first
+        // order: dG1/dNL * 0.5.
+        let first = |nl: f64| 9.0 * ExpCurve::new(97, nl).u(1.0);
+        let slope = (first(2.41) - first(2.39)) / 0.02;
+        let (m, sd) = mean_sd(&g1);
+        assert!(
+            (m - 1.0 - first(2.4)).abs() < 0.02 * first(2.4),
+            "mean first step {}",
+            m - 1.0
+        );
+        assert_rel(
+            sd,
+            slope * 0.5,
+            0.1,
+            "spread of the first step from d2d on nl_up",
+        );
+    }
+
+    /// constant-step c2c: the relative size of a single step has std c2c.
+    #[test]
+    fn constant_step_c2c() {
+        let mut s = DeviceSpec::new(Model::Step(StepParams::new(StepKind::Constant, 0.01)));
+        s.c2c = 0.3;
+        let n = 100_000;
+        let mut p = pop(&s, n, 1);
+        let mut r = rng(2);
+        let rel: Vec<f64> = (0..n)
+            .map(|i| {
+                p.pulse(i, 100, &mut r); // mid-range, far from both bounds
+                let w = p.state(i) as f64;
+                p.pulse(i, if i % 2 == 0 { 1 } else { -1 }, &mut r);
+                (p.state(i) as f64 - w).abs() / 0.01
+            })
+            .collect();
+        // |1 + c2c xi| = 1 + c2c xi here (c2c xi > -1 with overwhelming probability).
+        let (m, sd) = mean_sd(&rel);
+        assert_rel(m, 1.0, 0.01, "mean relative step");
+        assert_rel(sd, 0.3, 0.05, "c2c std of the relative step");
+
+        // The noise is relative to the step: soft-bounds at mid-range, step / (dw (1 - w/b_max)).
+        let mut s = DeviceSpec::new(Model::Step(StepParams::new(StepKind::SoftBounds, 0.01)));
+        s.c2c = 0.3;
+        let mut p = pop(&s, n, 1);
+        let rel: Vec<f64> = (0..n)
+            .map(|i| {
+                p.pulse(i, 120, &mut r); // w about 0.4
+                let w = p.state(i) as f64;
+                p.pulse(i, 1, &mut r);
+                (p.state(i) as f64 - w) / (0.01 * (1.0 - w))
+            })
+            .collect();
+        let (m, sd) = mean_sd(&rel);
+        assert_rel(m, 1.0, 0.01, "soft-bounds mean relative step");
+        assert_rel(sd, 0.3, 0.05, "soft-bounds c2c std of the relative step");
+    }
+
+    /// neurosim c2c: from a mid-range level, the deviation from the noise-free write is
+    /// N(0, c2c (g_max - g_min) sqrt(n)) for a write of n pulses.
+    #[test]
+    fn neurosim_c2c_scales_with_sqrt_pulses() {
+        let (levels, nl_up, nl_down, c2c) = (97, 2.4, -4.88, 0.01);
+        let mut s = neurosim_spec(levels, levels, nl_up, nl_down);
+        s.c2c = c2c;
+        let range = s.g_max - s.g_min;
+        let (up, down) = (ExpCurve::new(levels, nl_up), ExpCurve::new(levels, nl_down));
+        for n in [1i32, 16, -1, -16] {
+            let mut p = pop(&s, N / 2, 1);
+            let mut r = rng(2);
+            let dev: Vec<f64> = (0..N / 2)
+                .map(|i| {
+                    // Reach a mid-range level with a noisy lumped write from the minimum.
+                    p.pulse(i, 30, &mut r);
+                    let g0 = p.conductance(i) as f64;
+                    let u0 = (g0 - s.g_min) / range;
+                    let c = if n > 0 { up } else { down };
+                    let pos = c.p(u0);
+                    let clean = s.g_min + range * c.u((pos + n as f64).clamp(0.0, c.pmax));
+                    p.pulse(i, n, &mut r);
+                    (p.conductance(i) as f64 - clean) / range
+                })
+                .collect();
+            let (m, sd) = mean_sd(&dev);
+            let want = c2c * f64::from(n.unsigned_abs()).sqrt();
+            assert_rel(
+                sd,
+                want,
+                0.05,
+                &format!("c2c std after a write of {n} pulses"),
+            );
+            assert!(
+                m.abs() < 5.0 * want / ((N / 2) as f64).sqrt(),
+                "c2c bias {m} after {n} pulses"
+            );
+        }
+    }
+
+    /// Read noise over 100k reads: std = read_noise (g_max - g_min), for a step model with a
+    /// conductance range, one in weight units, and neurosim.
+    #[test]
+    fn read_noise() {
+        let mut step = StepParams::new(StepKind::SoftBounds, 0.01);
+        step.g_range = Some((2.0, 12.0));
+        let mut weight_units = StepParams::new(StepKind::Linear, 0.01);
+        weight_units.w_min = -0.5;
+        for (mut s, want) in [
+            (DeviceSpec::new(Model::Step(step)), 0.1 * 10.0),
+            (DeviceSpec::new(Model::Step(weight_units)), 0.1 * 1.5),
+            (neurosim_spec(32, 32, 1.0, 1.0), 0.1 * 9.0),
+        ] {
+            s.read_noise = 0.1;
+            let mut p = pop(&s, 1, 0);
+            let mut r = rng(1);
+            p.pulse(0, 10, &mut r);
+            let reads: Vec<f64> = (0..N).map(|_| p.read(0, &mut r) as f64).collect();
+            let (m, sd) = mean_sd(&reads);
+            assert_rel(sd, want, 0.05, &format!("{}: read noise", s.model.name()));
+            assert!((m - p.conductance(0) as f64).abs() < 5.0 * se(want));
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Golden checks against closed forms
+// ------------------------------------------------------------------------------------------------
+
+mod golden {
+    use super::*;
+
+    #[test]
+    fn a_norm_check_values() {
+        assert!(
+            (a_norm(2.4) - 0.499).abs() <= 0.001,
+            "a_norm(2.4) = {}",
+            a_norm(2.4)
+        );
+        assert!(
+            (a_norm(4.88) - 0.200).abs() <= 0.001,
+            "a_norm(4.88) = {}",
+            a_norm(4.88)
+        );
+        assert!(
+            (a_norm(-4.88) + 0.200).abs() <= 0.001,
+            "a_norm(-4.88) = {}",
+            a_norm(-4.88)
+        );
+    }
+
+    fn closed_form(p: f64, pmax: f64, a: f64) -> f64 {
+        1.0 + 9.0 * (1.0 - (-p / a).exp()) / (1.0 - (-pmax / a).exp())
+    }
+
+    /// Ag:a-Si-like neurosim device (97/100 levels, NL 2.4/-4.88, G in [1, 10] uS, no noise): both sweeps
+    /// follow G(P) = g_min + (g_max - g_min)(1 - exp(-P/A))/(1 - exp(-Pmax/A)), A = a_norm(NL) Pmax, the
+    /// down sweep at P = Pmax - k after k pulses.
+    #[test]
+    fn neurosim_sweeps_follow_the_closed_form() {
+        for levels_down in [97u32, 100] {
+            let s = neurosim_spec(97, levels_down, 2.4, -4.88);
+            let mut p = pop(&s, 1, 0);
+            let mut r = rng(0);
+            let a_up = a_norm(2.4) * 96.0;
+            for k in 0..=96 {
+                let want = closed_form(k as f64, 96.0, a_up);
+                assert_rel(
+                    p.conductance(0) as f64,
+                    want,
+                    1e-4,
+                    &format!("up sweep P = {k}"),
+                );
+                p.pulse(0, 1, &mut r);
+            }
+            assert_eq!(p.conductance(0), 10.0, "saturates at g_max");
+            p.reset_to_max(0);
+            let pmax = f64::from(levels_down - 1);
+            let a_down = a_norm(-4.88) * pmax;
+            for k in 0..=levels_down - 1 {
+                let want = closed_form(pmax - k as f64, pmax, a_down);
+                assert_rel(
+                    p.conductance(0) as f64,
+                    want,
+                    1e-4,
+                    &format!("down sweep k = {k}"),
+                );
+                p.pulse(0, -1, &mut r);
+            }
+            assert_eq!(p.conductance(0), 1.0, "saturates at g_min");
+        }
+    }
+
+    /// A lumped write of n pulses lands where n single pulses do, and a mixed up/down sequence moves along
+    /// the curves (position recovered from the conductance).
+    #[test]
+    fn neurosim_lumped_write_equals_single_pulses() {
+        let s = neurosim_spec(97, 100, 2.4, -4.88);
+        let mut a = pop(&s, 1, 0);
+        let mut b = pop(&s, 1, 0);
+        let mut r = rng(0);
+        a.pulse(0, 37, &mut r);
+        for _ in 0..37 {
+            b.pulse(0, 1, &mut r);
+        }
+        assert_rel(
+            a.conductance(0) as f64,
+            closed_form(37.0, 96.0, a_norm(2.4) * 96.0),
+            1e-5,
+            "lumped",
+        );
+        assert_rel(
+            a.conductance(0) as f64,
+            b.conductance(0) as f64,
+            1e-5,
+            "lumped vs single",
+        );
+        // Down 10 from there: the down curve at (its position of that G) - 10.
+        let down = ExpCurve::new(100, -4.88);
+        let u0 = (a.conductance(0) as f64 - 1.0) / 9.0;
+        let want = 1.0 + 9.0 * down.u(down.p(u0) - 10.0);
+        a.pulse(0, -10, &mut r);
+        assert_rel(a.conductance(0) as f64, want, 1e-4, "down from the middle");
+    }
+
+    /// The NeuroSim curve stays finite up to the validated limit |NL| = 10 (both signs, any levels).
+    #[test]
+    fn neurosim_extreme_labels_stay_finite() {
+        for nl in [-10.0, -9.999, -9.9, 9.9, 10.0] {
+            for levels in [2u32, 5, 97, 1000] {
+                let c = ExpCurve::new(levels, nl);
+                for k in 0..levels {
+                    let u = c.u(k as f64);
+                    assert!(
+                        u.is_finite() && (0.0..=1.0).contains(&u),
+                        "NL {nl}, levels {levels}: u({k}) = {u}"
+                    );
+                    let q = c.p(u);
+                    assert!(q.is_finite(), "NL {nl}: p(u({k})) = {q}");
+                }
+                let mut s = neurosim_spec(levels, levels, nl, nl);
+                s.g_min = 0.0;
+                let mut p = pop(&s, 1, 0);
+                let mut r = rng(0);
+                for n in [1, 3, -2, 50, -100, 7] {
+                    p.pulse(0, n, &mut r);
+                    let g = p.conductance(0);
+                    assert!(
+                        g.is_finite() && (0.0..=10.0).contains(&g),
+                        "NL {nl} levels {levels}: G = {g}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// soft-bounds without noise. The recursion is w_{n+1} = w_n + dw (1 - w_n / b_max). We test both
+    /// (a) the general law from the minimum, w_n = b_max - (b_max - w_0)(1 - dw/b_max)^n, with w_0 = w_min,
+    /// and (b) the closed form from 0, w_n = b_max (1 - (1 - dw/b_max)^n), reaching w = 0 exactly with
+    /// one pulse from w_min = -0.25 with dw = 0.2 (-0.25 + 0.2 (1 + 0.25) = 0, exact in f32).
+    #[test]
+    fn soft_bounds_closed_form() {
+        let s = DeviceSpec::new(Model::Step(StepParams::new(StepKind::SoftBounds, 0.01)));
+        let mut p = pop(&s, 1, 0);
+        let mut r = rng(0);
+        for n in 0..=600 {
+            let want = 1.0 - 2.0 * (1.0f64 - 0.01).powi(n);
+            assert!(
+                (p.state(0) as f64 - want).abs() < 2e-5,
+                "n {n}: {} vs {want}",
+                p.state(0)
+            );
+            p.pulse(0, 1, &mut r);
+        }
+        // Down from the maximum, mirrored: w_n = b_min - (b_min - w_0)(1 - dw/|b_min|)^n.
+        p.reset_to_max(0);
+        for n in 0..=600 {
+            let want = -1.0 + 2.0 * (1.0f64 - 0.01).powi(n);
+            assert!(
+                (p.state(0) as f64 - want).abs() < 2e-5,
+                "down n {n}: {} vs {want}",
+                p.state(0)
+            );
+            p.pulse(0, -1, &mut r);
+        }
+
+        let mut sp = StepParams::new(StepKind::SoftBounds, 0.2);
+        sp.w_min = -0.25;
+        let mut p = pop(&DeviceSpec::new(Model::Step(sp)), 1, 0);
+        p.pulse(0, 1, &mut r);
+        assert_eq!(p.state(0), 0.0, "one pulse from -0.25 reaches 0");
+        for n in 0..=60 {
+            let want = 1.0 - (1.0f64 - 0.2).powi(n);
+            assert!(
+                (p.state(0) as f64 - want).abs() < 1e-6,
+                "from 0, n {n}: {} vs {want}",
+                p.state(0)
+            );
+            p.pulse(0, 1, &mut r);
+        }
+    }
+
+    /// Single-step sizes of linear-, exp- and pow-step against physics.md section 1, at several states, up
+    /// and down, with an up/down asymmetry.
+    #[test]
+    fn step_sizes_follow_their_equations() {
+        let dw = 0.02f64;
+        for kind in [
+            StepKind::Linear,
+            StepKind::Exp,
+            StepKind::Pow,
+            StepKind::Constant,
+            StepKind::SoftBounds,
+        ] {
+            let mut sp = step_params(kind, dw);
+            sp.up_down = 0.25;
+            sp.w_min = -0.8;
+            sp.w_max = 1.2;
+            // Device-to-device bounds: soft-bounds, exp- and pow-step refer to each device's own bounds,
+            // linear-step to the nominal ones.
+            let mut spec = DeviceSpec::new(Model::Step(sp.clone()));
+            let u = var(Dist::Uniform, Spread::Relative(0.2));
+            spec.d2d = vec![(Param::WMin, u), (Param::WMax, u)];
+            let devices = 6;
+            let mut p = pop(&spec, devices, 0);
+            let moved = (0..devices)
+                .filter(|i| (p.bounds(*i).1 as f64 - sp.w_max).abs() > 0.02)
+                .count();
+            assert!(moved >= 3, "d2d on the bounds did not move them");
+            let (dw_up, dw_down) = (dw, dw * 0.75); // up_down > 0 shrinks the down step
+            let mut r = rng(0);
+            let mut steps = [Vec::new(), Vec::new()];
+            for (i, k) in (0..devices).flat_map(|i| [0, 13, 40, 77, 95].map(|k| (i, k))) {
+                let (b_min, b_max) = (p.bounds(i).0 as f64, p.bounds(i).1 as f64);
+                let range = b_max - b_min;
+                for dir in [1i32, -1] {
+                    p.reset_to_min(i);
+                    p.pulse(i, k, &mut r);
+                    let w = p.state(i) as f64;
+                    p.pulse(i, dir, &mut r);
+                    let got = p.state(i) as f64 - w;
+                    let shape = match kind {
+                        StepKind::Constant => 1.0,
+                        StepKind::Linear if dir > 0 => 1.0 - sp.gamma_up * w / sp.w_max,
+                        StepKind::Linear => 1.0 - sp.gamma_down * w / sp.w_min,
+                        StepKind::SoftBounds if dir > 0 => 1.0 - w / b_max,
+                        StepKind::SoftBounds => 1.0 - w / b_min,
+                        StepKind::Exp => {
+                            let z = 2.0 * sp.a * w / range + sp.b;
+                            if dir > 0 {
+                                (1.0 - sp.a_up * (sp.gamma_up * z).exp()).max(0.0)
+                            } else {
+                                (1.0 - sp.a_down * (-sp.gamma_down * z).exp()).max(0.0)
+                            }
+                        }
+                        StepKind::Pow if dir > 0 => {
+                            ((b_max - w) / range).max(0.0).powf(sp.gamma_up)
+                        }
+                        StepKind::Pow => ((w - b_min) / range).max(0.0).powf(sp.gamma_down),
+                    };
+                    let raw = if dir > 0 {
+                        dw_up * shape
+                    } else {
+                        -dw_down * shape
+                    };
+                    let want = (w + raw).clamp(b_min, b_max) - w;
+                    assert!(
+                        (got - want).abs() < 1e-6,
+                        "{} at w = {w}, dir {dir}: step {got}, equation {want}",
+                        kind.name()
+                    );
+                    if b_min < w + raw && w + raw < b_max {
+                        steps[(dir > 0) as usize].push(got); // not clipped
+                    }
+                }
+            }
+            // The shape matters: the states are far enough apart for the step size to change.
+            for s in &steps {
+                let max = s.iter().copied().fold(f64::MIN, f64::max);
+                let min = s.iter().copied().fold(f64::MAX, f64::min);
+                let shaped = kind != StepKind::Constant;
+                assert!(
+                    (max - min > 1e-4) == shaped,
+                    "{}: the step varied by {} over the states",
+                    kind.name(),
+                    max - min
+                );
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Stuck devices
+// ------------------------------------------------------------------------------------------------
+
+mod stuck {
+    use super::*;
+
+    fn check_fractions(base: DeviceSpec) {
+        let n = 100_000;
+        let mut s = base;
+        (s.stuck_min, s.stuck_max, s.stuck_random) = (0.05, 0.1, 0.02);
+        let mut p = pop(&s, n, 9);
+        let mut r = rng(10);
+        let (mut at_min, mut at_max, mut random, mut rand_pos) =
+            (0usize, 0usize, 0usize, Vec::new());
+        let mut frozen = Vec::new();
+        for i in 0..n {
+            let (lo, hi) = p.bounds(i);
+            if !p.is_stuck(i) {
+                assert_eq!(p.state(i), lo, "healthy devices start at their minimum");
+                continue;
+            }
+            frozen.push((i, p.state(i)));
+            match p.state(i) {
+                x if x == lo => at_min += 1,
+                x if x == hi => at_max += 1,
+                x => {
+                    random += 1;
+                    rand_pos.push(((x - lo) / (hi - lo)) as f64);
+                }
+            }
+        }
+        for (count, f, what) in [
+            (at_min, 0.05, "stuck_min"),
+            (at_max, 0.1, "stuck_max"),
+            (random, 0.02, "stuck_random"),
+        ] {
+            let sd = (n as f64 * f * (1.0 - f)).sqrt();
+            assert!(
+                (count as f64 - n as f64 * f).abs() < 5.0 * sd,
+                "{}: {what}: {count} of {n} devices, want {}",
+                s.model.name(),
+                n as f64 * f
+            );
+        }
+        // Stuck-at-random positions are uniform over the range.
+        let (m, sd) = mean_sd(&rand_pos);
+        assert!(
+            (m - 0.5).abs() < 0.03 && (sd - (1.0 / 12f64).sqrt()).abs() < 0.03,
+            "stuck_random {m} {sd}"
+        );
+        // Stuck devices ignore pulses and resets; healthy ones do move.
+        for i in 0..n {
+            p.pulse(i, 40, &mut r);
+            p.pulse(i, -2, &mut r);
+            if i % 3 == 0 {
+                p.reset_to_max(i);
+            }
+            if i % 5 == 0 {
+                p.reset_to_min(i);
+                p.pulse(i, 1, &mut r);
+            }
+        }
+        for (i, v) in frozen {
+            assert_eq!(p.state(i).to_bits(), v.to_bits(), "stuck device {i} moved");
+        }
+        let moved = (0..n)
+            .filter(|i| !p.is_stuck(*i) && p.state(*i) != p.bounds(*i).0)
+            .count();
+        assert!(
+            moved as f64 > 0.8 * 0.83 * n as f64,
+            "only {moved} healthy devices moved"
+        );
+    }
+
+    #[test]
+    fn fractions_are_realised_and_stuck_devices_never_move() {
+        let mut noisy_step = step_spec(StepKind::SoftBounds, 0.05, None);
+        noisy_step.c2c = 0.2;
+        let mut noisy_ns = neurosim_spec(50, 50, 3.68, -6.76);
+        noisy_ns.c2c = 0.01;
+        noisy_ns
+            .d2d
+            .push((Param::GMax, var(Dist::Normal, Spread::Relative(0.1))));
+        for s in [
+            noisy_step,
+            step_spec(StepKind::Pow, 0.05, Some(8)),
+            noisy_ns,
+            table_spec(),
+        ] {
+            check_fractions(s);
+        }
+    }
+
+    #[test]
+    fn everything_stuck() {
+        let mut s = neurosim_spec(10, 10, 1.0, 1.0);
+        s.stuck_max = 1.0;
+        let mut p = pop(&s, 100, 0);
+        let mut r = rng(0);
+        for i in 0..100 {
+            assert!(p.is_stuck(i));
+            p.pulse(i, -9, &mut r);
+            p.reset_to_min(i);
+            assert_eq!(p.conductance(i), 10.0);
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Validation: every physically impossible input is rejected, naming the offending key
+// ------------------------------------------------------------------------------------------------
+
+mod validation {
+    use super::*;
+
+    fn rejects(s: DeviceSpec, key: &str) {
+        let e = s
+            .validate()
+            .expect_err(&format!("accepted a spec with a bad `{key}`: {s:?}"));
+        assert_eq!(e.key, key, "wrong key for: {}", e.message);
+        assert!(!e.message.is_empty());
+        let e2 =
+            Population::new(&s, 3, &mut rng(0)).expect_err("Population::new must validate too");
+        assert_eq!(e2.key, key);
+    }
+
+    fn step() -> DeviceSpec {
+        step_spec(StepKind::Linear, 0.01, None)
+    }
+
+    fn ns() -> DeviceSpec {
+        neurosim_spec(97, 100, 2.4, -4.88)
+    }
+
+    fn with<T>(mut x: T, f: impl FnOnce(&mut T)) -> T {
+        f(&mut x);
+        x
+    }
+
+    fn step_with(f: impl FnOnce(&mut StepParams)) -> DeviceSpec {
+        with(step(), |s| {
+            if let Model::Step(p) = &mut s.model {
+                f(p)
+            }
+        })
+    }
+
+    fn ns_with(f: impl FnOnce(&mut NeuroSimParams)) -> DeviceSpec {
+        with(ns(), |s| {
+            if let Model::NeuroSim(p) = &mut s.model {
+                f(p)
+            }
+        })
+    }
+
+    #[test]
+    fn the_reference_specs_are_valid() {
+        for s in [
+            step(),
+            ns(),
+            table_spec(),
+            noisy(step(), 0.1),
+            noisy(ns(), 0.01),
+            noisy(table_spec(), 0.01),
+        ] {
+            s.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn conductance_range() {
+        rejects(with(ns(), |s| s.g_min = s.g_max), "g_min");
+        rejects(with(ns(), |s| s.g_min = 11.0), "g_min");
+        rejects(with(ns(), |s| s.g_min = -1.0), "g_min");
+        rejects(with(ns(), |s| s.g_max = f64::NAN), "g_max");
+        rejects(step_with(|p| p.g_range = Some((5.0, 5.0))), "g_min");
+        rejects(step_with(|p| p.g_range = Some((-1.0, 5.0))), "g_min");
+        rejects(with(table_spec(), |s| s.g_max = s.g_min - 1.0), "g_min");
+    }
+
+    #[test]
+    fn levels() {
+        rejects(step_with(|p| p.levels = Some(1)), "levels");
+        rejects(step_with(|p| p.levels = Some(0)), "levels");
+        rejects(ns_with(|p| p.levels_up = 1), "levels");
+        rejects(ns_with(|p| p.levels_down = 0), "levels_down");
+        step_with(|p| p.levels = Some(2)).validate().unwrap();
+    }
+
+    #[test]
+    fn negative_noise() {
+        rejects(with(step(), |s| s.c2c = -0.01), "c2c");
+        rejects(with(ns(), |s| s.read_noise = -0.1), "read_noise");
+        rejects(with(ns(), |s| s.c2c = f64::INFINITY), "c2c");
+        let bad = |dist, spread| with(step(), |s| s.d2d.push((Param::DwMin, var(dist, spread))));
+        rejects(
+            bad(Dist::Normal, Spread::Absolute(-0.1)),
+            "d2d.dw_min.sigma",
+        );
+        rejects(
+            bad(Dist::LogNormal, Spread::Relative(-0.1)),
+            "d2d.dw_min.cv",
+        );
+        rejects(
+            bad(Dist::Uniform, Spread::Absolute(-0.1)),
+            "d2d.dw_min.half_width",
+        );
+        rejects(
+            bad(Dist::Uniform, Spread::Relative(f64::NAN)),
+            "d2d.dw_min.rel_half_width",
+        );
+    }
+
+    #[test]
+    fn stuck_fractions() {
+        rejects(with(ns(), |s| s.stuck_min = -0.1), "stuck_min");
+        rejects(with(ns(), |s| s.stuck_max = 1.5), "stuck_max");
+        rejects(with(ns(), |s| s.stuck_random = f64::NAN), "stuck_random");
+        rejects(
+            with(ns(), |s| {
+                (s.stuck_min, s.stuck_max, s.stuck_random) = (0.5, 0.4, 0.2)
+            }),
+            "stuck_min",
+        );
+        with(ns(), |s| {
+            (s.stuck_min, s.stuck_max, s.stuck_random) = (0.5, 0.3, 0.2)
+        })
+        .validate()
+        .unwrap();
+    }
+
+    #[test]
+    fn table_must_be_monotone() {
+        let t = |up: Vec<f64>, down: Vec<f64>| {
+            let mut s = DeviceSpec::new(Model::Table(TableCurve { up, down }));
+            (s.g_min, s.g_max) = (0.0, 10.0);
+            s
+        };
+        rejects(t(vec![1.0, 2.0, 2.0, 3.0], vec![3.0, 1.0]), "table.up");
+        rejects(t(vec![1.0, 3.0, 2.0], vec![3.0, 1.0]), "table.up");
+        rejects(t(vec![1.0, 3.0], vec![3.0, 2.0, 2.5]), "table.down");
+        rejects(t(vec![1.0], vec![3.0, 1.0]), "table.up");
+        rejects(t(vec![-1.0, 3.0], vec![3.0, 1.0]), "table.up");
+        t(vec![1.0, 3.0], vec![3.0, 1.0]).validate().unwrap();
+    }
+
+    #[test]
+    fn nonlinearity_label_limit() {
+        rejects(ns_with(|p| p.nl_up = 10.01), "nl_up");
+        rejects(ns_with(|p| p.nl_down = -12.0), "nl_down");
+        rejects(ns_with(|p| p.nl_down = f64::NAN), "nl_down");
+        ns_with(|p| p.nl_up = 10.0).validate().unwrap();
+        ns_with(|p| p.nl_down = -10.0).validate().unwrap();
+    }
+
+    #[test]
+    fn lognormal_needs_a_nonzero_nominal() {
+        // up_down's nominal is 0 by default.
+        let ln = var(Dist::LogNormal, Spread::Relative(0.1));
+        rejects(
+            with(step(), |s| s.d2d.push((Param::UpDown, ln))),
+            "d2d.up_down",
+        );
+        rejects(
+            with(step(), |s| {
+                s.d2d
+                    .push((Param::UpDown, var(Dist::LogNormal, Spread::Absolute(0.1))))
+            }),
+            "d2d.up_down",
+        );
+        rejects(
+            with(ns_with(|p| p.nl_up = 0.0), |s| {
+                s.d2d.push((Param::NlUp, ln))
+            }),
+            "d2d.nl_up",
+        );
+        with(step(), |s| {
+            s.d2d
+                .push((Param::UpDown, var(Dist::Normal, Spread::Absolute(0.1))))
+        })
+        .validate()
+        .unwrap();
+    }
+
+    #[test]
+    fn d2d_on_a_parameter_the_model_lacks() {
+        let v = var(Dist::Normal, Spread::Relative(0.1));
+        let d2d = |s: DeviceSpec, p: Param| with(s, |s| s.d2d.push((p, v)));
+        rejects(d2d(step(), Param::NlUp), "d2d.nl_up");
+        rejects(
+            d2d(step_spec(StepKind::Constant, 0.01, None), Param::GammaUp),
+            "d2d.gamma_up",
+        );
+        rejects(
+            d2d(
+                step_spec(StepKind::SoftBounds, 0.01, None),
+                Param::GammaDown,
+            ),
+            "d2d.gamma_down",
+        );
+        rejects(d2d(step(), Param::A), "d2d.a");
+        rejects(
+            d2d(step_spec(StepKind::Pow, 0.01, None), Param::AUp),
+            "d2d.a_up",
+        );
+        rejects(d2d(step(), Param::GMax), "d2d.g_max");
+        rejects(d2d(ns(), Param::DwMin), "d2d.dw_min");
+        rejects(d2d(ns(), Param::GammaUp), "d2d.gamma_up");
+        rejects(d2d(table_spec(), Param::NlUp), "d2d.nl_up");
+        rejects(d2d(table_spec(), Param::WMax), "d2d.w_max");
+        // What each model does have is accepted.
+        for p in [Param::NlUp, Param::NlDown, Param::GMin, Param::GMax] {
+            d2d(ns(), p).validate().unwrap();
+        }
+        for p in [
+            Param::A,
+            Param::B,
+            Param::AUp,
+            Param::ADown,
+            Param::GammaUp,
+            Param::DwMin,
+            Param::WMin,
+        ] {
+            d2d(step_spec(StepKind::Exp, 0.01, None), p)
+                .validate()
+                .unwrap();
+        }
+        d2d(table_spec(), Param::GMax).validate().unwrap();
+    }
+
+    #[test]
+    fn step_parameters() {
+        rejects(step_with(|p| p.dw_min = 0.0), "dw_min");
+        rejects(step_with(|p| p.dw_min = 3.0), "dw_min");
+        rejects(step_with(|p| p.w_min = 1.0), "w_min");
+        rejects(step_with(|p| p.up_down = 1.5), "up_down");
+        rejects(step_with(|p| p.gamma_up = f64::NAN), "gamma_up");
+        rejects(step_with(|p| p.w_min = 0.2), "w_min"); // linear-step needs w_min < 0 < w_max
+        rejects(
+            with(step_spec(StepKind::SoftBounds, 0.01, None), |s| {
+                if let Model::Step(p) = &mut s.model {
+                    p.w_max = -0.1;
+                    p.w_min = -0.5;
+                }
+            }),
+            "w_min",
+        );
+        rejects(
+            with(step_spec(StepKind::Pow, 0.01, None), |s| {
+                if let Model::Step(p) = &mut s.model {
+                    p.gamma_down = -1.0;
+                }
+            }),
+            "gamma_down",
+        );
     }
 }

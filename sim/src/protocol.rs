@@ -60,7 +60,12 @@ impl ResponseTrace {
 /// Runs the protocol on every device of `pop`: reset to the lower bound, then `cycles` times `pulses`
 /// potentiation pulses followed by `pulses` depression pulses, recording the conductance after each.
 /// Writes draw c2c noise from `rng` in a fixed order (pulse by pulse, device by device).
-pub fn pulse_response<R: Rng + ?Sized>(pop: &mut Population, pulses: u32, cycles: u32, rng: &mut R) -> ResponseTrace {
+pub fn pulse_response<R: Rng + ?Sized>(
+    pop: &mut Population,
+    pulses: u32,
+    cycles: u32,
+    rng: &mut R,
+) -> ResponseTrace {
     let devices = pop.len();
     let rows = 1 + 2 * pulses as usize * cycles as usize;
     let mut steps = Vec::with_capacity(rows);
@@ -88,7 +93,14 @@ pub fn pulse_response<R: Rng + ?Sized>(pop: &mut Population, pulses: u32, cycles
                     pop.pulse(i, sign, rng);
                 }
                 pulse += 1;
-                record(pop, Step { cycle, pulse, direction });
+                record(
+                    pop,
+                    Step {
+                        cycle,
+                        pulse,
+                        direction,
+                    },
+                );
             }
         }
     }
