@@ -78,6 +78,10 @@ pub struct Population {
     levels_down: Option<u32>,
     name: &'static str,
     weight_units: bool,
+    /// Nominal native range (`[w_min, w_max]` or `[g_min, g_max]`).
+    nominal: (f32, f32),
+    /// Nominal step of one pulse as a fraction of the nominal range.
+    nominal_step: f32,
 }
 
 /// Distance to an integer below which a recovered pulse position is taken to be that integer; absorbs the
@@ -311,6 +315,15 @@ impl Population {
             levels_down,
             name: spec.model.name(),
             weight_units: matches!(&spec.model, Model::Step(s) if s.g_range.is_none()),
+            nominal: match &spec.model {
+                Model::Step(s) => (s.w_min as f32, s.w_max as f32),
+                _ => (spec.g_min as f32, spec.g_max as f32),
+            },
+            nominal_step: match &spec.model {
+                Model::Step(s) => (s.dw_min / (s.w_max - s.w_min)) as f32,
+                Model::NeuroSim(n) => 1.0 / (n.levels_up - 1) as f32,
+                Model::Table(t) => 1.0 / (t.up.len() - 1) as f32,
+            },
         })
     }
 
@@ -327,6 +340,24 @@ impl Population {
     /// Scenario name of the model.
     pub fn model_name(&self) -> &'static str {
         self.name
+    }
+
+    /// Nominal range of the native state: `[w_min, w_max]` for step models, `[g_min, g_max]` otherwise.
+    pub fn nominal_range(&self) -> (f32, f32) {
+        self.nominal
+    }
+
+    /// Nominal size of one pulse as a fraction of the nominal range: `dw_min / (w_max - w_min)` for step
+    /// models, `1 / (levels - 1)` (the mean step of a full sweep) for `neurosim` and `table`.
+    pub fn nominal_step(&self) -> f32 {
+        self.nominal_step
+    }
+
+    /// State of device `i` as a fraction of the nominal range (0 at the nominal lower bound, 1 at the
+    /// upper; d2d variation may take a device slightly outside `[0, 1]`).
+    #[inline]
+    pub fn fraction(&self, i: usize) -> f32 {
+        (self.state[i] - self.nominal.0) / (self.nominal.1 - self.nominal.0)
     }
 
     /// Unit of [`Population::conductance`]: `"uS"`, or `"w"` (weight units) for a step model without a

@@ -1,8 +1,16 @@
-//! Experiments and (later) crossbar tiles on top of device populations.
+//! The simulated chip: crossbar tiles of device populations, their periphery, pulsed updates, learning
+//! rules' controllers, the cycle/energy ledger, and the device characterisation protocol.
 //!
-//! Today this crate runs the pulse-response protocol used to characterise a device model. Tiles,
-//! peripherals, pulse schemes, controllers and the cycle/energy ledger join it next.
+//! A [`tile::Tile`] owns `rows x cols` unit cells, its random stream and pulse counters;
+//! [`matrix::AnalogMatrix`] maps a layer of any size onto a grid of tiles and runs the three phases
+//! (forward read, backward read, pulsed update) on them in parallel, bit-identically for any thread
+//! count; [`ledger::Ledger`] adds up cycles and energy per phase.
 #![warn(missing_docs)]
 
+pub mod io;
+pub mod ledger;
+pub mod matrix;
 pub mod protocol;
 pub mod rng;
+pub mod tile;
+pub mod update;

@@ -1,0 +1,357 @@
+//! Peripheral pipeline of one analog matrix-vector multiplication: noise management, DAC, analog MVM
+//! with output and weight-read noise, ADC with clipping, bound management, rescaling.
+
+use rand::Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+/// Settings of one direction (forward or backward) of a tile's periphery. Defaults follow aihwkit's
+/// (7-bit DAC, 9-bit ADC, output bound 12, output noise 0.06, abs-max noise management, iterative
+/// bound management).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IoConfig {
+    /// DAC bits; `None` = ideal (no input quantization).
+    pub dac_bits: Option<u32>,
+    /// ADC bits; `None` = ideal (no output quantization).
+    pub adc_bits: Option<u32>,
+    /// Inputs are clipped to `[-inp_bound, inp_bound]` after noise management.
+    pub inp_bound: f32,
+    /// Outputs are clipped to `[-out_bound, out_bound]` (in units of a full-scale weight times a
+    /// full-scale input); `f32::INFINITY` = no clipping.
+    pub out_bound: f32,
+    /// Sigma of additive output noise, same units as `out_bound`.
+    pub out_noise: f32,
+    /// Sigma of weight-read noise, in normalized weight units; enters an output as
+    /// `w_noise * ||x_q||_2 * xi` (the sum of independent per-weight fluctuations).
+    pub w_noise: f32,
+    /// Divide the input by `max |x|` before the DAC (and multiply it back after the ADC).
+    pub noise_management: bool,
+    /// When an output clips, halve the input and convert again (up to `max_bm_iterations` times).
+    pub bound_management: bool,
+    /// Largest number of halvings of bound management.
+    pub max_bm_iterations: u32,
+}
+
+impl Default for IoConfig {
+    fn default() -> Self {
+        IoConfig {
+            dac_bits: Some(7),
+            adc_bits: Some(9),
+            inp_bound: 1.0,
+            out_bound: 12.0,
+            out_noise: 0.06,
+            w_noise: 0.0,
+            noise_management: true,
+            bound_management: true,
+            max_bm_iterations: 10,
+        }
+    }
+}
+
+impl IoConfig {
+    /// A perfect periphery: no quantization, no noise, no clipping, no scaling.
+    pub fn ideal() -> Self {
+        IoConfig {
+            dac_bits: None,
+            adc_bits: None,
+            inp_bound: f32::INFINITY,
+            out_bound: f32::INFINITY,
+            out_noise: 0.0,
+            w_noise: 0.0,
+            noise_management: false,
+            bound_management: false,
+            max_bm_iterations: 0,
+        }
+    }
+
+    /// Checks the settings; returns the offending field and what is allowed.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        for (k, b) in [("dac_bits", self.dac_bits), ("adc_bits", self.adc_bits)] {
+            if let Some(b) = b
+                && !(2..=24).contains(&b)
+            {
+                return Err((k, format!("a converter needs 2 to 24 bits, got {b}")));
+            }
+        }
+        if !(self.inp_bound > 0.0) {
+            return Err(("inp_bound", format!("must be > 0, got {}", self.inp_bound)));
+        }
+        if !(self.out_bound > 0.0) {
+            return Err(("out_bound", format!("must be > 0, got {}", self.out_bound)));
+        }
+        for (k, v) in [("out_noise", self.out_noise), ("w_noise", self.w_noise)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err((
+                    k,
+                    format!("is a standard deviation and must be >= 0, got {v}"),
+                ));
+            }
+        }
+        if self.max_bm_iterations > 30 {
+            return Err((
+                "max_bm_iterations",
+                format!(
+                    "at most 30 halvings are allowed, got {}",
+                    self.max_bm_iterations
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Quantization step of the DAC over `[-inp_bound, inp_bound]`: `2^bits - 1` levels symmetric
+    /// around 0, so the step is `2 inp_bound / (2^bits - 2)`.
+    pub fn dac_step(&self) -> Option<f32> {
+        self.dac_bits
+            .map(|b| 2.0 * self.inp_bound / ((1u64 << b) - 2) as f32)
+    }
+
+    /// Quantization step of the ADC over `[-out_bound, out_bound]`, as for the DAC.
+    pub fn adc_step(&self) -> Option<f32> {
+        self.adc_bits
+            .map(|b| 2.0 * self.out_bound / ((1u64 << b) - 2) as f32)
+    }
+}
+
+/// Rounds to the nearest multiple of `step` (ties away from zero).
+#[inline]
+pub fn quantize(v: f32, step: f32) -> f32 {
+    (v / step).round() * step
+}
+
+/// What one converted MVM cost, for the ledger.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MvmReport {
+    /// Conversions performed: 1 + number of bound-management retries (0 when the input was all zero).
+    pub passes: u32,
+    /// True when the last pass still clipped at least one output.
+    pub clipped: bool,
+}
+
+/// Runs the periphery around an analog MVM. `analog(xq, y)` must write the ideal product of the tile's
+/// weights with the quantized input `xq` into `y` (normalized weight units). The result `y` is in the
+/// same units as `x` times weights. `xq` is scratch space of the input's length.
+pub fn convert<R: Rng + ?Sized>(
+    io: &IoConfig,
+    x: &[f32],
+    y: &mut [f32],
+    xq: &mut [f32],
+    rng: &mut R,
+    mut analog: impl FnMut(&[f32], &mut [f32]),
+) -> MvmReport {
+    let alpha = if io.noise_management {
+        x.iter().fold(0.0f32, |m, v| m.max(v.abs()))
+    } else {
+        1.0
+    };
+    if alpha == 0.0 || !alpha.is_finite() {
+        y.iter_mut().for_each(|v| *v = 0.0);
+        return MvmReport::default();
+    }
+    let dac = io.dac_step();
+    let adc = io.adc_step();
+    let mut scale = 1.0f32;
+    let mut passes = 0;
+    loop {
+        passes += 1;
+        let inv = scale / alpha;
+        let mut norm2 = 0.0f32;
+        for (q, v) in xq.iter_mut().zip(x) {
+            let mut u = (v * inv).clamp(-io.inp_bound, io.inp_bound);
+            if let Some(s) = dac {
+                u = quantize(u, s);
+            }
+            norm2 += u * u;
+            *q = u;
+        }
+        analog(xq, y);
+        let w_sigma = io.w_noise * norm2.sqrt();
+        let sigma = (io.out_noise * io.out_noise + w_sigma * w_sigma).sqrt();
+        let mut clipped = false;
+        for v in y.iter_mut() {
+            if sigma > 0.0 {
+                let xi: f32 = StandardNormal.sample(rng);
+                *v += sigma * xi;
+            }
+            if v.abs() >= io.out_bound {
+                clipped = true;
+                *v = v.clamp(-io.out_bound, io.out_bound);
+            }
+            if let Some(s) = adc {
+                *v = quantize(*v, s);
+            }
+        }
+        if !clipped || !io.bound_management || passes > io.max_bm_iterations {
+            let back = alpha / scale;
+            y.iter_mut().for_each(|v| *v *= back);
+            return MvmReport { passes, clipped };
+        }
+        scale *= 0.5;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_pcg::Pcg64Mcg;
+
+    fn identity(xq: &[f32], y: &mut [f32]) {
+        y.copy_from_slice(xq);
+    }
+
+    #[test]
+    fn dac_error_is_half_a_step() {
+        let io = IoConfig {
+            out_noise: 0.0,
+            adc_bits: None,
+            noise_management: false,
+            ..IoConfig::default()
+        };
+        let step = io.dac_step().unwrap();
+        assert!((step - 2.0 / 126.0).abs() < 1e-9);
+        let x: Vec<f32> = (0..2001).map(|i| -1.0 + i as f32 * 0.001).collect();
+        let mut y = vec![0.0; x.len()];
+        let mut xq = vec![0.0; x.len()];
+        convert(
+            &io,
+            &x,
+            &mut y,
+            &mut xq,
+            &mut Pcg64Mcg::seed_from_u64(0),
+            identity,
+        );
+        let worst = x
+            .iter()
+            .zip(&y)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(worst <= step / 2.0 + 1e-6, "worst {worst} step {step}");
+        assert!(worst > step / 2.0 * 0.9, "quantization too fine: {worst}");
+        let levels: std::collections::BTreeSet<i64> =
+            y.iter().map(|v| (v / step).round() as i64).collect();
+        assert_eq!(levels.len(), 127);
+    }
+
+    #[test]
+    fn adc_clips_and_bound_management_recovers() {
+        let io = IoConfig {
+            out_noise: 0.0,
+            dac_bits: None,
+            noise_management: false,
+            ..IoConfig::default()
+        };
+        // Gain 40: outputs up to 40 clip at 12 without bound management.
+        let x = [1.0f32, -0.5, 0.25];
+        let mut y = [0.0; 3];
+        let mut xq = [0.0; 3];
+        let gain = |xq: &[f32], y: &mut [f32]| {
+            for (o, v) in y.iter_mut().zip(xq) {
+                *o = 40.0 * v;
+            }
+        };
+        let r = convert(
+            &io,
+            &x,
+            &mut y,
+            &mut xq,
+            &mut Pcg64Mcg::seed_from_u64(0),
+            gain,
+        );
+        assert_eq!(r.passes, 3, "40 -> 20 -> 10 needs two halvings");
+        assert!(!r.clipped);
+        let step = io.adc_step().unwrap() * 4.0;
+        for (o, v) in y.iter().zip(x) {
+            assert!(
+                (o - 40.0 * v).abs() <= step / 2.0 + 1e-4,
+                "{o} vs {}",
+                40.0 * v
+            );
+        }
+        let no_bm = IoConfig {
+            bound_management: false,
+            ..io
+        };
+        let r = convert(
+            &no_bm,
+            &x,
+            &mut y,
+            &mut xq,
+            &mut Pcg64Mcg::seed_from_u64(0),
+            gain,
+        );
+        assert!(r.clipped);
+        assert_eq!(y[0], 12.0);
+    }
+
+    #[test]
+    fn noise_management_scales_back() {
+        let io = IoConfig {
+            out_noise: 0.0,
+            ..IoConfig::default()
+        };
+        let x = [0.002f32, -0.001, 0.0005];
+        let mut y = [0.0; 3];
+        let mut xq = [0.0; 3];
+        convert(
+            &io,
+            &x,
+            &mut y,
+            &mut xq,
+            &mut Pcg64Mcg::seed_from_u64(0),
+            identity,
+        );
+        let tol = 0.002 * (io.dac_step().unwrap() + io.adc_step().unwrap()) / 2.0;
+        for (o, v) in y.iter().zip(x) {
+            assert!((o - v).abs() <= tol, "{o} vs {v}");
+        }
+        // Without noise management the same inputs fall below one DAC step and read as zero.
+        let plain = IoConfig {
+            noise_management: false,
+            ..io
+        };
+        convert(
+            &plain,
+            &x,
+            &mut y,
+            &mut xq,
+            &mut Pcg64Mcg::seed_from_u64(0),
+            identity,
+        );
+        assert_eq!(y, [0.0; 3]);
+    }
+
+    #[test]
+    fn output_noise_has_the_requested_sigma() {
+        let io = IoConfig {
+            dac_bits: None,
+            adc_bits: None,
+            noise_management: false,
+            out_noise: 0.06,
+            ..IoConfig::default()
+        };
+        let n = 100_000;
+        let x = vec![0.0f32; n];
+        let x1 = {
+            let mut v = x.clone();
+            v[0] = 1e-30; // non-zero input so the conversion runs
+            v
+        };
+        let mut y = vec![0.0; n];
+        let mut xq = vec![0.0; n];
+        convert(
+            &io,
+            &x1,
+            &mut y,
+            &mut xq,
+            &mut Pcg64Mcg::seed_from_u64(1),
+            identity,
+        );
+        let mean = y.iter().map(|v| *v as f64).sum::<f64>() / n as f64;
+        let var = y.iter().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / n as f64;
+        assert!(
+            (var.sqrt() - 0.06).abs() < 0.06 * 0.02,
+            "sigma {}",
+            var.sqrt()
+        );
+    }
+}

@@ -1,0 +1,256 @@
+//! A weight matrix of any size mapped onto a grid of tiles, run in parallel.
+//!
+//! The `out x in` matrix is cut into blocks of `rows x cols`; block `(r, c)` lives on tile
+//! `r * grid_cols + c`. Partial sums of a forward (backward) pass are combined digitally, block column by
+//! block column (row by row), in a fixed order on one thread, so results do not depend on how rayon
+//! schedules the tiles.
+
+use aimsim_devices::{DeviceSpec, SpecError};
+use rayon::prelude::*;
+
+use crate::ledger::{Charge, CostModel, Ledger, Phase};
+use crate::tile::{Tile, TileConfig};
+use crate::update::{Controller, ControllerSpec, UpdateReport};
+
+/// A layer's weights on tiles.
+#[derive(Debug)]
+pub struct AnalogMatrix {
+    out_dim: usize,
+    in_dim: usize,
+    grid_rows: usize,
+    grid_cols: usize,
+    cfg: TileConfig,
+    /// Layer weight of a normalized weight of 1.
+    w_scale: f32,
+    tiles: Vec<Tile>,
+    controllers: Vec<Box<dyn Controller>>,
+    /// Per-tile output buffers of the last pass.
+    partial: Vec<Vec<f32>>,
+    cost: CostModel,
+}
+
+/// The slice `[start, end)` of block `b` of size `size` in a dimension of length `len`.
+fn block(b: usize, size: usize, len: usize) -> (usize, usize) {
+    (b * size, ((b + 1) * size).min(len))
+}
+
+impl AnalogMatrix {
+    /// Maps an `out_dim x in_dim` matrix onto tiles of `cfg.rows x cfg.cols` (edge tiles are smaller),
+    /// with devices from `spec`. Tile `k` of this matrix gets id `id_base + k` (its device and noise
+    /// streams derive from `seed` and that id).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        out_dim: usize,
+        in_dim: usize,
+        cfg: &TileConfig,
+        spec: &DeviceSpec,
+        controller: &ControllerSpec,
+        w_scale: f32,
+        cost: CostModel,
+        seed: u64,
+        id_base: u64,
+    ) -> Result<Self, SpecError> {
+        let grid_rows = out_dim.div_ceil(cfg.rows);
+        let grid_cols = in_dim.div_ceil(cfg.cols);
+        let mut tiles = Vec::with_capacity(grid_rows * grid_cols);
+        for r in 0..grid_rows {
+            for c in 0..grid_cols {
+                let (r0, r1) = block(r, cfg.rows, out_dim);
+                let (c0, c1) = block(c, cfg.cols, in_dim);
+                let tc = TileConfig {
+                    rows: r1 - r0,
+                    cols: c1 - c0,
+                    ..cfg.clone()
+                };
+                tiles.push(Tile::new(
+                    id_base + (r * grid_cols + c) as u64,
+                    &tc,
+                    spec,
+                    seed,
+                )?);
+            }
+        }
+        let partial = tiles
+            .iter()
+            .map(|t| vec![0.0; t.rows().max(t.cols())])
+            .collect();
+        Ok(AnalogMatrix {
+            out_dim,
+            in_dim,
+            grid_rows,
+            grid_cols,
+            cfg: cfg.clone(),
+            w_scale,
+            controllers: tiles.iter().map(|_| controller.build()).collect(),
+            tiles,
+            partial,
+            cost,
+        })
+    }
+
+    /// Output dimension.
+    pub fn out_dim(&self) -> usize {
+        self.out_dim
+    }
+
+    /// Input dimension.
+    pub fn in_dim(&self) -> usize {
+        self.in_dim
+    }
+
+    /// Tiles, in grid order.
+    pub fn tiles(&self) -> &[Tile] {
+        &self.tiles
+    }
+
+    /// Grid of tiles: (block rows, block columns).
+    pub fn grid(&self) -> (usize, usize) {
+        (self.grid_rows, self.grid_cols)
+    }
+
+    /// Number of tiles.
+    pub fn tile_count(&self) -> usize {
+        self.tiles.len()
+    }
+
+    /// Layer weight of a normalized weight of 1.
+    pub fn w_scale(&self) -> f32 {
+        self.w_scale
+    }
+
+    fn tile_block(&self, k: usize) -> ((usize, usize), (usize, usize)) {
+        let (r, c) = (k / self.grid_cols, k % self.grid_cols);
+        (
+            block(r, self.cfg.rows, self.out_dim),
+            block(c, self.cfg.cols, self.in_dim),
+        )
+    }
+
+    /// Programs layer weights (row-major `out x in`, layer units) onto the tiles with pulses.
+    /// Returns the programming pulses used.
+    pub fn program(&mut self, weights: &[f32]) -> u64 {
+        assert_eq!(weights.len(), self.out_dim * self.in_dim, "weight shape");
+        let blocks: Vec<_> = (0..self.tiles.len()).map(|k| self.tile_block(k)).collect();
+        let (in_dim, scale) = (self.in_dim, self.w_scale);
+        self.tiles
+            .par_iter_mut()
+            .zip(blocks)
+            .map(|(t, ((r0, r1), (c0, c1)))| {
+                let mut target = Vec::with_capacity((r1 - r0) * (c1 - c0));
+                for i in r0..r1 {
+                    target.extend(
+                        weights[i * in_dim + c0..i * in_dim + c1]
+                            .iter()
+                            .map(|w| w / scale),
+                    );
+                }
+                t.program(&target)
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .sum()
+    }
+
+    /// The weights the devices hold now, in layer units, row-major `out x in`.
+    pub fn weights(&self) -> Vec<f32> {
+        let mut w = vec![0.0; self.out_dim * self.in_dim];
+        for (k, t) in self.tiles.iter().enumerate() {
+            let ((r0, r1), (c0, c1)) = self.tile_block(k);
+            for i in r0..r1 {
+                for j in c0..c1 {
+                    w[i * self.in_dim + j] =
+                        self.w_scale * t.weights()[(i - r0) * t.cols() + (j - c0)];
+                }
+            }
+        }
+        w
+    }
+
+    /// Forward pass `y = W x` on every tile in parallel; charges the ledger.
+    pub fn forward(&mut self, x: &[f32], y: &mut [f32], ledger: &mut Ledger) {
+        assert_eq!(
+            (x.len(), y.len()),
+            (self.in_dim, self.out_dim),
+            "forward shapes"
+        );
+        let blocks: Vec<_> = (0..self.tiles.len()).map(|k| self.tile_block(k)).collect();
+        let cost = &self.cost;
+        let charges: Vec<Charge> = self
+            .tiles
+            .par_iter_mut()
+            .zip(self.partial.par_iter_mut())
+            .zip(blocks.par_iter())
+            .map(|((t, out), ((_, _), (c0, c1)))| {
+                let rows = t.rows();
+                let r = t.forward(&x[*c0..*c1], &mut out[..rows]);
+                cost.read(&r)
+            })
+            .collect();
+        y.iter_mut().for_each(|v| *v = 0.0);
+        for (k, out) in self.partial.iter().enumerate() {
+            let ((r0, r1), _) = blocks[k];
+            for (o, v) in y[r0..r1].iter_mut().zip(out) {
+                *o += self.w_scale * v;
+            }
+        }
+        ledger.charge(Phase::Forward, &charges);
+    }
+
+    /// Backward pass `z = W^T d` on every tile in parallel; charges the ledger.
+    pub fn backward(&mut self, d: &[f32], z: &mut [f32], ledger: &mut Ledger) {
+        assert_eq!(
+            (d.len(), z.len()),
+            (self.out_dim, self.in_dim),
+            "backward shapes"
+        );
+        let blocks: Vec<_> = (0..self.tiles.len()).map(|k| self.tile_block(k)).collect();
+        let cost = &self.cost;
+        let charges: Vec<Charge> = self
+            .tiles
+            .par_iter_mut()
+            .zip(self.partial.par_iter_mut())
+            .zip(blocks.par_iter())
+            .map(|((t, out), ((r0, r1), (_, _)))| {
+                let cols = t.cols();
+                let r = t.backward(&d[*r0..*r1], &mut out[..cols]);
+                cost.read(&r)
+            })
+            .collect();
+        z.iter_mut().for_each(|v| *v = 0.0);
+        for (k, out) in self.partial.iter().enumerate() {
+            let (_, (c0, c1)) = blocks[k];
+            for (o, v) in z[c0..c1].iter_mut().zip(out) {
+                *o += self.w_scale * v;
+            }
+        }
+        ledger.charge(Phase::Backward, &charges);
+    }
+
+    /// Pulsed update for the layer step `dW = -lr d x^T` (layer units): every tile's controller acts on
+    /// its block in parallel. Returns the per-tile reports in tile order; charges the ledger.
+    pub fn update(
+        &mut self,
+        x: &[f32],
+        d: &[f32],
+        lr: f32,
+        ledger: &mut Ledger,
+    ) -> Vec<UpdateReport> {
+        assert_eq!(
+            (x.len(), d.len()),
+            (self.in_dim, self.out_dim),
+            "update shapes"
+        );
+        let blocks: Vec<_> = (0..self.tiles.len()).map(|k| self.tile_block(k)).collect();
+        let lr_norm = lr / self.w_scale;
+        let reports: Vec<UpdateReport> = self
+            .tiles
+            .par_iter_mut()
+            .zip(self.controllers.par_iter_mut())
+            .zip(blocks.par_iter())
+            .map(|((t, c), ((r0, r1), (c0, c1)))| c.update(t, &x[*c0..*c1], &d[*r0..*r1], lr_norm))
+            .collect();
+        let charges: Vec<Charge> = reports.iter().map(|r| r.charge(&self.cost)).collect();
+        ledger.charge(Phase::Update, &charges);
+        reports
+    }
+}

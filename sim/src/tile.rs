@@ -1,0 +1,493 @@
+//! A crossbar tile: `rows x cols` unit cells of devices, its periphery, its random stream and its
+//! pulse counters.
+
+use aimsim_devices::{DeviceSpec, Population, SpecError};
+use rand_pcg::Pcg64;
+
+use crate::io::{IoConfig, MvmReport, convert};
+use crate::rng::{Purpose, stream};
+
+/// How the devices of a unit cell make one weight. Weights are kept in normalized units: a device's
+/// state as a fraction `u` of its nominal range, combined per cell.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CellKind {
+    /// One device against a mid-range reference: `w = 2u - 1`, in `[-1, 1]`.
+    Single,
+    /// Differential pair, both directions used: `w = u+ - u-`. A weight step of `+n` pulses potentiates
+    /// `G+` by `n` and depresses `G-` by `n` (push-pull).
+    Pair,
+    /// One-sided (unidirectional) pair: `w = u+ - u-`; every pulse is a potentiation pulse, `G+` for a
+    /// positive step and `G-` for a negative one.
+    OneSided,
+    /// Two pairs, a fast array A and a slow array C: `w = gamma (uA+ - uA-) + (uC+ - uC-)`. Updates go to
+    /// A; transfer rules move A onto C.
+    MultiArray {
+        /// Weight of the fast array.
+        gamma: f32,
+    },
+}
+
+impl CellKind {
+    /// Device arrays per cell.
+    pub fn arrays(self) -> usize {
+        match self {
+            CellKind::Single => 1,
+            CellKind::Pair | CellKind::OneSided => 2,
+            CellKind::MultiArray { .. } => 4,
+        }
+    }
+
+    /// Scenario name.
+    pub fn name(self) -> &'static str {
+        match self {
+            CellKind::Single => "single",
+            CellKind::Pair => "pair",
+            CellKind::OneSided => "one-sided",
+            CellKind::MultiArray { .. } => "multi-array",
+        }
+    }
+}
+
+/// Shape and periphery of a tile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TileConfig {
+    /// Rows (outputs of the forward pass).
+    pub rows: usize,
+    /// Columns (inputs of the forward pass).
+    pub cols: usize,
+    /// Unit cell.
+    pub cell: CellKind,
+    /// Periphery of the forward pass.
+    pub forward: IoConfig,
+    /// Periphery of the backward pass.
+    pub backward: IoConfig,
+}
+
+impl Default for TileConfig {
+    fn default() -> Self {
+        TileConfig {
+            rows: 256,
+            cols: 256,
+            cell: CellKind::Pair,
+            forward: IoConfig::default(),
+            backward: IoConfig::default(),
+        }
+    }
+}
+
+/// Pulses applied to a tile's devices, by polarity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PulseTally {
+    /// Potentiation pulses.
+    pub up: u64,
+    /// Depression pulses.
+    pub down: u64,
+}
+
+/// One crossbar tile. Owns its devices, its effective-weight cache, its random stream (seeded from the
+/// scenario seed and the tile id) and per-device pulse counters.
+#[derive(Debug, Clone)]
+pub struct Tile {
+    id: u64,
+    rows: usize,
+    cols: usize,
+    cell: CellKind,
+    forward_io: IoConfig,
+    backward_io: IoConfig,
+    arrays: Vec<Population>,
+    /// Effective normalized weights, row-major.
+    w: Vec<f32>,
+    /// Sum over the cell's devices of the conductance (uS; normalized range for weight-unit models) by
+    /// row and by column, for read energy.
+    g_row: Vec<f64>,
+    g_col: Vec<f64>,
+    /// Per device array: potentiation and depression pulses of each device.
+    up_count: Vec<Vec<u32>>,
+    down_count: Vec<Vec<u32>>,
+    tally: PulseTally,
+    rng: Pcg64,
+    scratch: Vec<f32>,
+}
+
+/// What a converted MVM of a tile did, for the ledger.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ReadReport {
+    /// Passes and clipping of the periphery.
+    pub mvm: MvmReport,
+    /// Inputs driven (DAC conversions per pass).
+    pub inputs: usize,
+    /// Outputs converted (ADC conversions per pass).
+    pub outputs: usize,
+    /// `sum over devices of G x^2` over all passes, with `G` in uS and `x` the applied input in units of
+    /// the read voltage: read energy = this x V^2 x t_read.
+    pub g_x2: f64,
+}
+
+impl Tile {
+    /// Builds a tile of devices drawn from `spec`. Device draws come from the stream
+    /// `(seed, DeviceDraw, id * 4 + array)`, write and read noise from `(seed, Write, id)`.
+    pub fn new(id: u64, cfg: &TileConfig, spec: &DeviceSpec, seed: u64) -> Result<Self, SpecError> {
+        let n = cfg.rows * cfg.cols;
+        let mut arrays = Vec::with_capacity(cfg.cell.arrays());
+        for a in 0..cfg.cell.arrays() {
+            let mut draw = stream(seed, Purpose::DeviceDraw, id * 4 + a as u64);
+            arrays.push(Population::new(spec, n, &mut draw)?);
+        }
+        let mut tile = Tile {
+            id,
+            rows: cfg.rows,
+            cols: cfg.cols,
+            cell: cfg.cell,
+            forward_io: cfg.forward.clone(),
+            backward_io: cfg.backward.clone(),
+            up_count: vec![vec![0; n]; arrays.len()],
+            down_count: vec![vec![0; n]; arrays.len()],
+            arrays,
+            w: vec![0.0; n],
+            g_row: vec![0.0; cfg.rows],
+            g_col: vec![0.0; cfg.cols],
+            tally: PulseTally::default(),
+            rng: stream(seed, Purpose::Write, id),
+            scratch: vec![0.0; cfg.rows.max(cfg.cols)],
+        };
+        tile.recompute_all();
+        Ok(tile)
+    }
+
+    /// Tile id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Unit cell.
+    pub fn cell(&self) -> CellKind {
+        self.cell
+    }
+
+    /// Effective normalized weights, row-major (`rows x cols`).
+    pub fn weights(&self) -> &[f32] {
+        &self.w
+    }
+
+    /// Device array `a` (see [`CellKind`] for the order: `G+`, `G-`, then C's `G+`, `G-`).
+    pub fn array(&self, a: usize) -> &Population {
+        &self.arrays[a]
+    }
+
+    /// The tile's random stream (write noise, read noise, stochastic pulse trains).
+    pub fn rng(&mut self) -> &mut Pcg64 {
+        &mut self.rng
+    }
+
+    /// Pulses applied so far, by polarity.
+    pub fn tally(&self) -> PulseTally {
+        self.tally
+    }
+
+    /// Potentiation and depression pulses received by device `i` of array `a`.
+    pub fn device_pulses(&self, a: usize, i: usize) -> (u32, u32) {
+        (self.up_count[a][i], self.down_count[a][i])
+    }
+
+    /// Nominal change of the normalized weight for one pulse of the cell's default routing.
+    pub fn cell_step(&self) -> f32 {
+        let s = self.arrays[0].nominal_step();
+        match self.cell {
+            CellKind::Single | CellKind::Pair => 2.0 * s,
+            CellKind::OneSided => s,
+            CellKind::MultiArray { gamma } => 2.0 * gamma * s,
+        }
+    }
+
+    fn energy_g(&self, a: usize, i: usize) -> f64 {
+        let p = &self.arrays[a];
+        if p.unit() == "uS" {
+            p.conductance(i) as f64
+        } else {
+            p.fraction(i) as f64
+        }
+    }
+
+    fn cell_weight(&self, i: usize) -> f32 {
+        let f = |a: usize| self.arrays[a].fraction(i);
+        match self.cell {
+            CellKind::Single => 2.0 * f(0) - 1.0,
+            CellKind::Pair | CellKind::OneSided => f(0) - f(1),
+            CellKind::MultiArray { gamma } => gamma * (f(0) - f(1)) + (f(2) - f(3)),
+        }
+    }
+
+    fn recompute_all(&mut self) {
+        self.g_row.iter_mut().for_each(|v| *v = 0.0);
+        self.g_col.iter_mut().for_each(|v| *v = 0.0);
+        for i in 0..self.rows * self.cols {
+            self.w[i] = self.cell_weight(i);
+            let g: f64 = (0..self.arrays.len()).map(|a| self.energy_g(a, i)).sum();
+            self.g_row[i / self.cols] += g;
+            self.g_col[i % self.cols] += g;
+        }
+    }
+
+    /// Applies `n` pulses (`n > 0` potentiation) to device `i` of array `a`, keeping the weight cache,
+    /// the energy sums and the counters current.
+    #[inline]
+    pub fn pulse_device(&mut self, a: usize, i: usize, n: i32) {
+        if n == 0 {
+            return;
+        }
+        let before = self.energy_g(a, i);
+        self.arrays[a].pulse(i, n, &mut self.rng);
+        let delta = self.energy_g(a, i) - before;
+        self.g_row[i / self.cols] += delta;
+        self.g_col[i % self.cols] += delta;
+        if n > 0 {
+            self.up_count[a][i] = self.up_count[a][i].saturating_add(n as u32);
+            self.tally.up += n as u64;
+        } else {
+            self.down_count[a][i] = self.down_count[a][i].saturating_add(n.unsigned_abs());
+            self.tally.down += n.unsigned_abs() as u64;
+        }
+        self.w[i] = self.cell_weight(i);
+    }
+
+    /// Applies a weight step of `n` pulses (`n > 0` raises the weight) to cell `i` through the cell's
+    /// default routing (see [`CellKind`]).
+    #[inline]
+    pub fn pulse_cell(&mut self, i: usize, n: i32) {
+        match self.cell {
+            CellKind::Single => self.pulse_device(0, i, n),
+            CellKind::Pair | CellKind::MultiArray { .. } => {
+                self.pulse_device(0, i, n);
+                self.pulse_device(1, i, -n);
+            }
+            CellKind::OneSided => {
+                if n > 0 {
+                    self.pulse_device(0, i, n);
+                } else {
+                    self.pulse_device(1, i, -n);
+                }
+            }
+        }
+    }
+
+    /// Resets device `i` of array `a` to its lower bound (an erase; counted as neither polarity).
+    pub fn reset_device(&mut self, a: usize, i: usize) {
+        let before = self.energy_g(a, i);
+        self.arrays[a].reset_to_min(i);
+        let delta = self.energy_g(a, i) - before;
+        self.g_row[i / self.cols] += delta;
+        self.g_col[i % self.cols] += delta;
+        self.w[i] = self.cell_weight(i);
+    }
+
+    /// Programs normalized target weights (row-major, clipped to the cell's range) with closed-loop
+    /// potentiation pulses from the erased state: every device is reset, then pulsed one pulse at a time
+    /// until it reaches its target fraction or stops moving. Returns the pulses used. Device-to-device
+    /// variation, levels and write noise all shape the programmed weights, as on a chip.
+    pub fn program(&mut self, target: &[f32]) -> u64 {
+        assert_eq!(target.len(), self.rows * self.cols, "target shape");
+        let mut pulses = 0;
+        for (i, t) in target.iter().enumerate() {
+            let t = t.clamp(-1.0, 1.0);
+            let goals: [f32; 4] = match self.cell {
+                CellKind::Single => [(t + 1.0) / 2.0, 0.0, 0.0, 0.0],
+                CellKind::Pair | CellKind::OneSided => [t.max(0.0), (-t).max(0.0), 0.0, 0.0],
+                // Targets are written onto the slow array C; A starts erased.
+                CellKind::MultiArray { .. } => [0.0, 0.0, t.max(0.0), (-t).max(0.0)],
+            };
+            for (a, goal) in goals.iter().enumerate().take(self.arrays.len()) {
+                self.arrays[a].reset_to_min(i);
+                pulses += self.program_device(a, i, *goal);
+            }
+        }
+        self.recompute_all();
+        pulses
+    }
+
+    fn program_device(&mut self, a: usize, i: usize, goal: f32) -> u64 {
+        let p = &mut self.arrays[a];
+        let step = p.nominal_step();
+        let limit = (4.0 / step).ceil() as u64 + 16;
+        let mut used = 0;
+        let mut stalled = 0;
+        while p.fraction(i) < goal - 0.5 * step && used < limit && stalled < 64 {
+            let before = p.fraction(i);
+            p.pulse(i, 1, &mut self.rng);
+            used += 1;
+            stalled = if p.fraction(i) > before {
+                0
+            } else {
+                stalled + 1
+            };
+        }
+        used
+    }
+
+    /// Forward read `y = W x` (`x` of length `cols`, `y` of length `rows`) through the forward periphery.
+    pub fn forward(&mut self, x: &[f32], y: &mut [f32]) -> ReadReport {
+        let (rows, cols) = (self.rows, self.cols);
+        let w = &self.w;
+        let g_col = &self.g_col;
+        let mut g_x2 = 0.0;
+        let mvm = convert(
+            &self.forward_io,
+            x,
+            y,
+            &mut self.scratch[..cols],
+            &mut self.rng,
+            |xq, out| {
+                gemv(w, rows, cols, xq, out);
+                g_x2 += xq
+                    .iter()
+                    .zip(g_col)
+                    .map(|(v, g)| (v * v) as f64 * g)
+                    .sum::<f64>();
+            },
+        );
+        ReadReport {
+            mvm,
+            inputs: cols,
+            outputs: rows,
+            g_x2,
+        }
+    }
+
+    /// Backward read `z = W^T d` (`d` of length `rows`, `z` of length `cols`) through the backward
+    /// periphery, on the same conductances.
+    pub fn backward(&mut self, d: &[f32], z: &mut [f32]) -> ReadReport {
+        let (rows, cols) = (self.rows, self.cols);
+        let w = &self.w;
+        let g_row = &self.g_row;
+        let mut g_x2 = 0.0;
+        let mvm = convert(
+            &self.backward_io,
+            d,
+            z,
+            &mut self.scratch[..rows],
+            &mut self.rng,
+            |dq, out| {
+                gemv_t(w, rows, cols, dq, out);
+                g_x2 += dq
+                    .iter()
+                    .zip(g_row)
+                    .map(|(v, g)| (v * v) as f64 * g)
+                    .sum::<f64>();
+            },
+        );
+        ReadReport {
+            mvm,
+            inputs: rows,
+            outputs: cols,
+            g_x2,
+        }
+    }
+}
+
+/// Lanes of the MVM kernels' partial sums: wide enough for the compiler to fill AVX registers.
+const LANES: usize = 16;
+
+/// `y = W x` for a row-major `rows x cols` matrix. Each row's dot product keeps `LANES` independent
+/// partial sums (a fixed summation order, so results are reproducible) that the compiler vectorizes.
+pub fn gemv(w: &[f32], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
+    debug_assert_eq!(w.len(), rows * cols);
+    let chunks = cols / LANES;
+    for (row, out) in w.chunks_exact(cols).zip(y.iter_mut()) {
+        let mut acc = [0.0f32; LANES];
+        for (wc, xc) in row.chunks_exact(LANES).zip(x.chunks_exact(LANES)) {
+            for l in 0..LANES {
+                acc[l] += wc[l] * xc[l];
+            }
+        }
+        let mut s = acc.iter().sum::<f32>();
+        for j in chunks * LANES..cols {
+            s += row[j] * x[j];
+        }
+        *out = s;
+    }
+}
+
+/// `z = W^T d` for a row-major `rows x cols` matrix: rows are added in order, scaled by `d`, so the inner
+/// loop is a vectorizable axpy.
+pub fn gemv_t(w: &[f32], rows: usize, cols: usize, d: &[f32], z: &mut [f32]) {
+    debug_assert_eq!(w.len(), rows * cols);
+    z.iter_mut().for_each(|v| *v = 0.0);
+    for (row, di) in w.chunks_exact(cols).zip(d) {
+        if *di == 0.0 {
+            continue;
+        }
+        for (o, v) in z.iter_mut().zip(row) {
+            *o += di * v;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aimsim_devices::{Model, StepKind, StepParams};
+
+    fn fine_device() -> DeviceSpec {
+        DeviceSpec::new(Model::Step(StepParams::new(StepKind::Constant, 1e-4)))
+    }
+
+    #[test]
+    fn kernels_match_a_plain_loop() {
+        let (rows, cols) = (37, 53);
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|k| ((k * 7919) % 101) as f32 / 50.0 - 1.0)
+            .collect();
+        let x: Vec<f32> = (0..cols).map(|k| (k as f32 * 0.37).sin()).collect();
+        let d: Vec<f32> = (0..rows).map(|k| (k as f32 * 0.11).cos()).collect();
+        let mut y = vec![0.0; rows];
+        gemv(&w, rows, cols, &x, &mut y);
+        for i in 0..rows {
+            let r: f64 = (0..cols)
+                .map(|j| w[i * cols + j] as f64 * x[j] as f64)
+                .sum();
+            assert!((y[i] as f64 - r).abs() < 1e-4, "row {i}");
+        }
+        let mut z = vec![0.0; cols];
+        gemv_t(&w, rows, cols, &d, &mut z);
+        for j in 0..cols {
+            let r: f64 = (0..rows)
+                .map(|i| w[i * cols + j] as f64 * d[i] as f64)
+                .sum();
+            assert!((z[j] as f64 - r).abs() < 1e-4, "col {j}");
+        }
+    }
+
+    #[test]
+    fn programming_reaches_targets_within_a_step() {
+        for cell in [
+            CellKind::Single,
+            CellKind::Pair,
+            CellKind::OneSided,
+            CellKind::MultiArray { gamma: 0.1 },
+        ] {
+            let cfg = TileConfig {
+                rows: 8,
+                cols: 8,
+                cell,
+                ..TileConfig::default()
+            };
+            let mut t = Tile::new(3, &cfg, &fine_device(), 7).unwrap();
+            let target: Vec<f32> = (0..64).map(|k| (k as f32 / 63.0) * 1.6 - 0.8).collect();
+            let pulses = t.program(&target);
+            assert!(pulses > 0);
+            let tol = t.cell_step().max(2e-4) * 2.0;
+            for (w, g) in t.weights().iter().zip(&target) {
+                assert!((w - g).abs() <= tol, "{cell:?}: {w} vs {g}");
+            }
+        }
+    }
+}
