@@ -4,6 +4,7 @@
 //! `aimsim-sim`. See docs/ARCHITECTURE.md for the map of the workspace.
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod commands;
 pub mod output;
 pub mod plot;

@@ -82,6 +82,22 @@ enum BenchWhat {
         #[arg(long, default_value_t = 0.5)]
         seconds: f64,
     },
+    /// Speed of the tile engine: forward/backward MVM GMAC/s on a 256x256 tile and on a 1024x1024 layer
+    /// over 16 tiles (1 and 2 threads) against a plain f32 loop run in the same process, and stochastic
+    /// update throughput. Last line: `mvm_vs_plain=<engine time / plain-loop time, worse of forward and
+    /// backward> update_coincidences_per_s_per_core=<device-pair evaluations per second on one core>`.
+    Tiles {
+        /// Seconds of measurement per figure.
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+        /// Take the device, [tile], [io], [update] and [cost] settings from this scenario instead of the
+        /// reference (constant-step dw_min 0.001, d2d and c2c 0.3, 256x256 pair tiles, aihwkit periphery).
+        #[arg(long, value_name = "SCENARIO")]
+        scenario: Option<PathBuf>,
+        /// Override a key of that scenario (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE", requires = "scenario")]
+        set: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -148,6 +164,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "device_pulses_per_s_min={:.0} device_pulses_per_s_median={:.0}",
                 v[0],
                 v[v.len() / 2]
+            );
+            Ok(())
+        }
+        Command::Bench {
+            what:
+                BenchWhat::Tiles {
+                    seconds,
+                    scenario,
+                    set,
+                },
+        } => {
+            if !seconds.is_finite() || seconds <= 0.0 {
+                anyhow::bail!("--seconds must be > 0");
+            }
+            let setup = match scenario {
+                None => aimsim::bench::BenchSetup::default(),
+                Some(path) => {
+                    let s = commands::load(&path, &set, &[])?.scenario;
+                    aimsim::bench::BenchSetup {
+                        device: s.device,
+                        tile: s.tile,
+                        scheme: s.controller.scheme().clone(),
+                        cost: s.cost,
+                    }
+                }
+            };
+            let r = aimsim::bench::tiles(seconds, &setup)?;
+            for l in &r.lines {
+                println!("{l}");
+            }
+            println!(
+                "mvm_vs_plain={:.2} update_coincidences_per_s_per_core={:.0}",
+                r.mvm_vs_plain, r.coincidences_per_s_per_core
             );
             Ok(())
         }

@@ -14,6 +14,10 @@ use aimsim_devices::{
     DeviceSpec, Dist, Model, NeuroSimParams, Param, Spread, StepKind, StepParams, TableCurve,
     Variation,
 };
+use aimsim_sim::io::IoConfig;
+use aimsim_sim::ledger::CostModel;
+use aimsim_sim::tile::{CellKind, TileConfig};
+use aimsim_sim::update::{ControllerSpec, PulseScheme};
 use serde::Deserialize;
 use toml::{Table, Value};
 
@@ -50,6 +54,92 @@ struct ScenarioFile {
     scenario: MetaSection,
     device: DeviceSection,
     protocol: Option<ProtocolSection>,
+    tile: Option<TileSection>,
+    io: Option<IoSection>,
+    update: Option<UpdateSection>,
+    cost: Option<CostSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+enum CellName {
+    Single,
+    Pair,
+    OneSided,
+    MultiArray,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TileSection {
+    rows: Option<u32>,
+    cols: Option<u32>,
+    cell: Option<CellName>,
+    gamma: Option<f32>,
+    w_scale: Option<f32>,
+}
+
+/// Keys of one direction of the periphery.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IoKeys {
+    dac_bits: Option<u32>,
+    adc_bits: Option<u32>,
+    inp_bound: Option<f32>,
+    out_bound: Option<f32>,
+    out_noise: Option<f32>,
+    w_noise: Option<f32>,
+    noise_management: Option<bool>,
+    bound_management: Option<bool>,
+    max_bm_iterations: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IoSection {
+    dac_bits: Option<u32>,
+    adc_bits: Option<u32>,
+    inp_bound: Option<f32>,
+    out_bound: Option<f32>,
+    out_noise: Option<f32>,
+    w_noise: Option<f32>,
+    noise_management: Option<bool>,
+    bound_management: Option<bool>,
+    max_bm_iterations: Option<u32>,
+    backward: Option<IoKeys>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+enum ControllerName {
+    SgdStochastic,
+    SgdCount,
+    SignThreshold,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateSection {
+    controller: Option<ControllerName>,
+    bl: Option<u32>,
+    update_management: Option<bool>,
+    bl_management: Option<bool>,
+    max_pulses: Option<u32>,
+    threshold: Option<f32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CostSection {
+    clock_hz: Option<f64>,
+    read_cycles: Option<u32>,
+    adc_cycles: Option<u32>,
+    adc_energy_pj: Option<f64>,
+    outputs_per_adc: Option<u32>,
+    dac_energy_pj: Option<f64>,
+    read_voltage: Option<f64>,
+    pulse_cycles: Option<u32>,
+    pulse_energy_pj: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,6 +280,14 @@ pub struct Scenario {
     pub device: DeviceSpec,
     /// Protocol settings (defaults filled in).
     pub protocol: Protocol,
+    /// Tile shape, unit cell and periphery.
+    pub tile: TileConfig,
+    /// Layer weight of a normalized tile weight of 1.
+    pub w_scale: f32,
+    /// Learning rule's controller and pulse scheme.
+    pub controller: ControllerSpec,
+    /// Technology costs for the ledger.
+    pub cost: CostModel,
 }
 
 /// A loaded scenario plus what the manifest records about its origin.
@@ -818,6 +916,7 @@ fn convert(
     };
     check_protocol(&protocol)
         .map_err(|(k, m)| loc.error(&split_key(&format!("protocol.{k}")), m))?;
+    let (tile, w_scale, controller, cost) = chip(file.tile, file.io, file.update, file.cost, loc)?;
 
     Ok(Scenario {
         name: file.scenario.name,
@@ -828,7 +927,179 @@ fn convert(
         citation: d.citation,
         device: spec,
         protocol,
+        tile,
+        w_scale,
+        controller,
+        cost,
     })
+}
+
+fn io_config(
+    k: &IoKeys,
+    base: &IoConfig,
+    prefix: &str,
+    loc: &Locator,
+) -> Result<IoConfig, ScenarioError> {
+    let bits = |b: Option<u32>, d: Option<u32>| match b {
+        None => d,
+        Some(0) => None,
+        Some(b) => Some(b),
+    };
+    let io = IoConfig {
+        dac_bits: bits(k.dac_bits, base.dac_bits),
+        adc_bits: bits(k.adc_bits, base.adc_bits),
+        inp_bound: k.inp_bound.unwrap_or(base.inp_bound),
+        out_bound: k.out_bound.unwrap_or(base.out_bound),
+        out_noise: k.out_noise.unwrap_or(base.out_noise),
+        w_noise: k.w_noise.unwrap_or(base.w_noise),
+        noise_management: k.noise_management.unwrap_or(base.noise_management),
+        bound_management: k.bound_management.unwrap_or(base.bound_management),
+        max_bm_iterations: k.max_bm_iterations.unwrap_or(base.max_bm_iterations),
+    };
+    io.validate()
+        .map_err(|(key, m)| loc.error(&split_key(&format!("{prefix}.{key}")), m))?;
+    Ok(io)
+}
+
+type ChipParts = (TileConfig, f32, ControllerSpec, CostModel);
+
+fn chip(
+    tile: Option<TileSection>,
+    io: Option<IoSection>,
+    update: Option<UpdateSection>,
+    cost: Option<CostSection>,
+    loc: &Locator,
+) -> Result<ChipParts, ScenarioError> {
+    let t = tile.unwrap_or_default();
+    let rows = t.rows.unwrap_or(256);
+    let cols = t.cols.unwrap_or(256);
+    for (k, v) in [("rows", rows), ("cols", cols)] {
+        if !(1..=4096).contains(&v) {
+            return Err(loc.error(
+                &split_key(&format!("tile.{k}")),
+                format!("a tile has 1 to 4096 {k}, got {v}"),
+            ));
+        }
+    }
+    let cell = match t.cell {
+        None | Some(CellName::Pair) => CellKind::Pair,
+        Some(CellName::Single) => CellKind::Single,
+        Some(CellName::OneSided) => CellKind::OneSided,
+        Some(CellName::MultiArray) => CellKind::MultiArray {
+            gamma: t.gamma.unwrap_or(0.1),
+        },
+    };
+    if t.gamma.is_some() && !matches!(cell, CellKind::MultiArray { .. }) {
+        return Err(loc.error(
+            &split_key("tile.gamma"),
+            "only applies to cell = \"multi-array\" (weight of the fast array)",
+        ));
+    }
+    if let CellKind::MultiArray { gamma } = cell
+        && !(gamma.is_finite() && gamma > 0.0)
+    {
+        return Err(loc.error(
+            &split_key("tile.gamma"),
+            format!("must be > 0, got {gamma}"),
+        ));
+    }
+    let w_scale = t.w_scale.unwrap_or(1.0);
+    if !(w_scale.is_finite() && w_scale > 0.0) {
+        return Err(loc.error(
+            &split_key("tile.w_scale"),
+            format!("must be > 0, got {w_scale}"),
+        ));
+    }
+
+    let io = io.unwrap_or_default();
+    let fwd_keys = IoKeys {
+        dac_bits: io.dac_bits,
+        adc_bits: io.adc_bits,
+        inp_bound: io.inp_bound,
+        out_bound: io.out_bound,
+        out_noise: io.out_noise,
+        w_noise: io.w_noise,
+        noise_management: io.noise_management,
+        bound_management: io.bound_management,
+        max_bm_iterations: io.max_bm_iterations,
+    };
+    let forward = io_config(&fwd_keys, &IoConfig::default(), "io", loc)?;
+    let backward = io_config(
+        &io.backward.unwrap_or_default(),
+        &forward,
+        "io.backward",
+        loc,
+    )?;
+
+    let u = update.unwrap_or_default();
+    let name = match u.controller {
+        None | Some(ControllerName::SgdStochastic) => "sgd-stochastic",
+        Some(ControllerName::SgdCount) => "sgd-count",
+        Some(ControllerName::SignThreshold) => "sign-threshold",
+    };
+    let allowed: &[&str] = match name {
+        "sgd-stochastic" => &["bl", "update_management", "bl_management"],
+        "sgd-count" => &["max_pulses"],
+        _ => &["threshold"],
+    };
+    for (k, present) in [
+        ("bl", u.bl.is_some()),
+        ("update_management", u.update_management.is_some()),
+        ("bl_management", u.bl_management.is_some()),
+        ("max_pulses", u.max_pulses.is_some()),
+        ("threshold", u.threshold.is_some()),
+    ] {
+        if present && !allowed.contains(&k) {
+            return Err(loc.error(
+                &split_key(&format!("update.{k}")),
+                format!(
+                    "does not apply to controller `{name}`; it takes: {}",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+    }
+    let controller = match name {
+        "sgd-stochastic" => ControllerSpec::SgdStochastic(PulseScheme::Stochastic {
+            bl: u.bl.unwrap_or(31),
+            update_management: u.update_management.unwrap_or(true),
+            bl_management: u.bl_management.unwrap_or(true),
+        }),
+        "sgd-count" => ControllerSpec::SgdCount(PulseScheme::Count {
+            max_pulses: u.max_pulses.unwrap_or(31),
+        }),
+        _ => ControllerSpec::SignThreshold(PulseScheme::SignThreshold {
+            threshold: u.threshold.unwrap_or(1.0),
+        }),
+    };
+    controller
+        .scheme()
+        .validate()
+        .map_err(|(k, m)| loc.error(&split_key(&format!("update.{k}")), m))?;
+
+    let c = cost.unwrap_or_default();
+    let d = CostModel::default();
+    let cost = CostModel {
+        clock_hz: c.clock_hz.unwrap_or(d.clock_hz),
+        read_cycles: c.read_cycles.unwrap_or(d.read_cycles),
+        adc_cycles: c.adc_cycles.unwrap_or(d.adc_cycles),
+        adc_energy_pj: c.adc_energy_pj.unwrap_or(d.adc_energy_pj),
+        outputs_per_adc: c.outputs_per_adc.unwrap_or(d.outputs_per_adc),
+        dac_energy_pj: c.dac_energy_pj.unwrap_or(d.dac_energy_pj),
+        read_voltage: c.read_voltage.unwrap_or(d.read_voltage),
+        pulse_cycles: c.pulse_cycles.unwrap_or(d.pulse_cycles),
+        pulse_energy_pj: c.pulse_energy_pj.unwrap_or(d.pulse_energy_pj),
+    };
+    cost.validate()
+        .map_err(|(k, m)| loc.error(&split_key(&format!("cost.{k}")), m))?;
+    let tile = TileConfig {
+        rows: rows as usize,
+        cols: cols as usize,
+        cell,
+        forward,
+        backward,
+    };
+    Ok((tile, w_scale, controller, cost))
 }
 
 /// Largest number of trace cells (rows x devices) the protocol may produce: keeps memory and files
@@ -1022,6 +1293,60 @@ pub fn describe(s: &Scenario) -> String {
         "protocol: {} pulses up then down, {} cycle(s), {} device(s)\n",
         s.protocol.pulses, s.protocol.cycles, s.protocol.devices
     );
+    let io = |c: &IoConfig| {
+        let bits = |b: Option<u32>| b.map_or("ideal".to_string(), |b| format!("{b}-bit"));
+        format!(
+            "DAC {}, ADC {}, out_bound {}, out_noise {}, w_noise {}, noise management {}, bound management {}",
+            bits(c.dac_bits),
+            bits(c.adc_bits),
+            c.out_bound,
+            c.out_noise,
+            c.w_noise,
+            if c.noise_management { "on" } else { "off" },
+            if c.bound_management { "on" } else { "off" }
+        )
+    };
+    out += &format!(
+        "tile: {}x{} {} cells, w_scale {}\n  forward io: {}\n  backward io: {}\n",
+        s.tile.rows,
+        s.tile.cols,
+        s.tile.cell.name(),
+        s.w_scale,
+        io(&s.tile.forward),
+        io(&s.tile.backward)
+    );
+    let rule = match &s.controller {
+        ControllerSpec::SgdStochastic(PulseScheme::Stochastic {
+            bl,
+            update_management,
+            bl_management,
+        }) => format!(
+            "sgd-stochastic, BL {bl}, update management {}, BL management {}",
+            if *update_management { "on" } else { "off" },
+            if *bl_management { "on" } else { "off" }
+        ),
+        ControllerSpec::SgdCount(PulseScheme::Count { max_pulses }) => {
+            format!("sgd-count, at most {max_pulses} pulses")
+        }
+        ControllerSpec::SignThreshold(PulseScheme::SignThreshold { threshold }) => {
+            format!("sign-threshold, threshold {threshold} steps")
+        }
+        other => format!("{other:?}"),
+    };
+    out += &format!("update: {rule}\n");
+    let c = &s.cost;
+    out += &format!(
+        "cost: clock {} Hz, read {} cycles at {} V, ADC {} cycles {} pJ ({} outputs/ADC), DAC {} pJ, pulse {} cycles {} pJ\n",
+        c.clock_hz,
+        c.read_cycles,
+        c.read_voltage,
+        c.adc_cycles,
+        c.adc_energy_pj,
+        c.outputs_per_adc,
+        c.dac_energy_pj,
+        c.pulse_cycles,
+        c.pulse_energy_pj
+    );
     out
 }
 
@@ -1058,6 +1383,11 @@ mod tests {
             ),
             format!("{meta}{dev}[device.table]\nzz_not_a_key = 1\n"),
             format!("{meta}{dev}[protocol]\nzz_not_a_key = 1\n"),
+            format!("{meta}{dev}[tile]\nzz_not_a_key = 1\n"),
+            format!("{meta}{dev}[io]\nzz_not_a_key = 1\n"),
+            format!("{meta}{dev}[io.backward]\nzz_not_a_key = 1\n"),
+            format!("{meta}{dev}[update]\nzz_not_a_key = 1\n"),
+            format!("{meta}{dev}[cost]\nzz_not_a_key = 1\n"),
         ];
         let mut total = 0;
         for text in &texts {
@@ -1071,7 +1401,7 @@ mod tests {
             }
         }
         assert_eq!(
-            total, 58,
+            total, 101,
             "a section gained or lost keys: update this count and docs/scenarios.md"
         );
     }

@@ -82,6 +82,8 @@ pub struct Population {
     nominal: (f32, f32),
     /// Nominal step of one pulse as a fraction of the nominal range.
     nominal_step: f32,
+    /// `1 / (nominal.1 - nominal.0)`.
+    nominal_inv: f32,
 }
 
 /// Distance to an integer below which a recovered pulse position is taken to be that integer; absorbs the
@@ -319,6 +321,10 @@ impl Population {
                 Model::Step(s) => (s.w_min as f32, s.w_max as f32),
                 _ => (spec.g_min as f32, spec.g_max as f32),
             },
+            nominal_inv: match &spec.model {
+                Model::Step(s) => (1.0 / (s.w_max - s.w_min)) as f32,
+                _ => (1.0 / (spec.g_max - spec.g_min)) as f32,
+            },
             nominal_step: match &spec.model {
                 Model::Step(s) => (s.dw_min / (s.w_max - s.w_min)) as f32,
                 Model::NeuroSim(n) => 1.0 / (n.levels_up - 1) as f32,
@@ -357,7 +363,7 @@ impl Population {
     /// upper; d2d variation may take a device slightly outside `[0, 1]`).
     #[inline]
     pub fn fraction(&self, i: usize) -> f32 {
-        (self.state[i] - self.nominal.0) / (self.nominal.1 - self.nominal.0)
+        (self.state[i] - self.nominal.0) * self.nominal_inv
     }
 
     /// Unit of [`Population::conductance`]: `"uS"`, or `"w"` (weight units) for a step model without a

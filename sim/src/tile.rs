@@ -107,6 +107,9 @@ pub struct Tile {
     tally: PulseTally,
     rng: Pcg64,
     scratch: Vec<f32>,
+    /// Per array: true when its devices report weight units (read energy then uses the fraction of a
+    /// 1 uS range).
+    weight_units: Vec<bool>,
 }
 
 /// What a converted MVM of a tile did, for the ledger.
@@ -149,7 +152,9 @@ impl Tile {
             tally: PulseTally::default(),
             rng: stream(seed, Purpose::Write, id),
             scratch: vec![0.0; cfg.rows.max(cfg.cols)],
+            weight_units: Vec::new(),
         };
+        tile.weight_units = tile.arrays.iter().map(|p| p.unit() != "uS").collect();
         tile.recompute_all();
         Ok(tile)
     }
@@ -209,12 +214,13 @@ impl Tile {
         }
     }
 
+    #[inline]
     fn energy_g(&self, a: usize, i: usize) -> f64 {
         let p = &self.arrays[a];
-        if p.unit() == "uS" {
-            p.conductance(i) as f64
-        } else {
+        if self.weight_units[a] {
             p.fraction(i) as f64
+        } else {
+            p.conductance(i) as f64
         }
     }
 
@@ -242,6 +248,13 @@ impl Tile {
     /// the energy sums and the counters current.
     #[inline]
     pub fn pulse_device(&mut self, a: usize, i: usize, n: i32) {
+        self.pulse_raw(a, i, n);
+        self.w[i] = self.cell_weight(i);
+    }
+
+    /// [`Tile::pulse_device`] without refreshing the weight cache (the caller does it once per cell).
+    #[inline]
+    fn pulse_raw(&mut self, a: usize, i: usize, n: i32) {
         if n == 0 {
             return;
         }
@@ -257,7 +270,6 @@ impl Tile {
             self.down_count[a][i] = self.down_count[a][i].saturating_add(n.unsigned_abs());
             self.tally.down += n.unsigned_abs() as u64;
         }
-        self.w[i] = self.cell_weight(i);
     }
 
     /// Applies a weight step of `n` pulses (`n > 0` raises the weight) to cell `i` through the cell's
@@ -265,19 +277,20 @@ impl Tile {
     #[inline]
     pub fn pulse_cell(&mut self, i: usize, n: i32) {
         match self.cell {
-            CellKind::Single => self.pulse_device(0, i, n),
+            CellKind::Single => self.pulse_raw(0, i, n),
             CellKind::Pair | CellKind::MultiArray { .. } => {
-                self.pulse_device(0, i, n);
-                self.pulse_device(1, i, -n);
+                self.pulse_raw(0, i, n);
+                self.pulse_raw(1, i, -n);
             }
             CellKind::OneSided => {
                 if n > 0 {
-                    self.pulse_device(0, i, n);
+                    self.pulse_raw(0, i, n);
                 } else {
-                    self.pulse_device(1, i, -n);
+                    self.pulse_raw(1, i, -n);
                 }
             }
         }
+        self.w[i] = self.cell_weight(i);
     }
 
     /// Resets device `i` of array `a` to its lower bound (an erase; counted as neither polarity).

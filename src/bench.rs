@@ -1,0 +1,288 @@
+//! `aimsim bench tiles`: speed of the tile engine against a plain f32 loop measured in the same run.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use aimsim_devices::{DeviceSpec, Dist, Model, Param, Spread, StepKind, StepParams, Variation};
+use aimsim_sim::io::IoConfig;
+use aimsim_sim::ledger::{CostModel, Ledger, Phase};
+use aimsim_sim::matrix::AnalogMatrix;
+use aimsim_sim::tile::{Tile, TileConfig};
+use aimsim_sim::update::{ControllerSpec, PulseScheme, apply_scheme};
+use anyhow::Result;
+use rand::{RngExt, SeedableRng};
+use rand_pcg::Pcg64Mcg;
+
+/// The reference device of the benchmarks: constant step 0.001, d2d 0.3 on the step, c2c 0.3.
+pub fn reference_device() -> DeviceSpec {
+    let mut spec = DeviceSpec::new(Model::Step(StepParams::new(StepKind::Constant, 0.001)));
+    spec.c2c = 0.3;
+    spec.d2d.push((
+        Param::DwMin,
+        Variation {
+            dist: Dist::Normal,
+            spread: Spread::Relative(0.3),
+        },
+    ));
+    spec
+}
+
+/// Runs `f` repeatedly for about `seconds` and returns calls per second.
+fn rate(seconds: f64, mut f: impl FnMut()) -> f64 {
+    // Warm up caches and branch predictors.
+    for _ in 0..3 {
+        f();
+    }
+    let start = Instant::now();
+    let mut calls = 0u64;
+    while start.elapsed().as_secs_f64() < seconds {
+        for _ in 0..8 {
+            f();
+        }
+        calls += 8;
+    }
+    calls as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The plain f32 matrix-vector loop the engine is compared with: one running sum per row.
+fn plain_gemv(w: &[f32], cols: usize, x: &[f32], y: &mut [f32]) {
+    for (row, out) in w.chunks_exact(cols).zip(y.iter_mut()) {
+        let mut s = 0.0f32;
+        for (a, b) in row.iter().zip(x) {
+            s += a * b;
+        }
+        *out = s;
+    }
+}
+
+/// Plain transposed loop.
+fn plain_gemv_t(w: &[f32], cols: usize, d: &[f32], z: &mut [f32]) {
+    for (j, out) in z.iter_mut().enumerate() {
+        let mut s = 0.0f32;
+        for (i, di) in d.iter().enumerate() {
+            s += w[i * cols + j] * di;
+        }
+        *out = s;
+    }
+}
+
+fn random_vec(n: usize, lo: f32, hi: f32, rng: &mut Pcg64Mcg) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(lo..hi)).collect()
+}
+
+/// Figures of one benchmark run.
+#[derive(Debug, Clone, Default)]
+pub struct TileBench {
+    /// Lines to print, in order.
+    pub lines: Vec<String>,
+    /// Engine time over plain-loop time for a 256x256 MVM (worse of forward and backward).
+    pub mvm_vs_plain: f64,
+    /// Device pairs whose coincidence count a stochastic update resolves per second on one core (the
+    /// slower of the two error regimes).
+    pub coincidences_per_s_per_core: f64,
+}
+
+/// What the tile benchmark runs on.
+#[derive(Debug, Clone)]
+pub struct BenchSetup {
+    /// Devices.
+    pub device: DeviceSpec,
+    /// Tile shape, cell and periphery.
+    pub tile: TileConfig,
+    /// Pulse scheme of the update figures.
+    pub scheme: PulseScheme,
+    /// Costs for the ledger figures.
+    pub cost: CostModel,
+}
+
+impl Default for BenchSetup {
+    /// The reference: [`reference_device`] on 256x256 pair tiles, default periphery, stochastic pulses
+    /// with BL 31 and update/BL management, default costs.
+    fn default() -> Self {
+        BenchSetup {
+            device: reference_device(),
+            tile: TileConfig::default(),
+            scheme: PulseScheme::Stochastic {
+                bl: 31,
+                update_management: true,
+                bl_management: true,
+            },
+            cost: CostModel::default(),
+        }
+    }
+}
+
+/// Runs the tile benchmarks for about `seconds` per figure.
+pub fn tiles(seconds: f64, setup: &BenchSetup) -> Result<TileBench> {
+    let mut out = TileBench::default();
+    let spec = setup.device.clone();
+    let mut rng = Pcg64Mcg::seed_from_u64(1);
+    let (n, m) = (setup.tile.rows, setup.tile.cols);
+    let macs = (n * m) as f64;
+
+    // Plain loops on the same shape.
+    let w: Vec<f32> = random_vec(n * m, -1.0, 1.0, &mut rng);
+    let x = random_vec(m, 0.0, 1.0, &mut rng);
+    let d = random_vec(n, -0.1, 0.1, &mut rng);
+    let mut y = vec![0.0; n];
+    let mut z = vec![0.0; m];
+    let plain_f = rate(seconds, || {
+        plain_gemv(black_box(&w), m, black_box(&x), &mut y);
+        black_box(&mut y);
+    });
+    let plain_b = rate(seconds, || {
+        plain_gemv_t(black_box(&w), m, black_box(&d), &mut z);
+        black_box(&mut z);
+    });
+
+    // The engine: a 256x256 tile, default periphery (7-bit DAC, 9-bit ADC, noise, bound management).
+    let cfg = setup.tile.clone();
+    let mut tile = Tile::new(0, &cfg, &spec, 1)?;
+    let target: Vec<f32> = random_vec(n * m, -0.3, 0.3, &mut rng);
+    tile.program(&target);
+    let mut yt = vec![0.0; n];
+    let mut zt = vec![0.0; m];
+    let tile_f = rate(seconds, || {
+        black_box(tile.forward(black_box(&x), &mut yt));
+    });
+    let tile_b = rate(seconds, || {
+        black_box(tile.backward(black_box(&d), &mut zt));
+    });
+    let g = |r: f64| r * macs / 1e9;
+    out.lines.push(format!(
+        "device: {}; tile {n}x{m} {} cells",
+        spec,
+        cfg.cell.name()
+    ));
+    out.lines.push(format!(
+        "{n}x{m} forward:  plain f32 loop {:.2} GMAC/s, tile (full periphery) {:.2} GMAC/s, time ratio tile/plain {:.2}",
+        g(plain_f),
+        g(tile_f),
+        plain_f / tile_f
+    ));
+    out.lines.push(format!(
+        "{n}x{m} backward: plain f32 loop {:.2} GMAC/s, tile (full periphery) {:.2} GMAC/s, time ratio tile/plain {:.2}",
+        g(plain_b),
+        g(tile_b),
+        plain_b / tile_b
+    ));
+    out.mvm_vs_plain = (plain_f / tile_f).max(plain_b / tile_b);
+
+    // A 1024x1024 layer over a 4x4 grid of 256x256 tiles, 1 and 2 threads.
+    let big = 1024;
+    let wb: Vec<f32> = random_vec(big * big, -1.0, 1.0, &mut rng);
+    let xb = random_vec(big, 0.0, 1.0, &mut rng);
+    let db = random_vec(big, -0.1, 0.1, &mut rng);
+    let mut yb = vec![0.0; big];
+    let plain_big = rate(seconds, || {
+        plain_gemv(black_box(&wb), big, black_box(&xb), &mut yb);
+        black_box(&mut yb);
+    });
+    let mut layer = AnalogMatrix::new(
+        big,
+        big,
+        &cfg,
+        &spec,
+        &ControllerSpec::default(),
+        1.0,
+        setup.cost.clone(),
+        1,
+        0,
+    )?;
+    let layer_target: Vec<f32> = random_vec(big * big, -0.3, 0.3, &mut rng);
+    layer.program(&layer_target);
+    let bmacs = (big * big) as f64;
+    for threads in [1usize, 2] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?;
+        let mut ledger = Ledger::default();
+        let (f, b) = pool.install(|| {
+            let f = rate(seconds, || layer.forward(&xb, &mut yb, &mut ledger));
+            let mut zb = vec![0.0; big];
+            let b = rate(seconds, || layer.backward(&db, &mut zb, &mut ledger));
+            (f, b)
+        });
+        out.lines.push(format!(
+            "1024x1024 on {} tiles, {threads} thread(s): forward {:.2} GMAC/s, backward {:.2} GMAC/s (plain f32 loop, 1 thread: {:.2} GMAC/s)",
+            layer.tile_count(),
+            f * bmacs / 1e9,
+            b * bmacs / 1e9,
+            plain_big * bmacs / 1e9
+        ));
+    }
+    // Simulated cost of one forward and one backward pass of the layer, from the ledger.
+    let mut ledger = Ledger::default();
+    let mut zb = vec![0.0; big];
+    layer.forward(&xb, &mut yb, &mut ledger);
+    layer.backward(&db, &mut zb, &mut ledger);
+    for phase in [Phase::Forward, Phase::Backward] {
+        let t = ledger.phase(phase);
+        out.lines.push(format!(
+            "simulated 1024x1024 {}: {} cycles = {:.1} ns, {:.1} pJ, {} conversions",
+            phase.name(),
+            t.cycles,
+            t.cycles as f64 / setup.cost.clock_hz * 1e9,
+            t.energy_pj,
+            t.conversions
+        ));
+    }
+
+    // Stochastic update on one 256x256 tile: sigmoid-like inputs, small errors, BL 31 with update and
+    // BL management, every coincidence its own noisy pulse.
+    let scheme = setup.scheme.clone();
+    let xu = random_vec(m, 0.0, 1.0, &mut rng);
+    let lr = 0.01;
+    out.coincidences_per_s_per_core = f64::INFINITY;
+    // Two error magnitudes: typical hidden-layer errors (|d| <= 0.01, a few percent of the pairs pulse)
+    // and large output-layer errors (|d| <= 0.05, every pulse costs a device write with its noise).
+    for (label, d_max) in [
+        ("typical errors |d| <= 0.01", 0.01f32),
+        ("large errors |d| <= 0.05", 0.05),
+    ] {
+        let du = random_vec(n, -d_max, d_max, &mut rng);
+        // Alternate the sign of d so the weights random-walk around their programmed values.
+        let neg: Vec<f32> = du.iter().map(|v| -v).collect();
+        let (mut evals, mut pulses, mut updates) = (0u64, 0u64, 0u64);
+        let start = Instant::now();
+        while start.elapsed().as_secs_f64() < seconds {
+            let dd = if updates % 2 == 0 { &du } else { &neg };
+            let r = apply_scheme(&scheme, &mut tile, &xu, dd, lr);
+            evals += r.evaluations;
+            pulses += r.up + r.down;
+            updates += 1;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        // Every device pair's coincidence count is resolved by an update: explicitly (popcount) for pairs
+        // whose row and column both fire, implicitly (zero) for pairs in silent rows or columns.
+        let resolved = (n * m) as f64 * updates as f64 / secs;
+        out.coincidences_per_s_per_core = out.coincidences_per_s_per_core.min(resolved);
+        out.lines.push(format!(
+            "update {n}x{m}, {:?}, lr {lr}, x in [0,1], {label}: {:.0} device pairs resolved/s/core \
+             ({:.0} evaluated by popcount), {:.0} device pulses per update, {:.1} M device pulses/s, {:.0} updates/s",
+            scheme,
+            resolved,
+            evals as f64 / secs,
+            pulses as f64 / updates as f64,
+            pulses as f64 / secs / 1e6,
+            updates as f64 / secs
+        ));
+    }
+
+    // Ideal periphery for reference: how much of the tile's time is the periphery.
+    let ideal = TileConfig {
+        forward: IoConfig::ideal(),
+        backward: IoConfig::ideal(),
+        ..cfg
+    };
+    let mut t_ideal = Tile::new(0, &ideal, &spec, 1)?;
+    t_ideal.program(&target);
+    let ideal_f = rate(seconds, || {
+        black_box(t_ideal.forward(black_box(&x), &mut yt));
+    });
+    out.lines.push(format!(
+        "{n}x{m} forward with an ideal periphery: {:.2} GMAC/s",
+        g(ideal_f)
+    ));
+    Ok(out)
+}
