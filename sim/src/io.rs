@@ -72,10 +72,10 @@ impl IoConfig {
                 return Err((k, format!("a converter needs 2 to 24 bits, got {b}")));
             }
         }
-        if !(self.inp_bound > 0.0) {
+        if self.inp_bound.is_nan() || self.inp_bound <= 0.0 {
             return Err(("inp_bound", format!("must be > 0, got {}", self.inp_bound)));
         }
-        if !(self.out_bound > 0.0) {
+        if self.out_bound.is_nan() || self.out_bound <= 0.0 {
             return Err(("out_bound", format!("must be > 0, got {}", self.out_bound)));
         }
         for (k, v) in [("out_noise", self.out_noise), ("w_noise", self.w_noise)] {
