@@ -138,7 +138,7 @@ pub fn tiles(seconds: f64, setup: &BenchSetup) -> Result<TileBench> {
     // The engine: a 256x256 tile, default periphery (7-bit DAC, 9-bit ADC, noise, bound management).
     let cfg = setup.tile.clone();
     let mut tile = Tile::new(0, &cfg, &spec, 1)?;
-    let target: Vec<f32> = random_vec(n * m, -0.3, 0.3, &mut rng);
+    let target: Vec<f32> = random_vec(n * m, -0.1, 0.1, &mut rng);
     tile.program(&target);
     let mut yt = vec![0.0; n];
     let mut zt = vec![0.0; m];
@@ -189,7 +189,7 @@ pub fn tiles(seconds: f64, setup: &BenchSetup) -> Result<TileBench> {
         1,
         0,
     )?;
-    let layer_target: Vec<f32> = random_vec(big * big, -0.3, 0.3, &mut rng);
+    let layer_target: Vec<f32> = random_vec(big * big, -0.1, 0.1, &mut rng);
     layer.program(&layer_target);
     let bmacs = (big * big) as f64;
     for threads in [1usize, 2] {

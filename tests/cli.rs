@@ -835,3 +835,72 @@ fn help_and_version_describe_the_interface() {
     assert_eq!(o.code, Some(2), "{}", o.stderr);
     assert!(!o.stderr.contains("panicked"));
 }
+
+/// The benchmarks print figures and end with their machine-readable summary line (no timing is
+/// asserted: speed is measured by the benchmark, not by tests).
+#[test]
+fn benchmarks_print_their_summary_lines() {
+    let o = aimsim(&["bench", "devices", "--devices", "64", "--seconds", "0.01"]);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    let last = o.stdout.lines().last().unwrap_or_default().to_string();
+    assert!(last.starts_with("device_pulses_per_s_min="), "{last}");
+    assert_eq!(
+        o.stdout.lines().count(),
+        2 + 14,
+        "header + 14 presets + summary"
+    );
+
+    let o = aimsim(&["bench", "tiles", "--seconds", "0.01"]);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    let last = o.stdout.lines().last().unwrap_or_default().to_string();
+    let fields: Vec<(&str, f64)> = last
+        .split_whitespace()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').expect("key=value");
+            (k, v.parse::<f64>().expect("number"))
+        })
+        .collect();
+    assert_eq!(fields.len(), 2, "{last}");
+    assert_eq!(fields[0].0, "mvm_vs_plain");
+    assert_eq!(fields[1].0, "update_coincidences_per_s_per_core");
+    assert!(
+        fields.iter().all(|(_, v)| v.is_finite() && *v > 0.0),
+        "{last}"
+    );
+    assert!(
+        o.stdout.contains("1024x1024 on 16 tiles, 2 thread(s)"),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        o.stdout.contains("simulated 1024x1024 forward:"),
+        "{}",
+        o.stdout
+    );
+
+    // A scenario's settings drive the benchmark, validated like any other command.
+    let o = aimsim(&[
+        "bench",
+        "tiles",
+        "--seconds",
+        "0.01",
+        "--scenario",
+        "scenarios/quickstart.toml",
+        "--set",
+        "tile.rows=64",
+        "--set",
+        "tile.cols=32",
+    ]);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert!(o.stdout.contains("64x32 forward:"), "{}", o.stdout);
+    let o = aimsim(&[
+        "bench",
+        "tiles",
+        "--scenario",
+        "scenarios/quickstart.toml",
+        "--set",
+        "update.bl=0",
+    ]);
+    assert_eq!(o.code, Some(1));
+    assert!(o.stderr.contains("key `update.bl`"), "{}", o.stderr);
+}

@@ -29,20 +29,34 @@ pub fn a_norm(nl: f64) -> f64 {
         return f64::INFINITY;
     }
     let target = 0.099 * nl.abs();
-    // D is decreasing in a: D(lo) > target > D(hi).
+    // Solve D(e^t) = target for t = ln a by Newton's method (central-difference slope), safeguarded by
+    // bisection on a bracket where D(e^lo) > target > D(e^hi) (D falls monotonically in a). The start
+    // uses D ~ 1/(8a), exact for nearly linear curves.
+    let f = |t: f64| max_deviation(t.exp()) - target;
     let (mut lo, mut hi) = (1e-6f64.ln(), 1e9f64.ln());
+    let mut t = (1.0 / (8.0 * target)).ln().clamp(lo + 1.0, hi - 1.0);
     for _ in 0..200 {
-        let mid = 0.5 * (lo + hi);
-        if max_deviation(mid.exp()) > target {
-            lo = mid;
+        let ft = f(t);
+        if ft > 0.0 {
+            lo = t;
         } else {
-            hi = mid;
+            hi = t;
         }
-        if hi - lo < 1e-13 {
+        let h = 1e-6;
+        let slope = (f(t + h) - f(t - h)) / (2.0 * h);
+        let next = t - ft / slope;
+        let next = if slope < 0.0 && next > lo && next < hi {
+            next
+        } else {
+            0.5 * (lo + hi)
+        };
+        let done = (next - t).abs() < 1e-13 || hi - lo < 1e-13;
+        t = next;
+        if done {
             break;
         }
     }
-    nl.signum() * (0.5 * (lo + hi)).exp()
+    nl.signum() * t.exp()
 }
 
 /// One NeuroSim exponential curve `G(P) = g_min + (g_max - g_min) u(P)` with
