@@ -48,6 +48,19 @@ impl CellKind {
     }
 }
 
+/// Which devices a weight step goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routing {
+    /// The cell's own rule (see [`CellKind`]).
+    Cell,
+    /// Both polarities: push-pull on a pair (`+n` on the first device, `-n` on the second), `+-n` on a
+    /// single device; on a multi-array cell the fast pair A.
+    Bidirectional,
+    /// Potentiation only: `G+` for a positive step, `G-` for a negative one (the fast pair on a multi-array
+    /// cell). A single-device cell has no second device and falls back to both polarities.
+    Unidirectional,
+}
+
 /// Shape and periphery of a tile.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TileConfig {
@@ -276,21 +289,57 @@ impl Tile {
     /// default routing (see [`CellKind`]).
     #[inline]
     pub fn pulse_cell(&mut self, i: usize, n: i32) {
-        match self.cell {
-            CellKind::Single => self.pulse_raw(0, i, n),
-            CellKind::Pair | CellKind::MultiArray { .. } => {
-                self.pulse_raw(0, i, n);
-                self.pulse_raw(1, i, -n);
-            }
-            CellKind::OneSided => {
+        self.pulse_routed(i, n, Routing::Cell);
+    }
+
+    /// Applies a weight step of `n` pulses to cell `i` with an explicit routing.
+    #[inline]
+    pub fn pulse_routed(&mut self, i: usize, n: i32, routing: Routing) {
+        if n == 0 {
+            return;
+        }
+        let unidirectional = match routing {
+            Routing::Cell => self.cell == CellKind::OneSided,
+            Routing::Bidirectional => false,
+            Routing::Unidirectional => self.cell != CellKind::Single,
+        };
+        match (self.cell, unidirectional) {
+            (CellKind::Single, _) => self.pulse_raw(0, i, n),
+            (_, true) => {
                 if n > 0 {
                     self.pulse_raw(0, i, n);
                 } else {
                     self.pulse_raw(1, i, -n);
                 }
             }
+            (_, false) => {
+                self.pulse_raw(0, i, n);
+                self.pulse_raw(1, i, -n);
+            }
         }
         self.w[i] = self.cell_weight(i);
+    }
+
+    /// Erases device `i` of array `a` and writes it to the fraction `goal` of its range with closed-loop
+    /// potentiation pulses (counted like any other pulses). Returns the pulses used.
+    pub fn write_fraction(&mut self, a: usize, i: usize, goal: f32) -> u64 {
+        self.reset_device(a, i);
+        let step = self.arrays[a].nominal_step();
+        let limit = (4.0 / step).ceil() as u64 + 16;
+        let (mut used, mut stalled) = (0u64, 0);
+        while self.arrays[a].fraction(i) < goal - 0.5 * step && used < limit && stalled < 64 {
+            let before = self.arrays[a].fraction(i);
+            let n = (((goal - before) / step) * 0.8).floor().clamp(1.0, 4096.0) as i32;
+            self.pulse_raw(a, i, n);
+            used += n as u64;
+            stalled = if self.arrays[a].fraction(i) > before {
+                0
+            } else {
+                stalled + 1
+            };
+        }
+        self.w[i] = self.cell_weight(i);
+        used
     }
 
     /// Resets device `i` of array `a` to its lower bound (an erase; counted as neither polarity).

@@ -6,7 +6,7 @@
 use rand::Rng;
 
 use crate::ledger::{Charge, CostModel};
-use crate::tile::Tile;
+use crate::tile::{CellKind, Routing, Tile};
 
 /// How a desired outer-product step becomes pulses.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +31,16 @@ pub enum PulseScheme {
         /// Threshold in units of one nominal step.
         threshold: f32,
     },
+    /// Pulse counts adapted to the size of `x d` within each update (aimsim's reading of Lim et al.
+    /// 2017, docs/controllers.md): the largest product gets `N = clamp(round(lr x_max d_max / dw), 1,
+    /// max_pulses)` pulses, the others `round(N |x d| / (x_max d_max))`, and products below
+    /// `threshold x_max d_max` get none.
+    Adaptive {
+        /// Largest pulse count per device per update.
+        max_pulses: u32,
+        /// Relative threshold in [0, 1).
+        threshold: f32,
+    },
 }
 
 impl PulseScheme {
@@ -52,6 +62,15 @@ impl PulseScheme {
                     format!("must be a finite number >= 0, got {threshold}"),
                 ))
             }
+            PulseScheme::Adaptive { max_pulses, .. } if *max_pulses == 0 => {
+                Err(("max_pulses", "must be at least 1".into()))
+            }
+            PulseScheme::Adaptive { threshold, .. } if !(0.0..1.0).contains(threshold) => Err((
+                "threshold",
+                format!(
+                    "the adaptive threshold is relative to the largest |x d| and must lie in [0, 1), got {threshold}"
+                ),
+            )),
             _ => Ok(()),
         }
     }
@@ -101,15 +120,59 @@ pub fn apply_scheme(
     d: &[f32],
     lr: f32,
 ) -> UpdateReport {
+    apply_scheme_with(scheme, tile, x, d, lr, Routing::Cell, None)
+}
+
+/// Applies a pulse scheme with an explicit routing; when `touched` is given, the index of every cell
+/// that received pulses is appended to it.
+pub fn apply_scheme_with(
+    scheme: &PulseScheme,
+    tile: &mut Tile,
+    x: &[f32],
+    d: &[f32],
+    lr: f32,
+    routing: Routing,
+    mut touched: Option<&mut Vec<u32>>,
+) -> UpdateReport {
     let before = tile.tally();
+    let mut apply = |tile: &mut Tile, i: usize, n: i32| {
+        tile.pulse_routed(i, n, routing);
+        if let Some(t) = touched.as_deref_mut() {
+            t.push(i as u32);
+        }
+    };
     let mut r = match scheme {
         PulseScheme::Stochastic {
             bl,
             update_management,
             bl_management,
-        } => stochastic(tile, x, d, lr, *bl, *update_management, *bl_management),
-        PulseScheme::Count { max_pulses } => counted(tile, x, d, lr, *max_pulses, 0.0),
-        PulseScheme::SignThreshold { threshold } => counted(tile, x, d, lr, 1, *threshold),
+        } => stochastic(
+            tile,
+            x,
+            d,
+            lr,
+            *bl,
+            *update_management,
+            *bl_management,
+            &mut apply,
+        ),
+        PulseScheme::Count { max_pulses } => {
+            counted(tile, x, d, lr, Counting::Round(*max_pulses), &mut apply)
+        }
+        PulseScheme::SignThreshold { threshold } => {
+            counted(tile, x, d, lr, Counting::Sign(*threshold), &mut apply)
+        }
+        PulseScheme::Adaptive {
+            max_pulses,
+            threshold,
+        } => counted(
+            tile,
+            x,
+            d,
+            lr,
+            Counting::Adaptive(*max_pulses, *threshold),
+            &mut apply,
+        ),
     };
     let after = tile.tally();
     r.up = after.up - before.up;
@@ -155,6 +218,7 @@ fn stochastic(
     bl_max: u32,
     um: bool,
     blm: bool,
+    apply: &mut impl FnMut(&mut Tile, usize, i32),
 ) -> UpdateReport {
     let (rows, cols) = (tile.rows(), tile.cols());
     let dw = tile.cell_step();
@@ -204,7 +268,7 @@ fn stochastic(
                 // dW = -lr d x: the weight rises when d and x have opposite signs.
                 let n = *c as i32;
                 let n = if d_pos != col_pos[k] { n } else { -n };
-                tile.pulse_cell(base + col_idx[k] as usize, n);
+                apply(tile, base + col_idx[k] as usize, n);
             }
         }
     }
@@ -215,13 +279,21 @@ fn stochastic(
     }
 }
 
+/// How a deterministic scheme turns `lr |x d| / dw` into a pulse count.
+#[derive(Debug, Clone, Copy)]
+enum Counting {
+    Round(u32),
+    Sign(f32),
+    Adaptive(u32, f32),
+}
+
 fn counted(
     tile: &mut Tile,
     x: &[f32],
     d: &[f32],
     lr: f32,
-    cap: u32,
-    threshold: f32,
+    counting: Counting,
+    apply: &mut impl FnMut(&mut Tile, usize, i32),
 ) -> UpdateReport {
     let (rows, cols) = (tile.rows(), tile.cols());
     let dw = tile.cell_step();
@@ -230,6 +302,17 @@ fn counted(
         return r;
     }
     let scale = lr / dw;
+    // Adaptive: the largest product of this update sets its count.
+    let (top, full) = match counting {
+        Counting::Adaptive(cap, _) => {
+            let m = abs_max(x) * abs_max(d);
+            if m == 0.0 {
+                return r;
+            }
+            (m, (scale * m).round().clamp(1.0, cap as f32))
+        }
+        _ => (1.0, 0.0),
+    };
     for (i, di) in d.iter().enumerate().take(rows) {
         if *di == 0.0 {
             continue;
@@ -237,20 +320,23 @@ fn counted(
         r.evaluations += cols as u64;
         let mut row_max = 0;
         for (j, xj) in x.iter().enumerate().take(cols) {
-            let want = -scale * di * xj;
-            let n = if threshold > 0.0 || cap == 1 {
-                if want.abs() >= threshold.max(0.5) {
-                    1
-                } else {
-                    0
+            let want = -di * xj;
+            let n = match counting {
+                Counting::Round(cap) => ((scale * want).abs().round() as u32).min(cap),
+                Counting::Sign(threshold) => u32::from((scale * want).abs() >= threshold.max(0.5)),
+                Counting::Adaptive(_, threshold) => {
+                    let rel = want.abs() / top;
+                    if rel < threshold {
+                        0
+                    } else {
+                        (full * rel).round() as u32
+                    }
                 }
-            } else {
-                (want.abs().round() as u32).min(cap)
             };
             if n > 0 {
                 row_max = row_max.max(n);
                 let n = n as i32;
-                tile.pulse_cell(i * cols + j, if want > 0.0 { n } else { -n });
+                apply(tile, i * cols + j, if want > 0.0 { n } else { -n });
             }
         }
         // Rows are written one after another; a row takes as many slots as its largest count.
@@ -297,15 +383,313 @@ scheme_controller!(SgdStochastic, "sgd-stochastic");
 scheme_controller!(SgdCount, "sgd-count");
 scheme_controller!(SignThreshold, "sign-threshold");
 
+/// Refresh policy of unidirectional updates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Refresh {
+    /// 0: check each cell right after it was pulsed; `k >= 1`: check every cell of the tile every `k`
+    /// updates.
+    pub every: u32,
+    /// A pair is refreshed when its larger device is above `hi` ...
+    pub hi: f32,
+    /// ... and its smaller device above `lo` (fractions of the device range).
+    pub lo: f32,
+}
+
+impl Default for Refresh {
+    fn default() -> Self {
+        Refresh {
+            every: 0,
+            hi: 0.75,
+            lo: 0.25,
+        }
+    }
+}
+
+/// Both polarities through the cell (`bidirectional`; also the `sgd-*` shorthands).
+#[derive(Debug, Clone)]
+pub struct Bidirectional {
+    /// Pulse scheme.
+    pub scheme: PulseScheme,
+    /// Name reported.
+    pub name: &'static str,
+}
+
+impl Controller for Bidirectional {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn update(&mut self, tile: &mut Tile, x: &[f32], d: &[f32], lr: f32) -> UpdateReport {
+        apply_scheme_with(&self.scheme, tile, x, d, lr, Routing::Bidirectional, None)
+    }
+}
+
+/// Potentiation pulses only, on a pair: `G+` for positive steps, `G-` for negative ones, with refresh
+/// when both devices of a pair climb high (`unidirectional`).
+#[derive(Debug, Clone)]
+pub struct Unidirectional {
+    /// Pulse scheme.
+    pub scheme: PulseScheme,
+    /// Refresh policy.
+    pub refresh: Refresh,
+    updates: u64,
+    touched: Vec<u32>,
+}
+
+impl Unidirectional {
+    /// A controller with an empty history.
+    pub fn new(scheme: PulseScheme, refresh: Refresh) -> Self {
+        Unidirectional {
+            scheme,
+            refresh,
+            updates: 0,
+            touched: Vec::new(),
+        }
+    }
+}
+
+/// Refreshes cell `i` of a pair tile if both devices are high: erase both, then write the pair's
+/// difference onto one device with potentiation pulses. Returns the pulses used, if refreshed.
+pub fn refresh_cell(tile: &mut Tile, i: usize, hi: f32, lo: f32) -> Option<u64> {
+    let (p, m) = (tile.array(0).fraction(i), tile.array(1).fraction(i));
+    if p.max(m) <= hi || p.min(m) <= lo {
+        return None;
+    }
+    let w = p - m;
+    let mut used = 0;
+    if w >= 0.0 {
+        tile.reset_device(1, i);
+        used += tile.write_fraction(0, i, w);
+    } else {
+        tile.reset_device(0, i);
+        used += tile.write_fraction(1, i, -w);
+    }
+    Some(used)
+}
+
+impl Controller for Unidirectional {
+    fn name(&self) -> &'static str {
+        "unidirectional"
+    }
+    fn update(&mut self, tile: &mut Tile, x: &[f32], d: &[f32], lr: f32) -> UpdateReport {
+        self.touched.clear();
+        let track = self.refresh.every == 0;
+        let mut r = apply_scheme_with(
+            &self.scheme,
+            tile,
+            x,
+            d,
+            lr,
+            Routing::Unidirectional,
+            track.then_some(&mut self.touched),
+        );
+        self.updates += 1;
+        if tile.cell() == CellKind::Single {
+            return r;
+        }
+        let before = tile.tally();
+        let mut refresh_slots = 0;
+        let mut check = |tile: &mut Tile, i: usize, r: &mut UpdateReport| {
+            if let Some(used) = refresh_cell(tile, i, self.refresh.hi, self.refresh.lo) {
+                r.refreshes += 1;
+                // One erase slot, then the re-programming pulses, cell after cell.
+                refresh_slots += 1 + used;
+            }
+        };
+        if track {
+            self.touched.sort_unstable();
+            self.touched.dedup();
+            for k in 0..self.touched.len() {
+                check(tile, self.touched[k] as usize, &mut r);
+            }
+        } else if self.updates.is_multiple_of(self.refresh.every as u64) {
+            for i in 0..tile.rows() * tile.cols() {
+                check(tile, i, &mut r);
+            }
+        }
+        let after = tile.tally();
+        r.up += after.up - before.up;
+        r.down += after.down - before.down;
+        r.slots += refresh_slots;
+        r
+    }
+}
+
+/// Tiki-Taka (TTv1, `tiki-taka`) on multi-array cells: SGD pulses go to the fast pair A; every
+/// `transfer_every` updates one column of A is read and added to the slow pair C with
+/// `round(transfer_lr a / dw)` pulses (push-pull), columns in turn.
+#[derive(Debug, Clone)]
+pub struct TikiTaka {
+    /// Scheme of the SGD pulses onto A.
+    pub scheme: PulseScheme,
+    /// Updates between two column transfers.
+    pub transfer_every: u32,
+    /// Scale of a transfer: C gains `transfer_lr` times A's column (in weight units of the pairs).
+    pub transfer_lr: f32,
+    /// Largest pulse count of one transfer per device.
+    pub max_pulses: u32,
+    updates: u64,
+    next_col: usize,
+}
+
+impl TikiTaka {
+    /// A controller starting with column 0.
+    pub fn new(
+        scheme: PulseScheme,
+        transfer_every: u32,
+        transfer_lr: f32,
+        max_pulses: u32,
+    ) -> Self {
+        TikiTaka {
+            scheme,
+            transfer_every,
+            transfer_lr,
+            max_pulses,
+            updates: 0,
+            next_col: 0,
+        }
+    }
+}
+
+impl Controller for TikiTaka {
+    fn name(&self) -> &'static str {
+        "tiki-taka"
+    }
+    fn update(&mut self, tile: &mut Tile, x: &[f32], d: &[f32], lr: f32) -> UpdateReport {
+        let mut r = apply_scheme_with(&self.scheme, tile, x, d, lr, Routing::Bidirectional, None);
+        self.updates += 1;
+        let CellKind::MultiArray { gamma } = tile.cell() else {
+            return r;
+        };
+        if !self
+            .updates
+            .is_multiple_of(self.transfer_every.max(1) as u64)
+        {
+            return r;
+        }
+        let before = tile.tally();
+        let j = self.next_col;
+        let cols = tile.cols();
+        self.next_col = (j + 1) % cols;
+        // A push-pull pulse on C moves C's pair by 2 s = cell_step / gamma; A's pair holds uA+ - uA-.
+        let step_c = tile.cell_step() / gamma;
+        let mut slots = 0;
+        for i in 0..tile.rows() {
+            let k = i * cols + j;
+            let a = tile.array(0).fraction(k) - tile.array(1).fraction(k);
+            let n = ((self.transfer_lr * a / step_c).round() as i64)
+                .clamp(-(self.max_pulses as i64), self.max_pulses as i64)
+                as i32;
+            if n != 0 {
+                tile.pulse_device(2, k, n);
+                tile.pulse_device(3, k, -n);
+                slots = slots.max(n.unsigned_abs() as u64);
+            }
+        }
+        let after = tile.tally();
+        r.up += after.up - before.up;
+        r.down += after.down - before.down;
+        // One read of the column, then the rows of the column are written in parallel.
+        r.slots += slots + 1;
+        r
+    }
+}
+
+/// Mixed-precision updates (`mixed-precision`): a digital accumulator `chi += -lr d x^T`; where
+/// `|chi| >= dw` the cell gets `trunc(chi / dw)` pulses (capped) and `chi` keeps the remainder.
+#[derive(Debug, Clone)]
+pub struct MixedPrecision {
+    /// Largest pulse count per device per update.
+    pub max_pulses: u32,
+    chi: Vec<f32>,
+}
+
+impl MixedPrecision {
+    /// A controller with an empty accumulator.
+    pub fn new(max_pulses: u32) -> Self {
+        MixedPrecision {
+            max_pulses,
+            chi: Vec::new(),
+        }
+    }
+
+    /// The accumulator (row-major, normalized weight units).
+    pub fn accumulator(&self) -> &[f32] {
+        &self.chi
+    }
+}
+
+impl Controller for MixedPrecision {
+    fn name(&self) -> &'static str {
+        "mixed-precision"
+    }
+    fn update(&mut self, tile: &mut Tile, x: &[f32], d: &[f32], lr: f32) -> UpdateReport {
+        let (rows, cols) = (tile.rows(), tile.cols());
+        if self.chi.len() != rows * cols {
+            self.chi = vec![0.0; rows * cols];
+        }
+        let dw = tile.cell_step();
+        let before = tile.tally();
+        let mut r = UpdateReport::default();
+        for (i, di) in d.iter().enumerate().take(rows) {
+            if *di == 0.0 {
+                continue;
+            }
+            r.evaluations += cols as u64;
+            let mut row_max = 0u32;
+            for (j, xj) in x.iter().enumerate().take(cols) {
+                let k = i * cols + j;
+                let c = self.chi[k] - lr * di * xj;
+                let n = ((c / dw).trunc() as i64)
+                    .clamp(-(self.max_pulses as i64), self.max_pulses as i64)
+                    as i32;
+                if n != 0 {
+                    tile.pulse_routed(k, n, Routing::Bidirectional);
+                    row_max = row_max.max(n.unsigned_abs());
+                    self.chi[k] = c - n as f32 * dw;
+                } else {
+                    self.chi[k] = c;
+                }
+            }
+            r.slots += row_max as u64;
+        }
+        let after = tile.tally();
+        r.up = after.up - before.up;
+        r.down = after.down - before.down;
+        r
+    }
+}
+
 /// Which controller a layer's tiles get, as plain data (one instance is made per tile).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ControllerSpec {
-    /// `sgd-stochastic` with its scheme.
+    /// `sgd-stochastic`: bidirectional with stochastic pulses.
     SgdStochastic(PulseScheme),
-    /// `sgd-count` with its scheme.
+    /// `sgd-count`: bidirectional with counted pulses.
     SgdCount(PulseScheme),
-    /// `sign-threshold` with its scheme.
+    /// `sign-threshold`: bidirectional with sign pulses.
     SignThreshold(PulseScheme),
+    /// `bidirectional` with any scheme.
+    Bidirectional(PulseScheme),
+    /// `unidirectional` with any scheme and a refresh policy.
+    Unidirectional(PulseScheme, Refresh),
+    /// `adaptive` (the adaptive scheme), bidirectional or (with a refresh policy) unidirectional.
+    Adaptive(PulseScheme, Option<Refresh>),
+    /// `tiki-taka`: scheme onto A, transfer every k updates with a transfer rate and pulse cap.
+    TikiTaka {
+        /// Scheme of the SGD pulses onto A.
+        scheme: PulseScheme,
+        /// Updates between column transfers.
+        transfer_every: u32,
+        /// Transfer rate.
+        transfer_lr: f32,
+        /// Pulse cap of a transfer.
+        max_pulses: u32,
+    },
+    /// `mixed-precision` with a pulse cap.
+    MixedPrecision {
+        /// Pulse cap per update.
+        max_pulses: u32,
+    },
 }
 
 impl ControllerSpec {
@@ -315,15 +699,60 @@ impl ControllerSpec {
             ControllerSpec::SgdStochastic(s) => Box::new(SgdStochastic { scheme: s.clone() }),
             ControllerSpec::SgdCount(s) => Box::new(SgdCount { scheme: s.clone() }),
             ControllerSpec::SignThreshold(s) => Box::new(SignThreshold { scheme: s.clone() }),
+            ControllerSpec::Bidirectional(s) => Box::new(Bidirectional {
+                scheme: s.clone(),
+                name: "bidirectional",
+            }),
+            ControllerSpec::Unidirectional(s, r) => Box::new(Unidirectional::new(s.clone(), *r)),
+            ControllerSpec::Adaptive(s, None) => Box::new(Bidirectional {
+                scheme: s.clone(),
+                name: "adaptive",
+            }),
+            ControllerSpec::Adaptive(s, Some(r)) => Box::new(Unidirectional::new(s.clone(), *r)),
+            ControllerSpec::TikiTaka {
+                scheme,
+                transfer_every,
+                transfer_lr,
+                max_pulses,
+            } => Box::new(TikiTaka::new(
+                scheme.clone(),
+                *transfer_every,
+                *transfer_lr,
+                *max_pulses,
+            )),
+            ControllerSpec::MixedPrecision { max_pulses } => {
+                Box::new(MixedPrecision::new(*max_pulses))
+            }
         }
     }
 
-    /// The scheme inside.
-    pub fn scheme(&self) -> &PulseScheme {
+    /// The pulse scheme inside (mixed precision counts pulses like `Count`).
+    pub fn scheme(&self) -> PulseScheme {
         match self {
             ControllerSpec::SgdStochastic(s)
             | ControllerSpec::SgdCount(s)
-            | ControllerSpec::SignThreshold(s) => s,
+            | ControllerSpec::SignThreshold(s)
+            | ControllerSpec::Bidirectional(s)
+            | ControllerSpec::Unidirectional(s, _)
+            | ControllerSpec::Adaptive(s, _) => s.clone(),
+            ControllerSpec::TikiTaka { scheme, .. } => scheme.clone(),
+            ControllerSpec::MixedPrecision { max_pulses } => PulseScheme::Count {
+                max_pulses: *max_pulses,
+            },
+        }
+    }
+
+    /// Scenario name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ControllerSpec::SgdStochastic(_) => "sgd-stochastic",
+            ControllerSpec::SgdCount(_) => "sgd-count",
+            ControllerSpec::SignThreshold(_) => "sign-threshold",
+            ControllerSpec::Bidirectional(_) => "bidirectional",
+            ControllerSpec::Unidirectional(..) => "unidirectional",
+            ControllerSpec::Adaptive(..) => "adaptive",
+            ControllerSpec::TikiTaka { .. } => "tiki-taka",
+            ControllerSpec::MixedPrecision { .. } => "mixed-precision",
         }
     }
 }
