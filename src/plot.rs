@@ -27,6 +27,139 @@ fn register_font() {
 /// Size of every plot in pixels.
 const SIZE: (u32, u32) = (960, 600);
 
+/// One line of a chart.
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// Legend entry.
+    pub label: String,
+    /// Points in drawing order.
+    pub points: Vec<(f32, f32)>,
+    /// Draw markers at the points.
+    pub markers: bool,
+}
+
+/// A line chart.
+#[derive(Debug, Clone)]
+pub struct Chart {
+    /// Title.
+    pub title: String,
+    /// Subtitle.
+    pub subtitle: String,
+    /// X axis label, with unit.
+    pub x_label: String,
+    /// Y axis label, with unit.
+    pub y_label: String,
+    /// Lines.
+    pub series: Vec<Series>,
+    /// Fixed y range, else fitted to the data.
+    pub y_range: Option<(f32, f32)>,
+}
+
+fn bounds(chart: &Chart) -> ((f32, f32), (f32, f32)) {
+    let (mut x0, mut x1, mut y0, mut y1) = (
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+    );
+    for s in &chart.series {
+        for (x, y) in &s.points {
+            if x.is_finite() && y.is_finite() {
+                x0 = x0.min(*x);
+                x1 = x1.max(*x);
+                y0 = y0.min(*y);
+                y1 = y1.max(*y);
+            }
+        }
+    }
+    if !x0.is_finite() {
+        (x0, x1) = (0.0, 1.0);
+    }
+    if !y0.is_finite() {
+        (y0, y1) = (0.0, 1.0);
+    }
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    let pad = ((y1 - y0) * 0.05).max(1e-6 * y1.abs().max(1.0));
+    let y = chart.y_range.unwrap_or((y0 - pad, y1 + pad));
+    ((x0, x1), y)
+}
+
+fn draw<DB: DrawingBackend>(area: DrawingArea<DB, Shift>, chart: &Chart) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow!("{e}");
+    area.fill(&WHITE).map_err(e)?;
+    let ((x0, x1), (y0, y1)) = bounds(chart);
+    let titled = area.titled(&chart.title, ("sans-serif", 26)).map_err(e)?;
+    let mut c = ChartBuilder::on(&titled)
+        .caption(&chart.subtitle, ("sans-serif", 15))
+        .margin(12)
+        .x_label_area_size(48)
+        .y_label_area_size(78)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(e)?;
+    c.configure_mesh()
+        .x_desc(chart.x_label.as_str())
+        .y_desc(chart.y_label.as_str())
+        .axis_desc_style(("sans-serif", 18))
+        .label_style(("sans-serif", 14))
+        .draw()
+        .map_err(e)?;
+    let legend = chart.series.len() <= 12;
+    for (k, s) in chart.series.iter().enumerate() {
+        let color = Palette99::pick(k).to_rgba();
+        let drawn = c
+            .draw_series(LineSeries::new(
+                s.points.iter().copied(),
+                color.stroke_width(2),
+            ))
+            .map_err(e)?;
+        if legend {
+            drawn.label(s.label.clone()).legend(move |(x, y)| {
+                PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+        }
+        if s.markers {
+            c.draw_series(s.points.iter().map(|p| Circle::new(*p, 3, color.filled())))
+                .map_err(e)?;
+        }
+    }
+    if legend {
+        c.configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font(("sans-serif", 13))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(e)?;
+    }
+    area.present().map_err(e)?;
+    Ok(())
+}
+
+/// Writes `<stem>.svg` and `<stem>.png` of a chart into `dir`, atomically.
+pub fn write(dir: &Path, stem: &str, chart: &Chart) -> Result<()> {
+    register_font();
+    let mut svg = String::new();
+    draw(
+        SVGBackend::with_string(&mut svg, SIZE).into_drawing_area(),
+        chart,
+    )?;
+    write_atomic(&dir.join(format!("{stem}.svg")), svg.as_bytes())?;
+
+    let png = dir.join(format!("{stem}.png"));
+    let tmp = temp_path(&png);
+    let drawn = draw(BitMapBackend::new(&tmp, SIZE).into_drawing_area(), chart)
+        .and_then(|_| std::fs::rename(&tmp, &png).map_err(anyhow::Error::from));
+    if drawn.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    drawn
+}
+
 /// What a pulse-response plot shows.
 pub struct ResponsePlot<'a> {
     /// The recorded trace.
@@ -39,92 +172,32 @@ pub struct ResponsePlot<'a> {
     pub unit: &'a str,
 }
 
-fn draw_response<DB: DrawingBackend>(area: DrawingArea<DB, Shift>, p: &ResponsePlot) -> Result<()>
-where
-    DB::ErrorType: 'static,
-{
+/// Writes `<stem>.svg` and `<stem>.png` of a pulse-response trace into `dir`: every device's
+/// conductance against pulse number.
+pub fn response(dir: &Path, stem: &str, p: &ResponsePlot) -> Result<()> {
     let t = p.trace;
-    area.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
-    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
-    for v in &t.conductance {
-        lo = lo.min(*v);
-        hi = hi.max(*v);
-    }
-    if !lo.is_finite() || !hi.is_finite() {
-        lo = 0.0;
-        hi = 1.0;
-    }
-    let pad = ((hi - lo) * 0.05).max(1e-6);
-    let last = t.steps.last().map_or(1, |s| s.pulse.max(1));
-    let titled = area
-        .titled(p.title, ("sans-serif", 26))
-        .map_err(|e| anyhow!("{e}"))?;
-    let mut chart = ChartBuilder::on(&titled)
-        .caption(p.subtitle, ("sans-serif", 15))
-        .margin(12)
-        .x_label_area_size(48)
-        .y_label_area_size(78)
-        .build_cartesian_2d(0f32..last as f32, (lo - pad)..(hi + pad))
-        .map_err(|e| anyhow!("{e}"))?;
-    chart
-        .configure_mesh()
-        .x_desc("pulse number")
-        .y_desc(if p.unit == "uS" {
+    let chart = Chart {
+        title: p.title.to_string(),
+        subtitle: p.subtitle.to_string(),
+        x_label: "pulse number".into(),
+        y_label: if p.unit == "uS" {
             "conductance (uS)".to_string()
         } else {
             format!("weight ({})", p.unit)
-        })
-        .axis_desc_style(("sans-serif", 18))
-        .label_style(("sans-serif", 14))
-        .draw()
-        .map_err(|e| anyhow!("{e}"))?;
-    let legend = t.devices <= 10;
-    for d in 0..t.devices {
-        let color = Palette99::pick(d).to_rgba();
-        let series = LineSeries::new(
-            t.steps
-                .iter()
-                .enumerate()
-                .map(|(row, s)| (s.pulse as f32, t.at(row, d))),
-            color.stroke_width(2),
-        );
-        let drawn = chart.draw_series(series).map_err(|e| anyhow!("{e}"))?;
-        if legend {
-            drawn.label(format!("device {d}")).legend(move |(x, y)| {
-                PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2))
-            });
-        }
-    }
-    if legend {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font(("sans-serif", 13))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| anyhow!("{e}"))?;
-    }
-    area.present().map_err(|e| anyhow!("{e}"))?;
-    Ok(())
-}
-
-/// Writes `<stem>.svg` and `<stem>.png` of a pulse-response trace into `dir`, atomically.
-pub fn response(dir: &Path, stem: &str, p: &ResponsePlot) -> Result<()> {
-    register_font();
-    let mut svg = String::new();
-    draw_response(
-        SVGBackend::with_string(&mut svg, SIZE).into_drawing_area(),
-        p,
-    )?;
-    write_atomic(&dir.join(format!("{stem}.svg")), svg.as_bytes())?;
-
-    let png = dir.join(format!("{stem}.png"));
-    let tmp = temp_path(&png);
-    let drawn = draw_response(BitMapBackend::new(&tmp, SIZE).into_drawing_area(), p)
-        .and_then(|_| std::fs::rename(&tmp, &png).map_err(anyhow::Error::from));
-    if drawn.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    drawn
+        },
+        series: (0..t.devices)
+            .map(|d| Series {
+                label: format!("device {d}"),
+                points: t
+                    .steps
+                    .iter()
+                    .enumerate()
+                    .map(|(row, s)| (s.pulse as f32, t.at(row, d)))
+                    .collect(),
+                markers: false,
+            })
+            .collect(),
+        y_range: None,
+    };
+    write(dir, stem, &chart)
 }

@@ -14,10 +14,11 @@ use aimsim_devices::{
     DeviceSpec, Dist, Model, NeuroSimParams, Param, Spread, StepKind, StepParams, TableCurve,
     Variation,
 };
+use aimsim_networks::mlp::{Activation, BiasMode, Loss};
 use aimsim_sim::io::IoConfig;
 use aimsim_sim::ledger::CostModel;
 use aimsim_sim::tile::{CellKind, TileConfig};
-use aimsim_sim::update::{ControllerSpec, PulseScheme};
+use aimsim_sim::update::{ControllerSpec, PulseScheme, Refresh};
 use serde::Deserialize;
 use toml::{Table, Value};
 
@@ -58,6 +59,70 @@ struct ScenarioFile {
     io: Option<IoSection>,
     update: Option<UpdateSection>,
     cost: Option<CostSection>,
+    train: Option<TrainSection>,
+    variant: Option<Vec<VariantSection>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VariantSection {
+    name: String,
+    set: Option<Table>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+enum DatasetName {
+    Glyphs,
+    TeacherStudent,
+    FashionMnist,
+    Mnist,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+enum ActivationName {
+    Sigmoid,
+    Tanh,
+    Relu,
+    HardSigmoid,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+enum LossName {
+    CrossEntropy,
+    Mse,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+enum BiasName {
+    Digital,
+    Tile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrainSection {
+    dataset: Option<DatasetName>,
+    data_dir: Option<String>,
+    train_samples: Option<u32>,
+    test_samples: Option<u32>,
+    glyph_side: Option<u32>,
+    hidden: Option<Vec<u32>>,
+    activation: Option<ActivationName>,
+    loss: Option<LossName>,
+    bias: Option<BiasName>,
+    init_scale: Option<f32>,
+    epochs: Option<u32>,
+    lr: Option<f32>,
+    lr_decay: Option<f32>,
+    shuffle: Option<bool>,
+    software: Option<bool>,
+    trace_devices: Option<u32>,
+    trace_every: Option<u32>,
+    histogram_bins: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,6 +180,26 @@ enum ControllerName {
     SgdStochastic,
     SgdCount,
     SignThreshold,
+    Bidirectional,
+    Unidirectional,
+    Adaptive,
+    TikiTaka,
+    MixedPrecision,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+enum SchemeName {
+    Stochastic,
+    Count,
+    Sign,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+enum DirectionName {
+    Bidirectional,
+    Unidirectional,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -126,6 +211,14 @@ struct UpdateSection {
     bl_management: Option<bool>,
     max_pulses: Option<u32>,
     threshold: Option<f32>,
+    scheme: Option<SchemeName>,
+    direction: Option<DirectionName>,
+    refresh_every: Option<u32>,
+    refresh_hi: Option<f32>,
+    refresh_lo: Option<f32>,
+    transfer_every: Option<u32>,
+    transfer_lr: Option<f32>,
+    transfer_max_pulses: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -288,6 +381,66 @@ pub struct Scenario {
     pub controller: ControllerSpec,
     /// Technology costs for the ledger.
     pub cost: CostModel,
+    /// Training settings, when the scenario trains a network.
+    pub train: Option<TrainSpec>,
+    /// Names of the `[[variant]]`s, in file order.
+    pub variants: Vec<String>,
+}
+
+/// Which dataset a run uses.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DatasetSpec {
+    /// Built-in procedurally drawn digit glyphs (`glyph_side` x `glyph_side` pixels).
+    Glyphs {
+        /// Image side in pixels.
+        side: u32,
+    },
+    /// Built-in teacher-student task.
+    TeacherStudent,
+    /// IDX files of Fashion-MNIST (`name` = "fashion-mnist") or MNIST (`name` = "mnist").
+    Idx {
+        /// Dataset name (also the folder name searched).
+        name: &'static str,
+        /// Folder from the scenario, resolved against the scenario's folder.
+        dir: Option<PathBuf>,
+    },
+}
+
+/// The `[train]` section, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainSpec {
+    /// Dataset.
+    pub dataset: DatasetSpec,
+    /// Training samples used (the first ones, or generated).
+    pub train_samples: u32,
+    /// Test samples used.
+    pub test_samples: u32,
+    /// Hidden layer sizes.
+    pub hidden: Vec<u32>,
+    /// Hidden activation.
+    pub activation: Activation,
+    /// Loss.
+    pub loss: Loss,
+    /// Bias placement.
+    pub bias: BiasMode,
+    /// Scale of the initial weights.
+    pub init_scale: f32,
+    /// Epochs.
+    pub epochs: u32,
+    /// Learning rate.
+    pub lr: f32,
+    /// Learning-rate factor per epoch.
+    pub lr_decay: f32,
+    /// Shuffle every epoch.
+    pub shuffle: bool,
+    /// Train the float software baseline instead of the hardware.
+    pub software: bool,
+    /// Devices traced during training.
+    pub trace_devices: u32,
+    /// Training samples between two trace records (0 = no trace).
+    pub trace_every: u32,
+    /// Bins of the conductance histograms.
+    pub histogram_bins: u32,
 }
 
 /// A loaded scenario plus what the manifest records about its origin.
@@ -369,11 +522,11 @@ fn find_span(text: &str, path: &[String]) -> Option<(std::ops::Range<usize>, boo
 impl Locator<'_> {
     fn error(&self, key: &[String], message: impl Into<String>) -> ScenarioError {
         let dotted = key.join(".");
-        for (path, raw) in &self.overrides {
+        for (path, origin) in &self.overrides {
             let n = path.len().min(key.len());
             if path[..n] == key[..n] {
                 return ScenarioError {
-                    origin: format!("--set {raw}"),
+                    origin: origin.clone(),
                     key: Some(dotted),
                     message: message.into(),
                 };
@@ -519,12 +672,62 @@ pub fn load_str(
     base_dir: &Path,
     sets: &[String],
 ) -> Result<(Scenario, String, Vec<String>), ScenarioError> {
+    load_variant_str(text, origin, base_dir, sets, None)
+}
+
+/// Loads a scenario as seen by one of its `[[variant]]`s: the variant's `set` table is applied after the
+/// command line's overrides.
+pub fn load_variant_str(
+    text: &str,
+    origin: &str,
+    base_dir: &Path,
+    sets: &[String],
+    variant: Option<&str>,
+) -> Result<(Scenario, String, Vec<String>), ScenarioError> {
     let mut table = parse_table(text, origin)?;
     let mut overrides = Vec::new();
     for raw in sets {
         let (path, value) = parse_override(raw)?;
         apply_override(&mut table, &path, value, raw)?;
-        overrides.push((path, raw.clone()));
+        overrides.push((path, format!("--set {raw}")));
+    }
+    let mut applied = sets.to_vec();
+    if let Some(name) = variant {
+        let entry = table
+            .get("variant")
+            .and_then(Value::as_array)
+            .and_then(|vs| {
+                vs.iter()
+                    .find(|v| v.get("name").and_then(Value::as_str) == Some(name))
+            })
+            .cloned();
+        let Some(entry) = entry else {
+            return Err(ScenarioError {
+                origin: origin.to_string(),
+                key: Some("variant".into()),
+                message: format!("no [[variant]] is named `{name}`"),
+            });
+        };
+        if let Some(Value::Table(set)) = entry.get("set") {
+            for (k, v) in set {
+                let path = split_key(k);
+                let raw = format!("{k}={v}");
+                let label = format!("{origin}: [[variant]] `{name}` set {k} = {v}");
+                if path.iter().any(|p| p.is_empty()) || path[0] == "variant" {
+                    return Err(ScenarioError {
+                        origin: label,
+                        key: Some(k.clone()),
+                        message: "is not a dotted key path of a scenario key".into(),
+                    });
+                }
+                apply_override(&mut table, &path, v.clone(), &raw).map_err(|mut e| {
+                    e.origin = label.clone();
+                    e
+                })?;
+                overrides.push((path, label));
+                applied.push(format!("variant {name}: {raw}"));
+            }
+        }
     }
     let mut locator = Locator {
         overrides,
@@ -620,7 +823,7 @@ pub fn load_str(
         locator.error(&path, message)
     })?;
 
-    convert(file, &locator, base_dir, preset_files).map(|s| (s, effective, sets.to_vec()))
+    convert(file, &locator, base_dir, preset_files).map(|s| (s, effective, applied))
 }
 
 fn variation(v: &VariationSection, key: &str, loc: &Locator) -> Result<Variation, ScenarioError> {
@@ -917,6 +1120,39 @@ fn convert(
     check_protocol(&protocol)
         .map_err(|(k, m)| loc.error(&split_key(&format!("protocol.{k}")), m))?;
     let (tile, w_scale, controller, cost) = chip(file.tile, file.io, file.update, file.cost, loc)?;
+    let train = match file.train {
+        None => None,
+        Some(t) => Some(train_spec(t, loc, base_dir)?),
+    };
+    let mut variants: Vec<String> = Vec::new();
+    for (k, v) in file.variant.unwrap_or_default().into_iter().enumerate() {
+        let key = split_key(&format!("variant.{k}.name"));
+        if v.name.is_empty()
+            || !v
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(loc.error(
+                &key,
+                format!(
+                    "`{}`: a variant name becomes a folder name: use letters, digits, `-` and `_`",
+                    v.name
+                ),
+            ));
+        }
+        if variants.contains(&v.name) {
+            return Err(loc.error(&key, format!("two variants are named `{}`", v.name)));
+        }
+        let _ = v.set;
+        variants.push(v.name);
+    }
+    if !variants.is_empty() && train.is_none() {
+        return Err(loc.error(
+            &split_key("variant"),
+            "variants compare training runs: add a [train] section",
+        ));
+    }
 
     Ok(Scenario {
         name: file.scenario.name,
@@ -931,6 +1167,8 @@ fn convert(
         w_scale,
         controller,
         cost,
+        train,
+        variants,
     })
 }
 
@@ -962,6 +1200,288 @@ fn io_config(
 }
 
 type ChipParts = (TileConfig, f32, ControllerSpec, CostModel);
+
+fn controller_spec(
+    u: UpdateSection,
+    cell: CellKind,
+    loc: &Locator,
+) -> Result<ControllerSpec, ScenarioError> {
+    let key = |k: &str| split_key(&format!("update.{k}"));
+    let name = match u.controller {
+        None | Some(ControllerName::SgdStochastic) => "sgd-stochastic",
+        Some(ControllerName::SgdCount) => "sgd-count",
+        Some(ControllerName::SignThreshold) => "sign-threshold",
+        Some(ControllerName::Bidirectional) => "bidirectional",
+        Some(ControllerName::Unidirectional) => "unidirectional",
+        Some(ControllerName::Adaptive) => "adaptive",
+        Some(ControllerName::TikiTaka) => "tiki-taka",
+        Some(ControllerName::MixedPrecision) => "mixed-precision",
+    };
+    // The scheme of rules that take one.
+    let scheme_name = match name {
+        "sgd-stochastic" => Some(SchemeName::Stochastic),
+        "sgd-count" => Some(SchemeName::Count),
+        "sign-threshold" => Some(SchemeName::Sign),
+        "bidirectional" | "unidirectional" | "tiki-taka" => {
+            Some(u.scheme.unwrap_or(SchemeName::Stochastic))
+        }
+        _ => None,
+    };
+    let uni = match name {
+        "unidirectional" => true,
+        "adaptive" => matches!(u.direction, Some(DirectionName::Unidirectional)),
+        _ => false,
+    };
+    let mut allowed: Vec<&str> = match scheme_name {
+        Some(SchemeName::Stochastic) => vec!["bl", "update_management", "bl_management"],
+        Some(SchemeName::Count) => vec!["max_pulses"],
+        Some(SchemeName::Sign) => vec!["threshold"],
+        None => vec![],
+    };
+    match name {
+        "bidirectional" | "unidirectional" | "tiki-taka" => allowed.push("scheme"),
+        "adaptive" => allowed.extend(["max_pulses", "threshold", "direction"]),
+        "mixed-precision" => allowed.push("max_pulses"),
+        _ => {}
+    }
+    if uni {
+        allowed.extend(["refresh_every", "refresh_hi", "refresh_lo"]);
+    }
+    if name == "tiki-taka" {
+        allowed.extend(["transfer_every", "transfer_lr", "transfer_max_pulses"]);
+    }
+    for (k, present) in [
+        ("bl", u.bl.is_some()),
+        ("update_management", u.update_management.is_some()),
+        ("bl_management", u.bl_management.is_some()),
+        ("max_pulses", u.max_pulses.is_some()),
+        ("threshold", u.threshold.is_some()),
+        ("scheme", u.scheme.is_some()),
+        ("direction", u.direction.is_some()),
+        ("refresh_every", u.refresh_every.is_some()),
+        ("refresh_hi", u.refresh_hi.is_some()),
+        ("refresh_lo", u.refresh_lo.is_some()),
+        ("transfer_every", u.transfer_every.is_some()),
+        ("transfer_lr", u.transfer_lr.is_some()),
+        ("transfer_max_pulses", u.transfer_max_pulses.is_some()),
+    ] {
+        if present && !allowed.contains(&k) {
+            return Err(loc.error(
+                &key(k),
+                format!(
+                    "does not apply to controller `{name}`{}; it takes: {}",
+                    scheme_name.map_or(String::new(), |s| format!(
+                        " with scheme `{}`",
+                        match s {
+                            SchemeName::Stochastic => "stochastic",
+                            SchemeName::Count => "count",
+                            SchemeName::Sign => "sign",
+                        }
+                    )),
+                    if allowed.is_empty() {
+                        "no other key".to_string()
+                    } else {
+                        allowed.join(", ")
+                    }
+                ),
+            ));
+        }
+    }
+    let scheme = match scheme_name {
+        Some(SchemeName::Stochastic) => PulseScheme::Stochastic {
+            bl: u.bl.unwrap_or(31),
+            update_management: u.update_management.unwrap_or(true),
+            bl_management: u.bl_management.unwrap_or(true),
+        },
+        Some(SchemeName::Count) => PulseScheme::Count {
+            max_pulses: u.max_pulses.unwrap_or(31),
+        },
+        Some(SchemeName::Sign) => PulseScheme::SignThreshold {
+            threshold: u.threshold.unwrap_or(1.0),
+        },
+        None => PulseScheme::Adaptive {
+            max_pulses: u
+                .max_pulses
+                .unwrap_or(if name == "adaptive" { 8 } else { 31 }),
+            threshold: u.threshold.unwrap_or(0.1),
+        },
+    };
+    scheme.validate().map_err(|(k, m)| loc.error(&key(k), m))?;
+    let refresh = Refresh {
+        every: u.refresh_every.unwrap_or(0),
+        hi: u.refresh_hi.unwrap_or(0.75),
+        lo: u.refresh_lo.unwrap_or(0.25),
+    };
+    if uni {
+        for (k, v) in [("refresh_hi", refresh.hi), ("refresh_lo", refresh.lo)] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(loc.error(
+                    &key(k),
+                    format!("is a fraction of the device range in [0, 1], got {v}"),
+                ));
+            }
+        }
+        if refresh.lo > refresh.hi {
+            return Err(loc.error(&key("refresh_lo"), "must not exceed refresh_hi"));
+        }
+        if cell == CellKind::Single {
+            return Err(loc.error(
+                &key("controller"),
+                "unidirectional updates need a pair of devices: set tile.cell to \"pair\" or \"one-sided\"",
+            ));
+        }
+    }
+    if name == "tiki-taka" && !matches!(cell, CellKind::MultiArray { .. }) {
+        return Err(loc.error(
+            &key("controller"),
+            "tiki-taka needs fast and slow arrays: set tile.cell = \"multi-array\"",
+        ));
+    }
+    let transfer_lr = u.transfer_lr.unwrap_or(0.1);
+    if !(transfer_lr.is_finite() && transfer_lr > 0.0) {
+        return Err(loc.error(
+            &key("transfer_lr"),
+            format!("must be > 0, got {transfer_lr}"),
+        ));
+    }
+    let spec = match name {
+        "sgd-stochastic" => ControllerSpec::SgdStochastic(scheme),
+        "sgd-count" => ControllerSpec::SgdCount(scheme),
+        "sign-threshold" => ControllerSpec::SignThreshold(scheme),
+        "bidirectional" => ControllerSpec::Bidirectional(scheme),
+        "unidirectional" => ControllerSpec::Unidirectional(scheme, refresh),
+        "adaptive" => ControllerSpec::Adaptive(scheme, uni.then_some(refresh)),
+        "tiki-taka" => ControllerSpec::TikiTaka {
+            scheme,
+            transfer_every: u.transfer_every.unwrap_or(1).max(1),
+            transfer_lr,
+            max_pulses: u.transfer_max_pulses.unwrap_or(31).max(1),
+        },
+        _ => ControllerSpec::MixedPrecision {
+            max_pulses: u.max_pulses.unwrap_or(31).max(1),
+        },
+    };
+    Ok(spec)
+}
+
+fn train_spec(t: TrainSection, loc: &Locator, base_dir: &Path) -> Result<TrainSpec, ScenarioError> {
+    let key = |k: &str| split_key(&format!("train.{k}"));
+    let dataset = match t.dataset {
+        None | Some(DatasetName::Glyphs) => DatasetSpec::Glyphs {
+            side: t.glyph_side.unwrap_or(16),
+        },
+        Some(DatasetName::TeacherStudent) => DatasetSpec::TeacherStudent,
+        Some(DatasetName::FashionMnist) => DatasetSpec::Idx {
+            name: "fashion-mnist",
+            dir: t.data_dir.as_ref().map(|d| base_dir.join(d)),
+        },
+        Some(DatasetName::Mnist) => DatasetSpec::Idx {
+            name: "mnist",
+            dir: t.data_dir.as_ref().map(|d| base_dir.join(d)),
+        },
+    };
+    if t.glyph_side.is_some() && !matches!(dataset, DatasetSpec::Glyphs { .. }) {
+        return Err(loc.error(&key("glyph_side"), "only applies to dataset = \"glyphs\""));
+    }
+    if t.data_dir.is_some() && !matches!(dataset, DatasetSpec::Idx { .. }) {
+        return Err(loc.error(
+            &key("data_dir"),
+            "only applies to IDX datasets (fashion-mnist, mnist)",
+        ));
+    }
+    if let DatasetSpec::Glyphs { side } = dataset
+        && !(8..=64).contains(&side)
+    {
+        return Err(loc.error(
+            &key("glyph_side"),
+            format!("must lie in [8, 64] pixels, got {side}"),
+        ));
+    }
+    let (dtrain, dtest) = match dataset {
+        DatasetSpec::Idx { .. } => (60_000, 10_000),
+        _ => (4_000, 1_000),
+    };
+    let train_samples = t.train_samples.unwrap_or(dtrain);
+    let test_samples = t.test_samples.unwrap_or(dtest);
+    if train_samples == 0 {
+        return Err(loc.error(&key("train_samples"), "must be at least 1"));
+    }
+    let hidden = t.hidden.unwrap_or_else(|| vec![64]);
+    if let Some(h) = hidden.iter().find(|h| **h == 0 || **h > 16_384) {
+        return Err(loc.error(
+            &key("hidden"),
+            format!("layer sizes must lie in [1, 16384], got {h}"),
+        ));
+    }
+    let epochs = t.epochs.unwrap_or(3);
+    if epochs == 0 || epochs > 10_000 {
+        return Err(loc.error(
+            &key("epochs"),
+            format!("must lie in [1, 10000], got {epochs}"),
+        ));
+    }
+    let lr = t.lr.unwrap_or(0.1);
+    if !(lr.is_finite() && lr > 0.0) {
+        return Err(loc.error(&key("lr"), format!("must be > 0, got {lr}")));
+    }
+    let lr_decay = t.lr_decay.unwrap_or(1.0);
+    if !(lr_decay.is_finite() && lr_decay > 0.0 && lr_decay <= 1.0) {
+        return Err(loc.error(
+            &key("lr_decay"),
+            format!("must lie in (0, 1], got {lr_decay}"),
+        ));
+    }
+    let init_scale = t.init_scale.unwrap_or(1.0);
+    if !(init_scale.is_finite() && init_scale >= 0.0) {
+        return Err(loc.error(
+            &key("init_scale"),
+            format!("must be >= 0, got {init_scale}"),
+        ));
+    }
+    let histogram_bins = t.histogram_bins.unwrap_or(40);
+    if !(2..=10_000).contains(&histogram_bins) {
+        return Err(loc.error(
+            &key("histogram_bins"),
+            format!("must lie in [2, 10000], got {histogram_bins}"),
+        ));
+    }
+    let trace_devices = t.trace_devices.unwrap_or(16);
+    if trace_devices > 100_000 {
+        return Err(loc.error(
+            &key("trace_devices"),
+            format!("at most 100000, got {trace_devices}"),
+        ));
+    }
+    Ok(TrainSpec {
+        dataset,
+        train_samples,
+        test_samples,
+        hidden,
+        activation: match t.activation {
+            None | Some(ActivationName::Sigmoid) => Activation::Sigmoid,
+            Some(ActivationName::Tanh) => Activation::Tanh,
+            Some(ActivationName::Relu) => Activation::Relu,
+            Some(ActivationName::HardSigmoid) => Activation::HardSigmoid,
+        },
+        loss: match t.loss {
+            None | Some(LossName::CrossEntropy) => Loss::CrossEntropy,
+            Some(LossName::Mse) => Loss::Mse,
+        },
+        bias: match t.bias {
+            None | Some(BiasName::Digital) => BiasMode::Digital,
+            Some(BiasName::Tile) => BiasMode::Tile,
+        },
+        init_scale,
+        epochs,
+        lr,
+        lr_decay,
+        shuffle: t.shuffle.unwrap_or(true),
+        software: t.software.unwrap_or(false),
+        trace_devices,
+        trace_every: t.trace_every.unwrap_or(100),
+        histogram_bins,
+    })
+}
 
 fn chip(
     tile: Option<TileSection>,
@@ -1031,51 +1551,7 @@ fn chip(
         loc,
     )?;
 
-    let u = update.unwrap_or_default();
-    let name = match u.controller {
-        None | Some(ControllerName::SgdStochastic) => "sgd-stochastic",
-        Some(ControllerName::SgdCount) => "sgd-count",
-        Some(ControllerName::SignThreshold) => "sign-threshold",
-    };
-    let allowed: &[&str] = match name {
-        "sgd-stochastic" => &["bl", "update_management", "bl_management"],
-        "sgd-count" => &["max_pulses"],
-        _ => &["threshold"],
-    };
-    for (k, present) in [
-        ("bl", u.bl.is_some()),
-        ("update_management", u.update_management.is_some()),
-        ("bl_management", u.bl_management.is_some()),
-        ("max_pulses", u.max_pulses.is_some()),
-        ("threshold", u.threshold.is_some()),
-    ] {
-        if present && !allowed.contains(&k) {
-            return Err(loc.error(
-                &split_key(&format!("update.{k}")),
-                format!(
-                    "does not apply to controller `{name}`; it takes: {}",
-                    allowed.join(", ")
-                ),
-            ));
-        }
-    }
-    let controller = match name {
-        "sgd-stochastic" => ControllerSpec::SgdStochastic(PulseScheme::Stochastic {
-            bl: u.bl.unwrap_or(31),
-            update_management: u.update_management.unwrap_or(true),
-            bl_management: u.bl_management.unwrap_or(true),
-        }),
-        "sgd-count" => ControllerSpec::SgdCount(PulseScheme::Count {
-            max_pulses: u.max_pulses.unwrap_or(31),
-        }),
-        _ => ControllerSpec::SignThreshold(PulseScheme::SignThreshold {
-            threshold: u.threshold.unwrap_or(1.0),
-        }),
-    };
-    controller
-        .scheme()
-        .validate()
-        .map_err(|(k, m)| loc.error(&split_key(&format!("update.{k}")), m))?;
+    let controller = controller_spec(update.unwrap_or_default(), cell, loc)?;
 
     let c = cost.unwrap_or_default();
     let d = CostModel::default();
@@ -1315,25 +1791,31 @@ pub fn describe(s: &Scenario) -> String {
         io(&s.tile.forward),
         io(&s.tile.backward)
     );
-    let rule = match &s.controller {
-        ControllerSpec::SgdStochastic(PulseScheme::Stochastic {
-            bl,
-            update_management,
-            bl_management,
-        }) => format!(
-            "sgd-stochastic, BL {bl}, update management {}, BL management {}",
-            if *update_management { "on" } else { "off" },
-            if *bl_management { "on" } else { "off" }
-        ),
-        ControllerSpec::SgdCount(PulseScheme::Count { max_pulses }) => {
-            format!("sgd-count, at most {max_pulses} pulses")
-        }
-        ControllerSpec::SignThreshold(PulseScheme::SignThreshold { threshold }) => {
-            format!("sign-threshold, threshold {threshold} steps")
-        }
-        other => format!("{other:?}"),
-    };
+    let rule = format!("{} {:?}", s.controller.name(), s.controller);
     out += &format!("update: {rule}\n");
+    if let Some(t) = &s.train {
+        out += &format!(
+            "train: {:?}, {} train / {} test samples, hidden {:?}, {}, {:?} loss, {:?} bias, {} epoch(s), lr {} (x{} per epoch){}\n",
+            t.dataset,
+            t.train_samples,
+            t.test_samples,
+            t.hidden,
+            t.activation.name(),
+            t.loss,
+            t.bias,
+            t.epochs,
+            t.lr,
+            t.lr_decay,
+            if t.software {
+                ", software baseline"
+            } else {
+                ""
+            }
+        );
+    }
+    if !s.variants.is_empty() {
+        out += &format!("variants: {}\n", s.variants.join(", "));
+    }
     let c = &s.cost;
     out += &format!(
         "cost: clock {} Hz, read {} cycles at {} V, ADC {} cycles {} pJ ({} outputs/ADC), DAC {} pJ, pulse {} cycles {} pJ\n",

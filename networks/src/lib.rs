@@ -1,8 +1,12 @@
 //! Neural networks mapped onto aimsim tiles: layers, learning algorithms, datasets and training loops.
 //!
-//! The crate is a placeholder in the workspace's dependency chain (devices -> sim -> networks -> aimsim)
-//! until the tile engine lands; it re-exports the layers below it so the chain is exercised.
+//! [`mlp`] builds multi-layer perceptrons whose weights live on tiles (or in float matrices for the
+//! software baseline) and trains them with every phase on the simulated hardware; [`train`] runs epochs,
+//! evaluation and metrics.
 #![warn(missing_docs)]
 
 pub use aimsim_devices as devices;
 pub use aimsim_sim as sim;
+
+pub mod mlp;
+// pub mod train; (enabled with the data module)

@@ -12,6 +12,14 @@ pub enum Purpose {
     DeviceDraw = 1,
     /// Cycle-to-cycle write noise and read noise.
     Write = 2,
+    /// Order of the training samples, per epoch.
+    Shuffle = 3,
+    /// Initial weights of a network.
+    Init = 4,
+    /// Which devices are traced.
+    Trace = 5,
+    /// Generated datasets.
+    Data = 6,
 }
 
 /// SplitMix64 finaliser: spreads nearby seeds over the whole state space.
