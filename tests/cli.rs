@@ -885,7 +885,7 @@ fn benchmarks_print_their_summary_lines() {
         "--seconds",
         "0.01",
         "--scenario",
-        "scenarios/quickstart.toml",
+        "scenarios/device-quickstart.toml",
         "--set",
         "tile.rows=64",
         "--set",
@@ -897,7 +897,7 @@ fn benchmarks_print_their_summary_lines() {
         "bench",
         "tiles",
         "--scenario",
-        "scenarios/quickstart.toml",
+        "scenarios/device-quickstart.toml",
         "--set",
         "update.bl=0",
     ]);

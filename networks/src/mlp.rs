@@ -483,4 +483,87 @@ mod tests {
             predicted
         );
     }
+
+    #[test]
+    fn two_layer_network_on_ideal_devices_matches_the_float_reference() {
+        use aimsim_devices::{Model, StepKind, StepParams};
+        use aimsim_sim::io::IoConfig;
+        use aimsim_sim::tile::CellKind;
+        use aimsim_sim::update::PulseScheme;
+        // Ideal devices: a fine constant step, no noise, no variation; ideal periphery; counted pulses.
+        let dw = 1e-5;
+        let hw = Hardware {
+            device: DeviceSpec::new(Model::Step(StepParams::new(StepKind::Constant, dw))),
+            tile: TileConfig {
+                rows: 8,
+                cols: 8,
+                cell: CellKind::Pair,
+                forward: IoConfig::ideal(),
+                backward: IoConfig::ideal(),
+            },
+            controller: ControllerSpec::SgdCount(PulseScheme::Count {
+                max_pulses: 100_000,
+            }),
+            // Weights stay well inside the devices' range, so the bounds never clip a step.
+            w_scale: 4.0,
+            cost: CostModel::default(),
+            seed: 5,
+        };
+        let cfg = MlpConfig {
+            sizes: vec![10, 12, 4],
+            activation: Activation::Sigmoid,
+            loss: Loss::CrossEntropy,
+            bias: BiasMode::Digital,
+            init_scale: 1.0,
+        };
+        let mut analog = Mlp::new(&cfg, Some(&hw), &mut Pcg64::seed_from_u64(9)).unwrap();
+        let mut float = Mlp::new(&cfg, None, &mut Pcg64::seed_from_u64(9)).unwrap();
+        // Same start: copy the programmed weights into the float network.
+        for (a, f) in analog.layers.iter().zip(float.layers.iter_mut()) {
+            let w = a.weights.weights();
+            f.weights.program(&w);
+        }
+        let start = float.layers[1].weights.weights();
+        let mut rng = Pcg64::seed_from_u64(11);
+        let mut ledger = Ledger::default();
+        let samples: Vec<(Vec<f32>, usize)> = (0..40)
+            .map(|k| ((0..10).map(|_| rng.random_range(0.0..1.0)).collect(), k % 4))
+            .collect();
+        for _ in 0..5 {
+            for (x, y) in &samples {
+                analog.train_step(x, *y, 0.5, &mut ledger);
+                float.train_step(x, *y, 0.5, &mut ledger);
+            }
+        }
+        let mut worst = 0.0f32;
+        let mut moved = 0.0f32;
+        for (x, _) in &samples {
+            let pa = analog.forward(x, &mut ledger).to_vec();
+            let pf = float.forward(x, &mut ledger).to_vec();
+            for (a, f) in pa.iter().zip(&pf) {
+                worst = worst.max((a - f).abs());
+            }
+        }
+        for (a, f) in analog.layers.iter().zip(&float.layers) {
+            let (wa, wf) = (a.weights.weights(), f.weights.weights());
+            for (x, y) in wa.iter().zip(&wf) {
+                moved = moved.max((x - y).abs());
+            }
+        }
+        // Each weight differs from the float one by at most a few quantized steps.
+        assert!(moved < 200.0 * 4.0 * dw as f32, "weights differ by {moved}");
+        assert!(worst < 1e-2, "probabilities differ by {worst}");
+        // And training did something: the weights moved far more than the two networks differ.
+        let travelled = float.layers[1]
+            .weights
+            .weights()
+            .iter()
+            .zip(&start)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            travelled > 20.0 * moved,
+            "training moved weights by {travelled} only"
+        );
+    }
 }

@@ -353,8 +353,9 @@ impl Tile {
     }
 
     /// Programs normalized target weights (row-major, clipped to the cell's range) with closed-loop
-    /// potentiation pulses from the erased state: every device is reset, then pulsed one pulse at a time
-    /// until it reaches its target fraction or stops moving. Returns the pulses used. Device-to-device
+    /// potentiation pulses from the erased state: every device is reset, then pulsed until it reaches its
+    /// target fraction or stops moving. Push-pull pairs are centred on mid-range (`u+- = 1/2 +- w/2`),
+    /// one-sided pairs put the weight on one device and erase the other. Returns the pulses used. Device-to-device
     /// variation, levels and write noise all shape the programmed weights, as on a chip.
     pub fn program(&mut self, target: &[f32]) -> u64 {
         assert_eq!(target.len(), self.rows * self.cols, "target shape");
@@ -363,9 +364,12 @@ impl Tile {
             let t = t.clamp(-1.0, 1.0);
             let goals: [f32; 4] = match self.cell {
                 CellKind::Single => [(t + 1.0) / 2.0, 0.0, 0.0, 0.0],
-                CellKind::Pair | CellKind::OneSided => [t.max(0.0), (-t).max(0.0), 0.0, 0.0],
-                // Targets are written onto the slow array C; A starts erased.
-                CellKind::MultiArray { .. } => [0.0, 0.0, t.max(0.0), (-t).max(0.0)],
+                // Push-pull pairs sit around mid-range so both devices can move both ways.
+                CellKind::Pair => [0.5 + t / 2.0, 0.5 - t / 2.0, 0.0, 0.0],
+                // Potentiation-only pairs start with one device erased, leaving both room to climb.
+                CellKind::OneSided => [t.max(0.0), (-t).max(0.0), 0.0, 0.0],
+                // Targets go onto the slow pair C; the fast pair A starts balanced at mid-range.
+                CellKind::MultiArray { .. } => [0.5, 0.5, 0.5 + t / 2.0, 0.5 - t / 2.0],
             };
             for (a, goal) in goals.iter().enumerate().take(self.arrays.len()) {
                 self.arrays[a].reset_to_min(i);
