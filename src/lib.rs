@@ -9,6 +9,7 @@ pub mod commands;
 pub mod output;
 pub mod plot;
 pub mod presets;
+pub mod run;
 pub mod scenario;
 
 pub use aimsim_devices as devices;

@@ -61,6 +61,21 @@ enum Command {
         #[command(flatten)]
         scenario: ScenarioArgs,
     },
+    /// Train a network on the simulated chip: every `[[variant]]` of the scenario (or the scenario
+    /// itself), each epoch evaluated on the test set.
+    ///
+    /// Writes into --out (one folder per variant when there are variants): metrics.csv (per epoch: loss,
+    /// accuracies, pulses by polarity, refreshes, simulated latency and energy), trace.npy/trace.csv
+    /// (conductances of sampled devices during training), histogram.csv, accuracy.svg/png,
+    /// histogram.svg/png, manifest.json; then summary.csv and, with variants, accuracy.svg/png comparing
+    /// them. Prints a summary table. Shows a progress bar on a terminal, log lines otherwise.
+    Run {
+        #[command(flatten)]
+        scenario: ScenarioArgs,
+        /// Output folder (created if missing; files in it are replaced atomically).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// List the built-in device presets (usable as `preset = "<name>"` in a [device] section).
     Presets,
     /// Benchmarks that print figures; the last line of each is a machine-readable summary.
@@ -98,6 +113,27 @@ enum BenchWhat {
         #[arg(long = "set", value_name = "KEY=VALUE", requires = "scenario")]
         set: Vec<String>,
     },
+    /// Training speed on the reference workload: Fashion-MNIST, 784-256-128-10 sigmoid, batch 1,
+    /// stochastic pulses BL 31, constant-step devices (dw_min 0.001, d2d and c2c 0.3), 7-bit DAC,
+    /// 9-bit ADC, output noise 0.06; one epoch. Last line: `train_samples_per_s=<n> test_accuracy=<%>`.
+    Train {
+        /// Folder of the Fashion-MNIST IDX files [default: AIMSIM_DATA, then
+        /// /usr/share/datasets/fashion-mnist].
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        /// Training samples of the epoch (the first ones).
+        #[arg(long, default_value_t = 60_000)]
+        train_samples: usize,
+        /// Test samples.
+        #[arg(long, default_value_t = 10_000)]
+        test_samples: usize,
+        /// Learning rate.
+        #[arg(long, default_value_t = 0.05)]
+        lr: f32,
+        /// Threads [default: SLURM_CPUS_PER_TASK, else all cores].
+        #[arg(long)]
+        threads: Option<usize>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -109,6 +145,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Threads to use: SLURM_CPUS_PER_TASK when set, else the machine's cores.
+fn default_threads() -> usize {
+    std::env::var("SLURM_CPUS_PER_TASK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -139,6 +183,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 run.files.join(", "),
                 run.out.display()
             );
+            Ok(())
+        }
+        Command::Run { scenario, out } => {
+            aimsim::run::run(&scenario.scenario, &scenario.set, &out)?;
             Ok(())
         }
         Command::Validate { scenario } => {
@@ -197,6 +245,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "mvm_vs_plain={:.2} update_coincidences_per_s_per_core={:.0}",
                 r.mvm_vs_plain, r.coincidences_per_s_per_core
+            );
+            Ok(())
+        }
+        Command::Bench {
+            what:
+                BenchWhat::Train {
+                    data,
+                    train_samples,
+                    test_samples,
+                    lr,
+                    threads,
+                },
+        } => {
+            let dir = aimsim::networks::data::find_data_dir(data.as_deref(), "fashion-mnist")?;
+            let mut d = aimsim::networks::data::load_idx(&dir, "fashion-mnist")?;
+            d.truncate(train_samples, test_samples);
+            let threads = threads.unwrap_or_else(default_threads).max(1);
+            let r = aimsim::bench::train(&d, lr, threads)?;
+            for l in &r.lines {
+                println!("{l}");
+            }
+            println!(
+                "train_samples_per_s={:.0} test_accuracy={:.2}",
+                r.samples_per_s, r.test_accuracy
             );
             Ok(())
         }

@@ -123,6 +123,7 @@ struct TrainSection {
     trace_devices: Option<u32>,
     trace_every: Option<u32>,
     histogram_bins: Option<u32>,
+    seeds: Option<Vec<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -441,6 +442,8 @@ pub struct TrainSpec {
     pub trace_every: u32,
     /// Bins of the conductance histograms.
     pub histogram_bins: u32,
+    /// Seeds to repeat every run with (empty: the scenario's seed once).
+    pub seeds: Vec<u64>,
 }
 
 /// A loaded scenario plus what the manifest records about its origin.
@@ -1445,6 +1448,18 @@ fn train_spec(t: TrainSection, loc: &Locator, base_dir: &Path) -> Result<TrainSp
             format!("must lie in [2, 10000], got {histogram_bins}"),
         ));
     }
+    let seeds = t.seeds.unwrap_or_default();
+    if seeds.len() > 1000 {
+        return Err(loc.error(
+            &key("seeds"),
+            format!("at most 1000 seeds, got {}", seeds.len()),
+        ));
+    }
+    for (i, a) in seeds.iter().enumerate() {
+        if seeds[..i].contains(a) {
+            return Err(loc.error(&key("seeds"), format!("seed {a} is listed twice")));
+        }
+    }
     let trace_devices = t.trace_devices.unwrap_or(16);
     if trace_devices > 100_000 {
         return Err(loc.error(
@@ -1480,6 +1495,7 @@ fn train_spec(t: TrainSection, loc: &Locator, base_dir: &Path) -> Result<TrainSp
         trace_devices,
         trace_every: t.trace_every.unwrap_or(100),
         histogram_bins,
+        seeds,
     })
 }
 
@@ -1887,7 +1903,7 @@ mod tests {
             }
         }
         assert_eq!(
-            total, 131,
+            total, 132,
             "a section gained or lost keys: update this count and docs/scenarios.md"
         );
     }

@@ -8,5 +8,7 @@
 pub use aimsim_devices as devices;
 pub use aimsim_sim as sim;
 
+pub mod data;
+pub mod glyphs;
 pub mod mlp;
-// pub mod train; (enabled with the data module)
+pub mod train;

@@ -130,7 +130,7 @@ pub fn train(
             correct += usize::from(net.predicted() == y as usize);
             step += 1;
             observer.after_update(net, step);
-            if step % 256 == 0 || step == total {
+            if step.is_multiple_of(256) || step == total {
                 observer.progress(step, total);
             }
         }

@@ -323,7 +323,9 @@ fn counted(
             let want = -di * xj;
             let n = match counting {
                 Counting::Round(cap) => ((scale * want).abs().round() as u32).min(cap),
-                Counting::Sign(threshold) => u32::from((scale * want).abs() >= threshold.max(0.5)),
+                Counting::Sign(threshold) => {
+                    u32::from(want != 0.0 && (scale * want).abs() >= threshold)
+                }
                 Counting::Adaptive(_, threshold) => {
                     let rel = want.abs() / top;
                     if rel < threshold {

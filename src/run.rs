@@ -1,0 +1,693 @@
+//! `aimsim run`: train a network on the simulated chip, variant by variant, and write metrics, traces,
+//! histograms, plots, manifests and a summary.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use aimsim_networks::data::{self, Dataset};
+use aimsim_networks::mlp::{Hardware, Mlp, MlpConfig};
+use aimsim_networks::train::{self, EpochMetrics, Observer, TrainConfig};
+use aimsim_sim::rng::{Purpose, stream};
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::RngExt;
+use serde_json::json;
+
+use crate::output::{CRATE_VERSIONS, ensure_dir, npy_f32, sha256_hex, write_atomic};
+use crate::plot::{self, Chart, Series};
+use crate::scenario::{self, DatasetSpec, Scenario, TrainSpec};
+
+/// Result of one variant.
+#[derive(Debug, Clone)]
+pub struct VariantResult {
+    /// Variant name.
+    pub name: String,
+    /// Seed of this run.
+    pub seed: u64,
+    /// Metrics per epoch (epoch 0 first).
+    pub metrics: Vec<EpochMetrics>,
+    /// Whether this was the software baseline.
+    pub software: bool,
+    /// Controller name (or "software").
+    pub rule: String,
+}
+
+/// Where one traced device sits.
+#[derive(Debug, Clone, Copy)]
+struct Traced {
+    layer: usize,
+    tile: usize,
+    array: usize,
+    index: usize,
+    cols: usize,
+}
+
+/// Records traces and histograms and reports progress during training.
+struct Recorder {
+    devices: Vec<Traced>,
+    every: u64,
+    steps: Vec<u64>,
+    values: Vec<f32>,
+    bins: usize,
+    /// (label, per-layer histogram counts) at the start and the end.
+    histograms: Vec<(String, Vec<Vec<u64>>)>,
+    bar: Option<ProgressBar>,
+    label: String,
+    last_log: Instant,
+    epochs: u32,
+}
+
+impl Recorder {
+    fn record(&mut self, net: &Mlp, step: u64) {
+        self.steps.push(step);
+        for t in &self.devices {
+            let tiles = net.layers()[t.layer].weights.tiles();
+            self.values
+                .push(tiles[t.tile].array(t.array).conductance(t.index));
+        }
+    }
+
+    fn histogram(&self, net: &Mlp) -> Vec<Vec<u64>> {
+        net.layers()
+            .iter()
+            .map(|l| {
+                let mut counts = vec![0u64; self.bins];
+                for tile in l.weights.tiles() {
+                    for a in 0..tile.cell().arrays() {
+                        let p = tile.array(a);
+                        for i in 0..p.len() {
+                            let u = p.fraction(i).clamp(0.0, 1.0);
+                            let b = ((u * self.bins as f32) as usize).min(self.bins - 1);
+                            counts[b] += 1;
+                        }
+                    }
+                }
+                counts
+            })
+            .collect()
+    }
+}
+
+impl Observer for Recorder {
+    fn after_update(&mut self, net: &Mlp, step: u64) {
+        if self.every > 0 && step.is_multiple_of(self.every) && !self.devices.is_empty() {
+            self.record(net, step);
+        }
+    }
+
+    fn after_epoch(&mut self, net: &Mlp, m: &EpochMetrics) {
+        if m.epoch == 0 {
+            if !self.devices.is_empty() && self.every > 0 {
+                self.record(net, 0);
+            }
+            let h = self.histogram(net);
+            self.histograms.push(("initial".into(), h));
+        } else if m.epoch == self.epochs {
+            let h = self.histogram(net);
+            self.histograms.push(("final".into(), h));
+        }
+        let line = format!(
+            "{}: epoch {}/{} test accuracy {:.2}% train loss {:.4}",
+            self.label, m.epoch, self.epochs, m.test_accuracy, m.train_loss
+        );
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn progress(&mut self, done: u64, total: u64) {
+        match &self.bar {
+            Some(b) => b.set_position(done),
+            None => {
+                if self.last_log.elapsed().as_secs_f64() >= 10.0 {
+                    self.last_log = Instant::now();
+                    eprintln!(
+                        "{}: {done}/{total} samples ({:.0}%)",
+                        self.label,
+                        100.0 * done as f64 / total.max(1) as f64
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Builds (or loads) the dataset a training spec asks for. Generated sets derive their seed from the
+/// scenario seed.
+pub fn dataset(t: &TrainSpec, seed: u64) -> Result<Dataset> {
+    let data_seed = stream(seed, Purpose::Data, 0).random::<u64>();
+    let mut d = match &t.dataset {
+        DatasetSpec::Glyphs { side } => data::glyphs(
+            t.train_samples as usize,
+            t.test_samples as usize,
+            *side as usize,
+            data_seed,
+        ),
+        DatasetSpec::TeacherStudent => data::teacher_student(
+            t.train_samples as usize,
+            t.test_samples as usize,
+            64,
+            10,
+            data_seed,
+        ),
+        DatasetSpec::Idx { name, dir } => {
+            let dir = data::find_data_dir(dir.as_deref(), name)?;
+            data::load_idx(&dir, name)?
+        }
+    };
+    d.truncate(t.train_samples as usize, t.test_samples as usize);
+    Ok(d)
+}
+
+fn pick_traced(net: &Mlp, count: u32, seed: u64) -> Vec<Traced> {
+    let mut all: Vec<(usize, usize, usize, usize)> = Vec::new(); // (layer, tile, array, devices)
+    for (l, layer) in net.layers().iter().enumerate() {
+        for (k, t) in layer.weights.tiles().iter().enumerate() {
+            for a in 0..t.cell().arrays() {
+                all.push((l, k, a, t.rows() * t.cols()));
+            }
+        }
+    }
+    let total: usize = all.iter().map(|a| a.3).sum();
+    if total == 0 || count == 0 {
+        return Vec::new();
+    }
+    let mut rng = stream(seed, Purpose::Trace, 0);
+    let mut chosen: Vec<usize> = Vec::new();
+    let want = (count as usize).min(total);
+    while chosen.len() < want {
+        let g = rng.random_range(0..total);
+        if !chosen.contains(&g) {
+            chosen.push(g);
+        }
+    }
+    chosen.sort_unstable();
+    chosen
+        .into_iter()
+        .map(|mut g| {
+            let mut found = None;
+            for (l, k, a, n) in &all {
+                if g < *n {
+                    let cols = net.layers()[*l].weights.tiles()[*k].cols();
+                    found = Some(Traced {
+                        layer: *l,
+                        tile: *k,
+                        array: *a,
+                        index: g,
+                        cols,
+                    });
+                    break;
+                }
+                g -= n;
+            }
+            found.expect("index within the total")
+        })
+        .collect()
+}
+
+/// Metrics as CSV (simulated quantities only, so equal seeds give byte-identical files).
+pub fn metrics_csv(rows: &[EpochMetrics]) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "test_accuracy",
+        "pulses_up",
+        "pulses_down",
+        "refreshes",
+        "train_latency_ns",
+        "train_energy_pj",
+        "test_latency_ns_per_sample",
+        "test_energy_pj_per_sample",
+    ])?;
+    for m in rows {
+        w.write_record([
+            m.epoch.to_string(),
+            format!("{:.6}", m.train_loss),
+            format!("{:.4}", m.train_accuracy),
+            format!("{:.4}", m.test_accuracy),
+            m.pulses_up.to_string(),
+            m.pulses_down.to_string(),
+            m.refreshes.to_string(),
+            format!("{:.1}", m.train_latency_ns),
+            format!("{:.1}", m.train_energy_pj),
+            format!("{:.3}", m.test_latency_ns_per_sample),
+            format!("{:.3}", m.test_energy_pj_per_sample),
+        ])?;
+    }
+    Ok(w.into_inner()?)
+}
+
+fn write_variant(
+    dir: &Path,
+    s: &Scenario,
+    res: &VariantResult,
+    rec: &Recorder,
+) -> Result<Vec<String>> {
+    let mut files = vec!["metrics.csv".to_string()];
+    write_atomic(&dir.join("metrics.csv"), &metrics_csv(&res.metrics)?)?;
+    let chart = Chart {
+        title: format!("{}: {}", s.name, res.name),
+        subtitle: format!("{} | seed {}", res.rule, s.seed),
+        x_label: "epoch".into(),
+        y_label: "accuracy (%)".into(),
+        series: vec![
+            Series {
+                label: "test".into(),
+                points: res
+                    .metrics
+                    .iter()
+                    .map(|m| (m.epoch as f32, m.test_accuracy as f32))
+                    .collect(),
+                markers: true,
+            },
+            Series {
+                label: "train (during the epoch)".into(),
+                points: res
+                    .metrics
+                    .iter()
+                    .skip(1)
+                    .map(|m| (m.epoch as f32, m.train_accuracy as f32))
+                    .collect(),
+                markers: true,
+            },
+        ],
+        y_range: Some((0.0, 100.0)),
+    };
+    plot::write(dir, "accuracy", &chart)?;
+    files.extend(["accuracy.svg".into(), "accuracy.png".into()]);
+    if res.software {
+        return Ok(files);
+    }
+    // Traces.
+    if !rec.devices.is_empty() && !rec.steps.is_empty() {
+        let n = rec.devices.len();
+        write_atomic(
+            &dir.join("trace.npy"),
+            &npy_f32(&[rec.steps.len(), n], &rec.values),
+        )?;
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record([
+            "device",
+            "layer",
+            "tile",
+            "array",
+            "row",
+            "col",
+            "step",
+            "conductance",
+        ])?;
+        for (d, t) in rec.devices.iter().enumerate() {
+            for (r, step) in rec.steps.iter().enumerate() {
+                w.write_record([
+                    d.to_string(),
+                    t.layer.to_string(),
+                    t.tile.to_string(),
+                    t.array.to_string(),
+                    (t.index / t.cols).to_string(),
+                    (t.index % t.cols).to_string(),
+                    step.to_string(),
+                    rec.values[r * n + d].to_string(),
+                ])?;
+            }
+        }
+        write_atomic(&dir.join("trace.csv"), &w.into_inner()?)?;
+        files.extend(["trace.npy".into(), "trace.csv".into()]);
+    }
+    // Histograms.
+    let bins = rec.bins;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["when", "layer", "bin_lo", "bin_hi", "count"])?;
+    let mut series = Vec::new();
+    for (when, layers) in &rec.histograms {
+        for (l, counts) in layers.iter().enumerate() {
+            let total: u64 = counts.iter().sum::<u64>().max(1);
+            let mut pts = Vec::new();
+            for (b, c) in counts.iter().enumerate() {
+                let (lo, hi) = (b as f32 / bins as f32, (b + 1) as f32 / bins as f32);
+                w.write_record([
+                    when.clone(),
+                    (l + 1).to_string(),
+                    lo.to_string(),
+                    hi.to_string(),
+                    c.to_string(),
+                ])?;
+                let share = 100.0 * *c as f32 / total as f32;
+                pts.push((lo, share));
+                pts.push((hi, share));
+            }
+            series.push(Series {
+                label: format!("layer {} {when}", l + 1),
+                points: pts,
+                markers: false,
+            });
+        }
+    }
+    write_atomic(&dir.join("histogram.csv"), &w.into_inner()?)?;
+    plot::write(
+        dir,
+        "histogram",
+        &Chart {
+            title: format!("{}: {} conductance histograms", s.name, res.name),
+            subtitle: format!(
+                "all devices of each layer, initial and after epoch {}",
+                rec.epochs
+            ),
+            x_label: "conductance (fraction of the device range)".into(),
+            y_label: "devices (%)".into(),
+            series,
+            y_range: None,
+        },
+    )?;
+    files.extend([
+        "histogram.csv".into(),
+        "histogram.svg".into(),
+        "histogram.png".into(),
+    ]);
+    Ok(files)
+}
+
+/// Runs every variant of a scenario (or the scenario itself when it has none) and writes the results
+/// into `out`. Returns the per-variant results.
+pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<VariantResult>> {
+    let started = Instant::now();
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the scenario file {}", path.display()))?;
+    let origin = path.display().to_string();
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let (base, _, _) = scenario::load_variant_str(&text, &origin, &base_dir, sets, None)?;
+    if base.train.is_none() {
+        bail!(
+            "{origin}: `aimsim run` trains a network and needs a [train] section (docs/scenarios.md); \
+             for device curves use `aimsim device`"
+        );
+    }
+    ensure_dir(out)?;
+    let names: Vec<Option<String>> = if base.variants.is_empty() {
+        vec![None]
+    } else {
+        base.variants.iter().cloned().map(Some).collect()
+    };
+    let seeds: Vec<Option<u64>> = match &base.train {
+        Some(t) if !t.seeds.is_empty() => t.seeds.iter().copied().map(Some).collect(),
+        _ => vec![None],
+    };
+    let runs: Vec<(Option<String>, Option<u64>)> = names
+        .iter()
+        .flat_map(|n| seeds.iter().map(move |s| (n.clone(), *s)))
+        .collect();
+    let mut cache: HashMap<String, Dataset> = HashMap::new();
+    let mut results = Vec::new();
+    let mut variant_files = Vec::new();
+    for (name, seed) in &runs {
+        let mut run_sets = sets.to_vec();
+        if let Some(seed) = seed {
+            run_sets.push(format!("scenario.seed={seed}"));
+        }
+        let (s, effective, applied) =
+            scenario::load_variant_str(&text, &origin, &base_dir, &run_sets, name.as_deref())?;
+        let t = s.train.clone().expect("variants inherit [train]");
+        let vname = name.clone().unwrap_or_else(|| s.name.clone());
+        let key = format!(
+            "{:?}|{}|{}|{}",
+            t.dataset, t.train_samples, t.test_samples, s.seed
+        );
+        if !cache.contains_key(&key) {
+            cache.insert(key.clone(), dataset(&t, s.seed)?);
+        }
+        let data = &cache[&key];
+        let mut sizes = vec![data.inputs];
+        sizes.extend(t.hidden.iter().map(|h| *h as usize));
+        sizes.push(data.classes);
+        let cfg = MlpConfig {
+            sizes,
+            activation: t.activation,
+            loss: t.loss,
+            bias: t.bias,
+            init_scale: t.init_scale,
+        };
+        let hw = Hardware {
+            device: s.device.clone(),
+            tile: s.tile.clone(),
+            controller: s.controller.clone(),
+            w_scale: s.w_scale,
+            cost: s.cost.clone(),
+            seed: s.seed,
+        };
+        let mut init = stream(s.seed, Purpose::Init, 0);
+        let mut net = Mlp::new(&cfg, (!t.software).then_some(&hw), &mut init)?;
+        let total = data.train_len() as u64 * t.epochs as u64;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = ProgressBar::new(total);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{prefix} [{bar:40}] {pos}/{len} samples {per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            b.set_prefix(match seed {
+                Some(sd) => format!("{vname} seed {sd}"),
+                None => vname.clone(),
+            });
+            b
+        });
+        let mut rec = Recorder {
+            devices: if t.software || t.trace_every == 0 {
+                Vec::new()
+            } else {
+                pick_traced(&net, t.trace_devices, s.seed)
+            },
+            every: t.trace_every as u64,
+            steps: Vec::new(),
+            values: Vec::new(),
+            bins: t.histogram_bins as usize,
+            histograms: Vec::new(),
+            bar,
+            label: vname.clone(),
+            last_log: Instant::now(),
+            epochs: t.epochs,
+        };
+        let tc = TrainConfig {
+            epochs: t.epochs,
+            lr: t.lr,
+            lr_decay: t.lr_decay,
+            shuffle: t.shuffle,
+            seed: s.seed,
+        };
+        let v_started = Instant::now();
+        let metrics = train::train(&mut net, data, &tc, &s.cost, &mut rec);
+        if let Some(b) = &rec.bar {
+            b.finish_and_clear();
+        }
+        let res = VariantResult {
+            name: vname.clone(),
+            seed: s.seed,
+            metrics,
+            software: t.software,
+            rule: if t.software {
+                "software baseline (float weights)".into()
+            } else {
+                format!("{} on {} cells", s.controller.name(), s.tile.cell.name())
+            },
+        };
+        let mut dir = if name.is_some() {
+            out.join(&vname)
+        } else {
+            out.to_path_buf()
+        };
+        if seed.is_some() {
+            dir = dir.join(format!("seed-{}", s.seed));
+        }
+        ensure_dir(&dir)?;
+        let mut files = write_variant(&dir, &s, &res, &rec)?;
+        files.push("manifest.json".into());
+        let manifest = json!({
+            "command": "run",
+            "aimsim_version": env!("CARGO_PKG_VERSION"),
+            "crate_versions": CRATE_VERSIONS.iter().map(|(n, v)| (n.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "scenario": {
+                "path": path.display().to_string(),
+                "name": s.name,
+                "variant": name,
+                "sha256": sha256_hex(text.as_bytes()),
+                "effective_sha256": sha256_hex(effective.as_bytes()),
+                "overrides": applied,
+            },
+            "seed": s.seed,
+            "dataset": { "name": data.name, "train": data.train_len(), "test": data.test_len(), "inputs": data.inputs, "classes": data.classes },
+            "network": cfg.sizes,
+            "rule": res.rule,
+            "device": s.device.to_string(),
+            "files": files,
+            "wall_s": v_started.elapsed().as_secs_f64(),
+            "samples_per_s": total as f64 / v_started.elapsed().as_secs_f64().max(1e-9),
+        });
+        write_atomic(
+            &dir.join("manifest.json"),
+            serde_json::to_string_pretty(&manifest)?.as_bytes(),
+        )?;
+        variant_files.push(dir);
+        results.push(res);
+    }
+    write_summary(out, &results, path, started)?;
+    Ok(results)
+}
+
+/// One run's summary: final and best test accuracy, pulses up and down, refreshes, energy, latency.
+type Row = (f64, f64, u64, u64, u64, f64, f64);
+
+/// One row of the summary of a variant.
+fn summary_row(r: &VariantResult) -> Row {
+    let last = r.metrics.last().cloned().unwrap_or_default();
+    let best = r
+        .metrics
+        .iter()
+        .skip(1)
+        .map(|m| m.test_accuracy)
+        .fold(0.0, f64::max);
+    let sum = |f: fn(&EpochMetrics) -> f64| r.metrics.iter().map(f).sum::<f64>();
+    (
+        last.test_accuracy,
+        best,
+        r.metrics.iter().map(|m| m.pulses_up).sum(),
+        r.metrics.iter().map(|m| m.pulses_down).sum(),
+        r.metrics.iter().map(|m| m.refreshes).sum(),
+        sum(|m| m.train_energy_pj),
+        sum(|m| m.train_latency_ns),
+    )
+}
+
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (m, var.sqrt())
+}
+
+fn write_summary(
+    out: &Path,
+    results: &[VariantResult],
+    path: &Path,
+    started: Instant,
+) -> Result<()> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "variant",
+        "seed",
+        "rule",
+        "final_test_accuracy",
+        "best_test_accuracy",
+        "pulses_up",
+        "pulses_down",
+        "refreshes",
+        "train_energy_pj",
+        "train_latency_ns",
+    ])?;
+    for r in results {
+        let (fin, best, up, down, refr, e, lat) = summary_row(r);
+        w.write_record([
+            r.name.clone(),
+            r.seed.to_string(),
+            r.rule.clone(),
+            format!("{fin:.4}"),
+            format!("{best:.4}"),
+            up.to_string(),
+            down.to_string(),
+            refr.to_string(),
+            format!("{e:.1}"),
+            format!("{lat:.1}"),
+        ])?;
+    }
+    write_atomic(&out.join("summary.csv"), &w.into_inner()?)?;
+
+    // The printed table: one line per variant, mean +- std over its seeds.
+    let mut order: Vec<&str> = Vec::new();
+    for r in results {
+        if !order.contains(&r.name.as_str()) {
+            order.push(&r.name);
+        }
+    }
+    println!(
+        "{:<16} {:<32} {:>5} {:>16} {:>16} {:>12} {:>12} {:>9} {:>10} {:>10}",
+        "variant",
+        "rule",
+        "seeds",
+        "final test %",
+        "best test %",
+        "pulses up",
+        "pulses down",
+        "refreshes",
+        "energy uJ",
+        "latency ms"
+    );
+    for name in &order {
+        let rs: Vec<&VariantResult> = results.iter().filter(|r| r.name == *name).collect();
+        let rows: Vec<_> = rs.iter().map(|r| summary_row(r)).collect();
+        let col = |f: &dyn Fn(&Row) -> f64| {
+            mean_std(&rows.iter().map(f).collect::<Vec<_>>())
+        };
+        let (fin, fin_s) = col(&|r| r.0);
+        let (best, best_s) = col(&|r| r.1);
+        let (up, _) = col(&|r| r.2 as f64);
+        let (down, _) = col(&|r| r.3 as f64);
+        let (refr, _) = col(&|r| r.4 as f64);
+        let (e, _) = col(&|r| r.5);
+        let (lat, _) = col(&|r| r.6);
+        println!(
+            "{:<16} {:<32} {:>5} {:>16} {:>16} {:>12.0} {:>12.0} {:>9.0} {:>10.3} {:>10.3}",
+            name,
+            rs[0].rule,
+            rs.len(),
+            format!("{fin:.2} +- {fin_s:.2}"),
+            format!("{best:.2} +- {best_s:.2}"),
+            up,
+            down,
+            refr,
+            e / 1e6,
+            lat / 1e6
+        );
+    }
+    if results.len() > 1 {
+        plot::write(
+            out,
+            "accuracy",
+            &Chart {
+                title: path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                subtitle: "test accuracy of every run".into(),
+                x_label: "epoch".into(),
+                y_label: "test accuracy (%)".into(),
+                series: results
+                    .iter()
+                    .map(|r| Series {
+                        label: format!("{} (seed {})", r.name, r.seed),
+                        points: r
+                            .metrics
+                            .iter()
+                            .map(|m| (m.epoch as f32, m.test_accuracy as f32))
+                            .collect(),
+                        markers: true,
+                    })
+                    .collect(),
+                y_range: Some((0.0, 100.0)),
+            },
+        )?;
+    }
+    eprintln!(
+        "wrote {} in {:.1} s",
+        PathBuf::from(out).display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
