@@ -632,9 +632,7 @@ fn write_summary(
     for name in &order {
         let rs: Vec<&VariantResult> = results.iter().filter(|r| r.name == *name).collect();
         let rows: Vec<_> = rs.iter().map(|r| summary_row(r)).collect();
-        let col = |f: &dyn Fn(&Row) -> f64| {
-            mean_std(&rows.iter().map(f).collect::<Vec<_>>())
-        };
+        let col = |f: &dyn Fn(&Row) -> f64| mean_std(&rows.iter().map(f).collect::<Vec<_>>());
         let (fin, fin_s) = col(&|r| r.0);
         let (best, best_s) = col(&|r| r.1);
         let (up, _) = col(&|r| r.2 as f64);

@@ -324,20 +324,17 @@ impl Tile {
     /// potentiation pulses (counted like any other pulses). Returns the pulses used.
     pub fn write_fraction(&mut self, a: usize, i: usize, goal: f32) -> u64 {
         self.reset_device(a, i);
-        let step = self.arrays[a].nominal_step();
-        let limit = (4.0 / step).ceil() as u64 + 16;
-        let (mut used, mut stalled) = (0u64, 0);
-        while self.arrays[a].fraction(i) < goal - 0.5 * step && used < limit && stalled < 64 {
-            let before = self.arrays[a].fraction(i);
-            let n = (((goal - before) / step) * 0.8).floor().clamp(1.0, 4096.0) as i32;
-            self.pulse_raw(a, i, n);
-            used += n as u64;
-            stalled = if self.arrays[a].fraction(i) > before {
-                0
-            } else {
-                stalled + 1
-            };
-        }
+        let before = self.energy_g(a, i);
+        let mut counted = 0u64;
+        let used = climb(&mut self.arrays[a], i, goal, &mut self.rng, |_, n| {
+            counted += n as u64;
+        });
+        self.up_count[a][i] =
+            self.up_count[a][i].saturating_add(counted.min(u32::MAX as u64) as u32);
+        self.tally.up += counted;
+        let delta = self.energy_g(a, i) - before;
+        self.g_row[i / self.cols] += delta;
+        self.g_col[i % self.cols] += delta;
         self.w[i] = self.cell_weight(i);
         used
     }
@@ -381,24 +378,7 @@ impl Tile {
     }
 
     fn program_device(&mut self, a: usize, i: usize, goal: f32) -> u64 {
-        let p = &mut self.arrays[a];
-        let step = p.nominal_step();
-        let limit = (4.0 / step).ceil() as u64 + 16;
-        let mut used = 0;
-        let mut stalled = 0;
-        while p.fraction(i) < goal - 0.5 * step && used < limit && stalled < 64 {
-            let before = p.fraction(i);
-            // Most of the remaining distance in one write, then verify; the last pulses go one by one.
-            let n = (((goal - before) / step) * 0.8).floor().clamp(1.0, 4096.0) as i32;
-            p.pulse(i, n, &mut self.rng);
-            used += n as u64;
-            stalled = if p.fraction(i) > before {
-                0
-            } else {
-                stalled + 1
-            };
-        }
-        used
+        climb(&mut self.arrays[a], i, goal, &mut self.rng, |_, _| {})
     }
 
     /// Forward read `y = W x` (`x` of length `cols`, `y` of length `rows`) through the forward periphery.
@@ -459,6 +439,51 @@ impl Tile {
             g_x2,
         }
     }
+}
+
+/// Closed-loop write with potentiation pulses only: pulses device `i` until its fraction is within half a
+/// step of `goal` (or it stops moving). Each write lumps at most half the remaining distance, judged by
+/// the device's own last observed step, so nonlinear curves are not overshot. `each(i, n)` sees every
+/// write. Returns the pulses used.
+fn climb<R: rand::Rng + ?Sized>(
+    p: &mut Population,
+    i: usize,
+    goal: f32,
+    rng: &mut R,
+    mut each: impl FnMut(usize, i32),
+) -> u64 {
+    let nominal = p.nominal_step();
+    let limit = (4.0 / nominal).ceil() as u64 + 64;
+    let (mut used, mut stalled) = (0u64, 0);
+    let mut observed = 0.0f32;
+    loop {
+        let f = p.fraction(i);
+        let tol = 0.5
+            * if observed > 0.0 {
+                observed.min(nominal.max(observed))
+            } else {
+                nominal
+            };
+        if f >= goal - tol || used >= limit || stalled >= 64 {
+            break;
+        }
+        let n = if observed > 0.0 {
+            ((0.5 * (goal - f) / observed).floor()).clamp(1.0, 4096.0) as i32
+        } else {
+            1
+        };
+        p.pulse(i, n, rng);
+        each(i, n);
+        used += n as u64;
+        let moved = p.fraction(i) - f;
+        if moved > 0.0 {
+            observed = moved / n as f32;
+            stalled = 0;
+        } else {
+            stalled += 1;
+        }
+    }
+    used
 }
 
 /// Lanes of the MVM kernels' partial sums: wide enough for the compiler to fill AVX registers.

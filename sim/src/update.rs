@@ -768,3 +768,83 @@ impl Default for ControllerSpec {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tile::{CellKind, TileConfig};
+    use aimsim_devices::{DeviceSpec, Model, NeuroSimParams};
+
+    fn tile(cell: CellKind) -> Tile {
+        let mut spec = DeviceSpec::new(Model::NeuroSim(NeuroSimParams {
+            levels_up: 64,
+            levels_down: 64,
+            nl_up: 2.4,
+            nl_down: -4.88,
+        }));
+        spec.g_min = 0.1;
+        spec.g_max = 10.0;
+        let cfg = TileConfig {
+            rows: 6,
+            cols: 5,
+            cell,
+            ..TileConfig::default()
+        };
+        Tile::new(1, &cfg, &spec, 3).unwrap()
+    }
+
+    #[test]
+    fn unidirectional_never_depresses_and_refreshes_saturating_pairs() {
+        let mut t = tile(CellKind::Pair);
+        t.program(&[0.0; 30]);
+        let mut c = Unidirectional::new(PulseScheme::Count { max_pulses: 8 }, Refresh::default());
+        let x = [1.0, -0.5, 0.8, 0.2, -1.0];
+        let mut refreshes = 0;
+        for k in 0..200 {
+            // Alternate the sign so both devices of each pair climb.
+            let s = if k % 2 == 0 { 1.0 } else { -1.0 };
+            let d = [s * 0.3, -s * 0.2, s * 0.1, s * 0.25, -s * 0.3, s * 0.05];
+            let r = c.update(&mut t, &x, &d, 0.1);
+            assert_eq!(r.down, 0, "a depression pulse was sent");
+            refreshes += r.refreshes;
+        }
+        assert_eq!(t.tally().down, 0);
+        assert!(
+            refreshes > 0,
+            "alternating updates must saturate pairs and trigger refreshes"
+        );
+        // After refresh no pair has both devices high.
+        for i in 0..30 {
+            let (p, m) = (t.array(0).fraction(i), t.array(1).fraction(i));
+            assert!(!(p.max(m) > 0.75 && p.min(m) > 0.25), "cell {i}: {p} {m}");
+        }
+    }
+
+    #[test]
+    fn refresh_preserves_the_weight_within_one_step() {
+        let mut t = tile(CellKind::Pair);
+        let step = t.array(0).nominal_step();
+        let mut checked = 0;
+        for i in 0..30 {
+            // Put both devices high, with a known difference.
+            let (hi, lo) = (0.95 - 0.005 * i as f32, 0.5 + 0.005 * i as f32);
+            let (a, b) = if i % 2 == 0 { (0, 1) } else { (1, 0) };
+            t.write_fraction(a, i, hi);
+            t.write_fraction(b, i, lo);
+            let before = t.weights()[i];
+            let used = refresh_cell(&mut t, i, 0.75, 0.25);
+            assert!(used.is_some(), "cell {i} should be refreshed");
+            let after = t.weights()[i];
+            // The write stops within half a nominal step; the largest step of a nonlinear curve is a
+            // few nominal steps, so allow one curve step at the steep end.
+            assert!(
+                (after - before).abs() <= 4.0 * step,
+                "cell {i}: {before} -> {after}"
+            );
+            let (p, m) = (t.array(0).fraction(i), t.array(1).fraction(i));
+            assert!(p.min(m) <= 1e-6, "one device must be erased: {p} {m}");
+            checked += 1;
+        }
+        assert_eq!(checked, 30);
+    }
+}

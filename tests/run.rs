@@ -1,0 +1,140 @@
+//! End-to-end tests of `aimsim run` on the quickstart scenario (built-in data, about a second).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn aimsim(args: &[&str]) -> (Option<i32>, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_aimsim"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cannot spawn aimsim");
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn temp(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("aimsim-run-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    p
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn quickstart_trains_and_is_reproducible() {
+    let (a, b) = (temp("a"), temp("b"));
+    let (code, out, err) = aimsim(&[
+        "run",
+        "scenarios/quickstart.toml",
+        "--out",
+        a.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    for v in ["software", "bidirectional", "unidirectional"] {
+        assert!(out.contains(v), "summary table lacks {v}: {out}");
+        for f in [
+            "metrics.csv",
+            "accuracy.svg",
+            "accuracy.png",
+            "manifest.json",
+        ] {
+            assert!(a.join(v).join(f).is_file(), "{v}/{f} missing");
+        }
+    }
+    for f in ["trace.npy", "trace.csv", "histogram.csv", "histogram.png"] {
+        assert!(a.join("unidirectional").join(f).is_file(), "{f} missing");
+    }
+    assert!(a.join("summary.csv").is_file() && a.join("accuracy.png").is_file());
+
+    // metrics.csv: one row per epoch plus epoch 0, accuracy well above chance for the software run.
+    let m = read(&a.join("software/metrics.csv"));
+    let rows: Vec<Vec<String>> = m
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect();
+    assert_eq!(rows.len(), 6);
+    let last_acc: f64 = rows[5][3].parse().unwrap();
+    assert!(
+        last_acc > 60.0,
+        "software baseline reached only {last_acc}%"
+    );
+
+    // Unidirectional updates never send a depression pulse; bidirectional ones do.
+    let uni = read(&a.join("unidirectional/metrics.csv"));
+    for l in uni.lines().skip(1) {
+        assert_eq!(l.split(',').nth(5), Some("0"), "depression pulses in {l}");
+    }
+    let bi = read(&a.join("bidirectional/metrics.csv"));
+    assert!(bi.lines().skip(2).any(|l| l.split(',').nth(5) != Some("0")));
+
+    // Same scenario and seed: byte-identical metrics and traces.
+    let (code, _, err) = aimsim(&[
+        "run",
+        "scenarios/quickstart.toml",
+        "--out",
+        b.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    for f in [
+        "software/metrics.csv",
+        "bidirectional/metrics.csv",
+        "unidirectional/metrics.csv",
+        "unidirectional/trace.npy",
+        "summary.csv",
+    ] {
+        assert_eq!(
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+            "{f} differs"
+        );
+    }
+    // A different seed changes the hardware runs.
+    let c = temp("c");
+    let (code, _, _) = aimsim(&[
+        "run",
+        "scenarios/quickstart.toml",
+        "--out",
+        c.to_str().unwrap(),
+        "--set",
+        "scenario.seed=8",
+    ]);
+    assert_eq!(code, Some(0));
+    assert_ne!(
+        std::fs::read(a.join("bidirectional/metrics.csv")).unwrap(),
+        std::fs::read(c.join("bidirectional/metrics.csv")).unwrap()
+    );
+    for d in [a, b, c] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[test]
+fn run_refuses_scenarios_without_training_and_bad_variants() {
+    let o = temp("d");
+    let (code, _, err) = aimsim(&[
+        "run",
+        "scenarios/device-quickstart.toml",
+        "--out",
+        o.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("[train]"), "{err}");
+    let (code, _, err) = aimsim(&[
+        "run",
+        "scenarios/quickstart.toml",
+        "--out",
+        o.to_str().unwrap(),
+        "--set",
+        "update.refresh_hi=2",
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("update.refresh_hi"), "{err}");
+    assert!(!err.contains("panicked"));
+}
