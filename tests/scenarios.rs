@@ -5,8 +5,6 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -22,47 +20,8 @@ const FILES: [&str; 5] = [
     "manifest.json",
 ];
 
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn aimsim(args: &[&str]) -> Out {
-    let o = Command::new(env!("CARGO_BIN_EXE_aimsim"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("cannot spawn aimsim");
-    Out {
-        code: o.status.code(),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
-}
-
-/// A fresh, unique folder under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "aimsim-scenarios-{}-{tag}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::*;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -96,45 +55,6 @@ fn tomls_under(dir: &Path) -> Vec<String> {
 }
 
 /// Reads a version-1.0 little-endian float32 C-order `.npy` file: (shape, values).
-fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
-    let b = fs::read(path).unwrap();
-    assert_eq!(
-        &b[..8],
-        b"\x93NUMPY\x01\x00",
-        "{}: not an npy 1.0 file",
-        path.display()
-    );
-    let hlen = u16::from_le_bytes([b[8], b[9]]) as usize;
-    assert_eq!((10 + hlen) % 64, 0, "npy header not 64-byte aligned");
-    let header = std::str::from_utf8(&b[10..10 + hlen]).unwrap();
-    assert!(header.contains("'descr': '<f4'"), "{header}");
-    assert!(header.contains("'fortran_order': False"), "{header}");
-    let shape_txt = header
-        .split("'shape': (")
-        .nth(1)
-        .unwrap()
-        .split(')')
-        .next()
-        .unwrap();
-    let shape: Vec<usize> = shape_txt
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().unwrap())
-        .collect();
-    let data = &b[10 + hlen..];
-    assert_eq!(
-        data.len(),
-        4 * shape.iter().product::<usize>(),
-        "npy data size does not match its shape"
-    );
-    let values = data
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect();
-    (shape, values)
-}
-
 fn stem(rel: &str) -> String {
     Path::new(rel)
         .file_stem()
