@@ -173,27 +173,7 @@ impl AnalogMatrix {
             (self.in_dim, self.out_dim),
             "forward shapes"
         );
-        let blocks: Vec<_> = (0..self.tiles.len()).map(|k| self.tile_block(k)).collect();
-        let cost = &self.cost;
-        let charges: Vec<Charge> = self
-            .tiles
-            .par_iter_mut()
-            .zip(self.partial.par_iter_mut())
-            .zip(blocks.par_iter())
-            .map(|((t, out), ((_, _), (c0, c1)))| {
-                let rows = t.rows();
-                let r = t.forward(&x[*c0..*c1], &mut out[..rows]);
-                cost.read(&r)
-            })
-            .collect();
-        y.iter_mut().for_each(|v| *v = 0.0);
-        for (k, out) in self.partial.iter().enumerate() {
-            let ((r0, r1), _) = blocks[k];
-            for (o, v) in y[r0..r1].iter_mut().zip(out) {
-                *o += self.w_scale * v;
-            }
-        }
-        ledger.charge(Phase::Forward, &charges);
+        self.read(Phase::Forward, x, y, ledger);
     }
 
     /// Backward pass `z = W^T d` on every tile in parallel; charges the ledger.
@@ -203,27 +183,42 @@ impl AnalogMatrix {
             (self.out_dim, self.in_dim),
             "backward shapes"
         );
-        let blocks: Vec<_> = (0..self.tiles.len()).map(|k| self.tile_block(k)).collect();
+        self.read(Phase::Backward, d, z, ledger);
+    }
+
+    /// One read phase: every tile converts its block of `input` in parallel; the partial outputs are
+    /// added in tile order on this thread.
+    fn read(&mut self, phase: Phase, input: &[f32], output: &mut [f32], ledger: &mut Ledger) {
+        let forward = phase == Phase::Forward;
+        // (input block, output block) of each tile.
+        let blocks: Vec<_> = (0..self.tiles.len())
+            .map(|k| {
+                let (rows, cols) = self.tile_block(k);
+                if forward { (cols, rows) } else { (rows, cols) }
+            })
+            .collect();
         let cost = &self.cost;
         let charges: Vec<Charge> = self
             .tiles
             .par_iter_mut()
             .zip(self.partial.par_iter_mut())
             .zip(blocks.par_iter())
-            .map(|((t, out), ((r0, r1), (_, _)))| {
-                let cols = t.cols();
-                let r = t.backward(&d[*r0..*r1], &mut out[..cols]);
+            .map(|((t, out), ((i0, i1), (o0, o1)))| {
+                let r = if forward {
+                    t.forward(&input[*i0..*i1], &mut out[..o1 - o0])
+                } else {
+                    t.backward(&input[*i0..*i1], &mut out[..o1 - o0])
+                };
                 cost.read(&r)
             })
             .collect();
-        z.iter_mut().for_each(|v| *v = 0.0);
-        for (k, out) in self.partial.iter().enumerate() {
-            let (_, (c0, c1)) = blocks[k];
-            for (o, v) in z[c0..c1].iter_mut().zip(out) {
+        output.iter_mut().for_each(|v| *v = 0.0);
+        for (out, (_, (o0, o1))) in self.partial.iter().zip(&blocks) {
+            for (o, v) in output[*o0..*o1].iter_mut().zip(out) {
                 *o += self.w_scale * v;
             }
         }
-        ledger.charge(Phase::Backward, &charges);
+        ledger.charge(phase, &charges);
     }
 
     /// Pulsed update for the layer step `dW = -lr d x^T` (layer units): every tile's controller acts on
