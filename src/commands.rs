@@ -26,7 +26,8 @@ pub struct ProtocolFlags {
 }
 
 impl ProtocolFlags {
-    fn as_overrides(&self) -> Vec<String> {
+    /// The flags as `--set protocol.<key>=<value>` overrides.
+    pub fn as_overrides(&self) -> Vec<String> {
         [
             ("pulses", self.pulses),
             ("cycles", self.cycles),
@@ -145,11 +146,6 @@ pub fn device(loaded: &Loaded, out: &Path) -> Result<DeviceRun> {
         rows: trace.steps.len(),
         devices: trace.devices,
     })
-}
-
-/// The protocol flags as overrides (exposed for the CLI).
-pub fn protocol_overrides(flags: &ProtocolFlags) -> Vec<String> {
-    flags.as_overrides()
 }
 
 /// One line of `aimsim bench devices`.

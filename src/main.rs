@@ -169,11 +169,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cycles,
                 devices,
             };
-            let loaded = commands::load(
-                &scenario.scenario,
-                &scenario.set,
-                &commands::protocol_overrides(&flags),
-            )?;
+            let loaded = commands::load(&scenario.scenario, &scenario.set, &flags.as_overrides())?;
             let run = commands::device(&loaded, &out)?;
             println!(
                 "{}: traced {} device(s) over {} pulse(s); wrote {} into {}",

@@ -118,19 +118,6 @@ pub struct Charge {
     pub refreshes: u64,
 }
 
-impl Charge {
-    /// Adds another charge of the same tile that happens after this one.
-    pub fn then(mut self, o: Charge) -> Charge {
-        self.cycles += o.cycles;
-        self.energy_pj += o.energy_pj;
-        self.conversions += o.conversions;
-        self.pulses_up += o.pulses_up;
-        self.pulses_down += o.pulses_down;
-        self.refreshes += o.refreshes;
-        self
-    }
-}
-
 /// The phases the ledger keeps apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -244,19 +231,5 @@ impl Ledger {
         } else {
             self.total_cycles() as f64 / self.samples as f64
         }
-    }
-
-    /// Adds another ledger's totals (e.g. an epoch's) to this one.
-    pub fn absorb(&mut self, o: &Ledger) {
-        for (a, b) in self.phases.iter_mut().zip(&o.phases) {
-            a.cycles += b.cycles;
-            a.energy_pj += b.energy_pj;
-            a.steps += b.steps;
-            a.conversions += b.conversions;
-            a.pulses_up += b.pulses_up;
-            a.pulses_down += b.pulses_down;
-            a.refreshes += b.refreshes;
-        }
-        self.samples += o.samples;
     }
 }
