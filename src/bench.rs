@@ -7,7 +7,7 @@ use aimsim_devices::{DeviceSpec, Dist, Model, Param, Spread, StepKind, StepParam
 use aimsim_sim::io::IoConfig;
 use aimsim_sim::ledger::{CostModel, Ledger, Phase};
 use aimsim_sim::matrix::AnalogMatrix;
-use aimsim_sim::tile::{Tile, TileConfig};
+use aimsim_sim::tile::{CellKind, Tile, TileConfig};
 use aimsim_sim::update::{ControllerSpec, PulseScheme, apply_scheme};
 use anyhow::Result;
 use rand::{RngExt, SeedableRng};
@@ -298,16 +298,23 @@ pub struct TrainBench {
     pub test_accuracy: f64,
 }
 
-/// The reference training workload: 784-256-128-10 sigmoid MLP, batch 1, on 256x256 pair tiles of
+/// The reference training workload: 784-256-128-10 sigmoid MLP, batch 1, on 256x256 tiles of `cell`
+/// cells (the reference: [`CellKind::Single`], one device per weight as in aihwkit's single-device tiles) of
 /// [`reference_device`] with the aihwkit periphery and stochastic pulses (BL 31), one epoch of `train`
 /// samples, then the test accuracy on `test` samples. `data` is Fashion-MNIST (or any dataset with 784
 /// inputs and 10 classes).
-pub fn train(data: &aimsim_networks::data::Dataset, lr: f32, threads: usize) -> Result<TrainBench> {
+pub fn train(
+    data: &aimsim_networks::data::Dataset,
+    lr: f32,
+    threads: usize,
+    cell: CellKind,
+) -> Result<TrainBench> {
     use aimsim_networks::mlp::{Activation, BiasMode, Hardware, Loss, Mlp, MlpConfig};
     use aimsim_networks::train::{self as tr, Quiet, TrainConfig};
     use aimsim_sim::rng::{Purpose, stream};
 
-    let setup = BenchSetup::default();
+    let mut setup = BenchSetup::default();
+    setup.tile.cell = cell;
     let hw = Hardware {
         device: setup.device.clone(),
         tile: setup.tile.clone(),
@@ -348,10 +355,11 @@ pub fn train(data: &aimsim_networks::data::Dataset, lr: f32, threads: usize) -> 
     let last = rows.last().cloned().unwrap_or_default();
     let lines = vec![
         format!(
-            "workload: {} ({} train / {} test), 784-256-128-10 sigmoid, batch 1, {}; lr {lr}; {threads} thread(s)",
+            "workload: {} ({} train / {} test), 784-256-128-10 sigmoid, batch 1, {} cells of {}; lr {lr}; {threads} thread(s)",
             data.name,
             data.train_len(),
             data.test_len(),
+            cell.name(),
             setup.device
         ),
         format!(

@@ -114,8 +114,8 @@ enum BenchWhat {
         set: Vec<String>,
     },
     /// Training speed on the reference workload: Fashion-MNIST, 784-256-128-10 sigmoid, batch 1,
-    /// stochastic pulses BL 31, constant-step devices (dw_min 0.001, d2d and c2c 0.3), 7-bit DAC,
-    /// 9-bit ADC, output noise 0.06; one epoch. Last line: `train_samples_per_s=<n> test_accuracy=<%>`.
+    /// stochastic pulses BL 31, constant-step devices (dw_min 0.001, d2d and c2c 0.3, one device per
+    /// weight), 7-bit DAC, 9-bit ADC, output noise 0.06; one epoch. Last line: `train_samples_per_s=<n> test_accuracy=<%>`.
     Train {
         /// Folder of the Fashion-MNIST IDX files [default: AIMSIM_DATA, then
         /// /usr/share/datasets/fashion-mnist].
@@ -133,6 +133,10 @@ enum BenchWhat {
         /// Threads [default: SLURM_CPUS_PER_TASK, else all cores].
         #[arg(long)]
         threads: Option<usize>,
+        /// Unit cell: `single` (one device per weight, the reference) or `pair` (push-pull G+/G-, twice
+        /// the device writes per coincidence).
+        #[arg(long, default_value = "single", value_parser = ["single", "pair"])]
+        cell: String,
     },
 }
 
@@ -252,13 +256,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     test_samples,
                     lr,
                     threads,
+                    cell,
                 },
         } => {
             let dir = aimsim::networks::data::find_data_dir(data.as_deref(), "fashion-mnist")?;
             let mut d = aimsim::networks::data::load_idx(&dir, "fashion-mnist")?;
             d.truncate(train_samples, test_samples);
             let threads = threads.unwrap_or_else(default_threads).max(1);
-            let r = aimsim::bench::train(&d, lr, threads)?;
+            let cell = if cell == "pair" {
+                aimsim::sim::tile::CellKind::Pair
+            } else {
+                aimsim::sim::tile::CellKind::Single
+            };
+            let r = aimsim::bench::train(&d, lr, threads, cell)?;
             for l in &r.lines {
                 println!("{l}");
             }

@@ -3,6 +3,8 @@
 use rand::{Rng, RngExt};
 use rand_distr::{Distribution, StandardNormal};
 
+use crate::normal::standard_normal;
+
 use crate::curves::{ExpCurve, MonotoneCurve};
 use crate::spec::{DeviceSpec, Model, NL_LIMIT, Param, SpecError, StepKind};
 
@@ -423,7 +425,7 @@ impl Population {
         if self.read_sigma == 0.0 {
             return g;
         }
-        let xi: f32 = StandardNormal.sample(rng);
+        let xi: f32 = standard_normal(rng);
         g + (self.g_scale as f32) * self.read_sigma * xi
     }
 
@@ -486,6 +488,98 @@ impl Population {
         };
         self.state[i] = new.clamp(lo, hi);
     }
+
+    /// Applies `n[k]` pulses to device `idx[k]` for every `k` in order, and writes each device's change of
+    /// state (native units) into `delta[k]`.
+    ///
+    /// Equivalent to calling [`Population::pulse`] for every pair in turn: the same random draws in the
+    /// same order and bit-identical states. A device may appear more than once. For the constant-step
+    /// model (the reference of the speed benchmarks) the write noise of the whole batch is drawn first
+    /// into `noise` (scratch space, reused between calls), so that the write loop itself holds no random
+    /// generator and runs as a tight loop.
+    ///
+    /// # Panics
+    /// If the three slices differ in length or an index is out of range.
+    pub fn pulse_many<R: Rng + ?Sized>(
+        &mut self,
+        idx: &[u32],
+        n: &[i32],
+        rng: &mut R,
+        noise: &mut Vec<f32>,
+        delta: &mut [f32],
+    ) {
+        assert!(
+            idx.len() == n.len() && n.len() == delta.len(),
+            "batch shape"
+        );
+        match &self.kernel {
+            Kernel::Step(k)
+                if self.stuck.is_empty() && k.kind == StepKind::Constant && k.levels.is_none() =>
+            {
+                let c2c = self.c2c;
+                let total: usize = n.iter().map(|m| m.unsigned_abs() as usize).sum();
+                if c2c > 0.0 {
+                    noise.resize(total, 0.0);
+                    for xi in noise.iter_mut() {
+                        *xi = standard_normal(rng);
+                    }
+                }
+                let mut next = 0;
+                for ((i, m), d) in idx.iter().zip(n).zip(delta.iter_mut()) {
+                    let i = *i as usize;
+                    let w0 = self.state[i];
+                    let (lo, hi) = (self.lo.get(i), self.hi.get(i));
+                    let dw = if *m > 0 {
+                        k.dw_up.get(i)
+                    } else {
+                        -k.dw_down.get(i)
+                    };
+                    let mut w = w0;
+                    let pulses = m.unsigned_abs() as usize;
+                    if c2c > 0.0 {
+                        for xi in &noise[next..next + pulses] {
+                            let mut step = dw;
+                            step *= 1.0 + c2c * xi;
+                            w = clip(w + step, lo, hi);
+                        }
+                        next += pulses;
+                    } else {
+                        for _ in 0..pulses {
+                            w = clip(w + dw, lo, hi);
+                        }
+                    }
+                    self.state[i] = w;
+                    *d = w - w0;
+                }
+            }
+            _ => {
+                for ((i, m), d) in idx.iter().zip(n).zip(delta.iter_mut()) {
+                    let i = *i as usize;
+                    let w = self.state[i];
+                    self.pulse(i, *m, rng);
+                    *d = self.state[i] - w;
+                }
+            }
+        }
+    }
+
+    /// Conductance change per unit of native state (`dG = conductance_scale * d state`), in
+    /// [`Population::unit`] per native unit.
+    pub fn conductance_scale(&self) -> f64 {
+        self.g_scale
+    }
+
+    /// `1 / (nominal upper - nominal lower)`: the change of [`Population::fraction`] per native unit.
+    pub fn fraction_scale(&self) -> f32 {
+        self.nominal_inv
+    }
+}
+
+/// `w` limited to `[lo, hi]` (`lo <= hi`, no NaN): [`f32::clamp`] without its argument check.
+#[inline(always)]
+fn clip(w: f32, lo: f32, hi: f32) -> f32 {
+    let w = if w < lo { lo } else { w };
+    if w > hi { hi } else { w }
 }
 
 /// Conductance bounds (uS) per device for the conductance-based models.
@@ -599,7 +693,7 @@ fn step_pulses<R: Rng + ?Sized>(
         };
         let mut step = dw * shape;
         if c2c > 0.0 {
-            let xi: f32 = StandardNormal.sample(rng);
+            let xi: f32 = standard_normal(rng);
             step *= 1.0 + c2c * xi;
         }
         w = (w + step).clamp(lo, hi);

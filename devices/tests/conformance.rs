@@ -14,7 +14,7 @@ use aimsim_devices::{
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use rand::{RngExt, SeedableRng};
+use rand::{Rng, RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
 // ------------------------------------------------------------------------------------------------
@@ -379,6 +379,44 @@ fn check_device(p: &Population, i: usize, stuck_at: &[Option<f32>]) -> Result<()
     Ok(())
 }
 
+/// Property 1b: [`Population::pulse_many`] is exactly a sequence of [`Population::pulse`] calls: the same
+/// states bit for bit, the same random draws (the generators end in the same state), and the reported
+/// changes are the state differences.
+fn check_batch(spec: &DeviceSpec, writes: &[(usize, i32)], seed: u64) -> Result<(), TestCaseError> {
+    let mut r = rng(seed);
+    let mut a =
+        Population::new(spec, N_DEV, &mut r).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let mut b = a.clone();
+    let (mut ra, mut rb) = (rng(seed ^ 1), rng(seed ^ 1));
+    let before: Vec<f32> = (0..N_DEV).map(|i| a.state(i)).collect();
+    let mut want = Vec::with_capacity(writes.len());
+    for (i, n) in writes {
+        let s = a.state(*i);
+        a.pulse(*i, *n, &mut ra);
+        want.push(a.state(*i) - s);
+    }
+    let idx: Vec<u32> = writes.iter().map(|(i, _)| *i as u32).collect();
+    let n: Vec<i32> = writes.iter().map(|(_, n)| *n).collect();
+    let mut delta = vec![f32::NAN; writes.len()];
+    b.pulse_many(&idx, &n, &mut rb, &mut Vec::new(), &mut delta);
+    for (i, from) in before.iter().enumerate() {
+        prop_assert!(
+            a.state(i).to_bits() == b.state(i).to_bits(),
+            "device {i}: sequential {} vs batch {} (from {from})",
+            a.state(i),
+            b.state(i),
+        );
+    }
+    for (k, (w, d)) in want.iter().zip(&delta).enumerate() {
+        prop_assert!(
+            w.to_bits() == d.to_bits(),
+            "write {k}: change {w} vs reported {d}"
+        );
+    }
+    prop_assert_eq!(ra.next_u64(), rb.next_u64(), "random streams diverged");
+    Ok(())
+}
+
 /// Property 1: states and conductances stay inside each device's own bounds, never NaN, whatever the
 /// pulses; stuck devices never move.
 fn check_bounds(spec: &DeviceSpec, ops: &[Op], seed: u64) -> Result<(), TestCaseError> {
@@ -722,6 +760,15 @@ macro_rules! conformance {
                 #[test]
                 fn bounds_hold_under_random_pulses(spec in $arb, ops in arb_ops(), seed in any::<u64>()) {
                     check_bounds(&spec, &ops, seed)?;
+                }
+
+                #[test]
+                fn batch_writes_equal_sequential_writes(
+                    spec in $arb,
+                    writes in proptest::collection::vec((0..N_DEV, -40i32..=40), 0..200),
+                    seed in any::<u64>(),
+                ) {
+                    check_batch(&spec, &writes, seed)?;
                 }
             }
 

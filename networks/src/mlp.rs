@@ -7,6 +7,7 @@ use aimsim_sim::matrix::AnalogMatrix;
 use aimsim_sim::tile::{Tile, TileConfig};
 use aimsim_sim::update::ControllerSpec;
 use rand::{Rng, RngExt};
+use rayon::prelude::*;
 
 /// Neuron nonlinearity of the hidden layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -403,13 +404,23 @@ impl Mlp {
                 below.d[k] = above.back[k] * f.derivative(below.z[k], below.a[k]);
             }
         }
-        for layer in &mut self.layers {
-            layer.weights.update(&layer.x, &layer.d, lr, ledger);
-            if layer.bias_mode == BiasMode::Digital {
-                for (b, d) in layer.bias.iter_mut().zip(&layer.d) {
-                    *b -= lr * d;
+        // Every layer's update depends only on its own input and error, so all layers (and all their
+        // tiles) write at the same time; each layer charges its own ledger, merged in layer order so the
+        // totals do not depend on the thread count.
+        let mut ledgers = vec![Ledger::default(); n];
+        self.layers
+            .par_iter_mut()
+            .zip(ledgers.par_iter_mut())
+            .for_each(|(layer, own)| {
+                layer.weights.update(&layer.x, &layer.d, lr, own);
+                if layer.bias_mode == BiasMode::Digital {
+                    for (b, d) in layer.bias.iter_mut().zip(&layer.d) {
+                        *b -= lr * d;
+                    }
                 }
-            }
+            });
+        for own in &ledgers {
+            ledger.absorb(own);
         }
         ledger.count_sample();
         loss

@@ -1,8 +1,8 @@
 //! Peripheral pipeline of one analog matrix-vector multiplication: noise management, DAC, analog MVM
 //! with output and weight-read noise, ADC with clipping, bound management, rescaling.
 
+use aimsim_devices::normal::standard_normal;
 use rand::Rng;
-use rand_distr::{Distribution, StandardNormal};
 
 /// Settings of one direction (forward or backward) of a tile's periphery. Defaults follow aihwkit's
 /// (7-bit DAC, 9-bit ADC, output bound 12, output noise 0.06, abs-max noise management, iterative
@@ -169,7 +169,7 @@ pub fn convert<R: Rng + ?Sized>(
         let mut clipped = false;
         for v in y.iter_mut() {
             if sigma > 0.0 {
-                let xi: f32 = StandardNormal.sample(rng);
+                let xi: f32 = standard_normal(rng);
                 *v += sigma * xi;
             }
             if v.abs() >= io.out_bound {

@@ -185,6 +185,22 @@ impl Ledger {
         }
     }
 
+    /// Adds another ledger's totals phase by phase (steps, cycles, energy, conversions, pulses,
+    /// refreshes, samples): the record of operations that ran on other tiles at the same time, charged
+    /// as if they had run one after the other. Totals do not depend on which thread produced `other`.
+    pub fn absorb(&mut self, other: &Ledger) {
+        for (t, o) in self.phases.iter_mut().zip(&other.phases) {
+            t.cycles += o.cycles;
+            t.energy_pj += o.energy_pj;
+            t.steps += o.steps;
+            t.conversions += o.conversions;
+            t.pulses_up += o.pulses_up;
+            t.pulses_down += o.pulses_down;
+            t.refreshes += o.refreshes;
+        }
+        self.samples += other.samples;
+    }
+
     /// Counts one processed sample (for per-sample figures).
     pub fn count_sample(&mut self) {
         self.samples += 1;
@@ -231,5 +247,48 @@ impl Ledger {
         } else {
             self.total_cycles() as f64 / self.samples as f64
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn charge(cycles: u64, energy_pj: f64, up: u64) -> Charge {
+        Charge {
+            cycles,
+            energy_pj,
+            conversions: 3,
+            pulses_up: up,
+            pulses_down: 1,
+            refreshes: 2,
+        }
+    }
+
+    #[test]
+    fn absorbing_per_layer_ledgers_equals_charging_one_ledger() {
+        let steps = [
+            (Phase::Update, vec![charge(7, 1.5, 4), charge(9, 0.25, 1)]),
+            (Phase::Update, vec![charge(2, 4.0, 0)]),
+            (Phase::Forward, vec![charge(5, 2.0, 0), charge(1, 1.0, 0)]),
+        ];
+        let mut one = Ledger::default();
+        let mut parts = vec![Ledger::default(); steps.len()];
+        for ((phase, charges), part) in steps.iter().zip(&mut parts) {
+            one.charge(*phase, charges);
+            part.charge(*phase, charges);
+        }
+        one.count_sample();
+        parts[0].count_sample();
+        let mut merged = Ledger::default();
+        for p in &parts {
+            merged.absorb(p);
+        }
+        assert_eq!(merged, one);
+        let u = merged.phase(Phase::Update);
+        assert_eq!(
+            (u.steps, u.cycles, u.pulses_up, u.refreshes),
+            (2, 9 + 2, 5, 6)
+        );
     }
 }

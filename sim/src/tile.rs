@@ -97,6 +97,16 @@ pub struct PulseTally {
     pub down: u64,
 }
 
+/// Scratch space of [`Tile::pulse_row`]: device indices, pulse counts, state changes and write noise of
+/// one array's share of a row.
+#[derive(Debug, Clone, Default)]
+struct Batch {
+    idx: Vec<u32>,
+    n: Vec<i32>,
+    delta: Vec<f32>,
+    noise: Vec<f32>,
+}
+
 /// One crossbar tile. Owns its devices, its effective-weight cache, its random stream (seeded from the
 /// scenario seed and the tile id) and per-device pulse counters.
 #[derive(Debug, Clone)]
@@ -120,6 +130,10 @@ pub struct Tile {
     tally: PulseTally,
     rng: Pcg64,
     scratch: Vec<f32>,
+    /// Scratch of the batched row writes.
+    batch: Batch,
+    /// Per array: change of the read-energy conductance per unit of native device state.
+    energy_scale: Vec<f64>,
     /// Per array: true when its devices report weight units (read energy then uses the fraction of a
     /// 1 uS range).
     weight_units: Vec<bool>,
@@ -165,9 +179,22 @@ impl Tile {
             tally: PulseTally::default(),
             rng: stream(seed, Purpose::Write, id),
             scratch: vec![0.0; cfg.rows.max(cfg.cols)],
+            energy_scale: Vec::new(),
+            batch: Batch::default(),
             weight_units: Vec::new(),
         };
         tile.weight_units = tile.arrays.iter().map(|p| p.unit() != "uS").collect();
+        tile.energy_scale = tile
+            .arrays
+            .iter()
+            .map(|p| {
+                if p.unit() != "uS" {
+                    p.fraction_scale() as f64
+                } else {
+                    p.conductance_scale()
+                }
+            })
+            .collect();
         tile.recompute_all();
         Ok(tile)
     }
@@ -237,6 +264,7 @@ impl Tile {
         }
     }
 
+    #[inline(always)]
     fn cell_weight(&self, i: usize) -> f32 {
         let f = |a: usize| self.arrays[a].fraction(i);
         match self.cell {
@@ -318,6 +346,80 @@ impl Tile {
             }
         }
         self.w[i] = self.cell_weight(i);
+    }
+
+    /// Applies weight steps to cells of row `row`: cell `(row, cols[k])` gets `n[k]` pulses (`n > 0`
+    /// raises the weight) through `routing`, exactly as [`Tile::pulse_routed`] would cell by cell, except
+    /// that the devices of each array are written as one batch (array `G+` first, then `G-`, ...), which
+    /// fixes the order of the write-noise draws. Keeps the weight cache, the energy sums and the counters
+    /// current.
+    ///
+    /// # Panics
+    /// If `cols` and `n` differ in length or an index is out of range.
+    pub fn pulse_row(&mut self, row: usize, cols: &[u32], n: &[i32], routing: Routing) {
+        assert_eq!(cols.len(), n.len(), "row batch shape");
+        assert!(row < self.rows, "row out of range");
+        let unidirectional = match routing {
+            Routing::Cell => self.cell == CellKind::OneSided,
+            Routing::Bidirectional => false,
+            Routing::Unidirectional => self.cell != CellKind::Single,
+        };
+        let base = row * self.cols;
+        let arrays = if self.cell == CellKind::Single { 1 } else { 2 };
+        let mut b = std::mem::take(&mut self.batch);
+        let mut row_sum = 0.0f64;
+        for a in 0..arrays {
+            // The pulses each device of this array receives.
+            b.idx.resize(cols.len(), 0);
+            b.n.resize(cols.len(), 0);
+            let mut len = 0;
+            for (c, k) in cols.iter().zip(n) {
+                let m = match (a, unidirectional) {
+                    (0, true) => (*k).max(0),
+                    (_, true) => (-*k).max(0),
+                    (0, false) => *k,
+                    (_, false) => -*k,
+                };
+                b.idx[len] = base as u32 + *c;
+                b.n[len] = m;
+                len += usize::from(m != 0);
+            }
+            if len == 0 {
+                continue;
+            }
+            b.delta.resize(len, 0.0);
+            self.arrays[a].pulse_many(
+                &b.idx[..len],
+                &b.n[..len],
+                &mut self.rng,
+                &mut b.noise,
+                &mut b.delta[..len],
+            );
+            let scale = self.energy_scale[a];
+            let (ups, downs) = (&mut self.up_count[a], &mut self.down_count[a]);
+            let (mut up, mut down) = (0u64, 0u64);
+            for ((i, m), d) in b.idx[..len].iter().zip(&b.n[..len]).zip(&b.delta[..len]) {
+                let i = *i as usize;
+                let g = *d as f64 * scale;
+                row_sum += g;
+                self.g_col[i - base] += g;
+                if *m > 0 {
+                    ups[i] = ups[i].saturating_add(*m as u32);
+                    up += *m as u64;
+                } else {
+                    downs[i] = downs[i].saturating_add(m.unsigned_abs());
+                    down += m.unsigned_abs() as u64;
+                }
+            }
+            self.tally.up += up;
+            self.tally.down += down;
+        }
+        self.batch = b;
+        self.g_row[row] += row_sum;
+        for c in cols {
+            let i = base + *c as usize;
+            self.w[i] = self.cell_weight(i);
+        }
     }
 
     /// Erases device `i` of array `a` and writes it to the fraction `goal` of its range with closed-loop
@@ -531,6 +633,104 @@ mod tests {
 
     fn fine_device() -> DeviceSpec {
         DeviceSpec::new(Model::Step(StepParams::new(StepKind::Constant, 1e-4)))
+    }
+
+    /// A noisy device with d2d spread, so that every write draws noise and devices differ.
+    fn noisy_device() -> DeviceSpec {
+        use aimsim_devices::{Dist, Param, Spread, Variation};
+        let mut spec = DeviceSpec::new(Model::Step(StepParams::new(StepKind::Constant, 0.01)));
+        spec.c2c = 0.3;
+        spec.d2d.push((
+            Param::DwMin,
+            Variation {
+                dist: Dist::Normal,
+                spread: Spread::Relative(0.3),
+            },
+        ));
+        spec
+    }
+
+    #[test]
+    fn row_writes_keep_weights_energy_sums_and_counters_current() {
+        use rand::{RngExt, SeedableRng};
+        for (cell, routing) in [
+            (CellKind::Single, Routing::Cell),
+            (CellKind::Pair, Routing::Bidirectional),
+            (CellKind::Pair, Routing::Unidirectional),
+            (CellKind::OneSided, Routing::Cell),
+            (CellKind::MultiArray { gamma: 0.1 }, Routing::Bidirectional),
+        ] {
+            let cfg = TileConfig {
+                rows: 9,
+                cols: 13,
+                cell,
+                forward: IoConfig::ideal(),
+                backward: IoConfig::ideal(),
+            };
+            let mut t = Tile::new(3, &cfg, &noisy_device(), 5).unwrap();
+            t.program(&vec![0.1; 9 * 13]);
+            let mut r = rand_pcg::Pcg64Mcg::seed_from_u64(9);
+            let (mut up, mut down) = (0u64, 0u64);
+            let before = t.tally();
+            for _ in 0..300 {
+                let row = r.random_range(0..9);
+                let cols: Vec<u32> = (0..13).filter(|_| r.random::<f32>() < 0.4).collect();
+                let n: Vec<i32> = cols.iter().map(|_| r.random_range(-5..=5)).collect();
+                for k in &n {
+                    let devices = if cell == CellKind::Single { 1 } else { 2 };
+                    let one_way = routing == Routing::Unidirectional || cell == CellKind::OneSided;
+                    let (u, d) = match (devices, one_way) {
+                        (1, _) | (_, true) => (k.max(&0).unsigned_abs(), k.min(&0).unsigned_abs()),
+                        _ => (k.unsigned_abs(), k.unsigned_abs()),
+                    };
+                    if one_way && devices == 2 {
+                        // Potentiation of G+ or of G-: all pulses count as potentiation.
+                        up += k.unsigned_abs() as u64;
+                    } else {
+                        up += u as u64;
+                        down += d as u64;
+                    }
+                }
+                t.pulse_row(row, &cols, &n, routing);
+            }
+            let after = t.tally();
+            assert_eq!(
+                (after.up - before.up, after.down - before.down),
+                (up, down),
+                "{cell:?} {routing:?}: pulse tally"
+            );
+            let (w, g_row, g_col) = (t.w.clone(), t.g_row.clone(), t.g_col.clone());
+            t.recompute_all();
+            assert_eq!(w, t.w, "{cell:?}: weight cache");
+            for (a, b) in g_row.iter().zip(&t.g_row).chain(g_col.iter().zip(&t.g_col)) {
+                assert!(
+                    (a - b).abs() < 1e-6 * b.abs().max(1.0),
+                    "{cell:?}: energy sum {a} vs {b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn row_writes_on_single_cells_equal_cell_by_cell_writes() {
+        let cfg = TileConfig {
+            rows: 4,
+            cols: 6,
+            cell: CellKind::Single,
+            forward: IoConfig::ideal(),
+            backward: IoConfig::ideal(),
+        };
+        let mut a = Tile::new(0, &cfg, &noisy_device(), 2).unwrap();
+        a.program(&[0.2; 24]);
+        let mut b = a.clone();
+        let cols = [0u32, 2, 3, 5];
+        let n = [3, -2, 1, -7];
+        a.pulse_row(2, &cols, &n, Routing::Cell);
+        for (c, k) in cols.iter().zip(&n) {
+            b.pulse_routed(2 * 6 + *c as usize, *k, Routing::Cell);
+        }
+        assert_eq!(a.weights(), b.weights());
+        assert_eq!(a.tally(), b.tally());
     }
 
     #[test]

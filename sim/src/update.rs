@@ -135,10 +135,11 @@ pub fn apply_scheme_with(
     mut touched: Option<&mut Vec<u32>>,
 ) -> UpdateReport {
     let before = tile.tally();
-    let mut apply = |tile: &mut Tile, i: usize, n: i32| {
-        tile.pulse_routed(i, n, routing);
+    let mut apply = |tile: &mut Tile, row: usize, cols: &[u32], n: &[i32]| {
+        tile.pulse_row(row, cols, n, routing);
         if let Some(t) = touched.as_deref_mut() {
-            t.push(i as u32);
+            let base = (row * tile.cols()) as u32;
+            t.extend(cols.iter().map(|c| base + c));
         }
     };
     let mut r = match scheme {
@@ -218,7 +219,7 @@ fn stochastic(
     bl_max: u32,
     um: bool,
     blm: bool,
-    apply: &mut impl FnMut(&mut Tile, usize, i32),
+    apply: &mut impl FnMut(&mut Tile, usize, &[u32], &[i32]),
 ) -> UpdateReport {
     let (rows, cols) = (tile.rows(), tile.cols());
     let dw = tile.cell_step();
@@ -250,6 +251,7 @@ fn stochastic(
         }
     }
     let mut counts = vec![0u8; col_idx.len()];
+    let (mut hit_cols, mut hit_n) = (vec![0u32; col_idx.len()], vec![0i32; col_idx.len()]);
     let mut evaluations = 0u64;
     for (i, v) in d.iter().enumerate().take(rows) {
         let row_bits = train(a * v.abs(), bl, tile.rng());
@@ -262,14 +264,16 @@ fn stochastic(
             *c = (row_bits & bits).count_ones() as u8;
         }
         let d_pos = *v > 0.0;
-        let base = i * cols;
-        for (k, c) in counts.iter().enumerate() {
-            if *c != 0 {
-                // dW = -lr d x: the weight rises when d and x have opposite signs.
-                let n = *c as i32;
-                let n = if d_pos != col_pos[k] { n } else { -n };
-                apply(tile, base + col_idx[k] as usize, n);
-            }
+        let mut hits = 0;
+        for ((c, j), pos) in counts.iter().zip(&col_idx).zip(&col_pos) {
+            // dW = -lr d x: the weight rises when d and x have opposite signs.
+            let n = *c as i32;
+            hit_cols[hits] = *j;
+            hit_n[hits] = if d_pos != *pos { n } else { -n };
+            hits += usize::from(*c != 0);
+        }
+        if hits != 0 {
+            apply(tile, i, &hit_cols[..hits], &hit_n[..hits]);
         }
     }
     UpdateReport {
@@ -293,7 +297,7 @@ fn counted(
     d: &[f32],
     lr: f32,
     counting: Counting,
-    apply: &mut impl FnMut(&mut Tile, usize, i32),
+    apply: &mut impl FnMut(&mut Tile, usize, &[u32], &[i32]),
 ) -> UpdateReport {
     let (rows, cols) = (tile.rows(), tile.cols());
     let dw = tile.cell_step();
@@ -313,12 +317,15 @@ fn counted(
         }
         _ => (1.0, 0.0),
     };
+    let (mut hit_cols, mut hit_n) = (Vec::with_capacity(cols), Vec::with_capacity(cols));
     for (i, di) in d.iter().enumerate().take(rows) {
         if *di == 0.0 {
             continue;
         }
         r.evaluations += cols as u64;
         let mut row_max = 0;
+        hit_cols.clear();
+        hit_n.clear();
         for (j, xj) in x.iter().enumerate().take(cols) {
             let want = -di * xj;
             let n = match counting {
@@ -338,8 +345,12 @@ fn counted(
             if n > 0 {
                 row_max = row_max.max(n);
                 let n = n as i32;
-                apply(tile, i * cols + j, if want > 0.0 { n } else { -n });
+                hit_cols.push(j as u32);
+                hit_n.push(if want > 0.0 { n } else { -n });
             }
+        }
+        if !hit_cols.is_empty() {
+            apply(tile, i, &hit_cols, &hit_n);
         }
         // Rows are written one after another; a row takes as many slots as its largest count.
         r.slots += row_max as u64;
