@@ -81,6 +81,11 @@ fn bounds(chart: &Chart) -> ((f32, f32), (f32, f32)) {
     if x1 <= x0 {
         x1 = x0 + 1.0;
     }
+    // Markers (and error bars) at the ends of the x range stay inside the plot area.
+    if chart.series.iter().any(|s| s.markers) {
+        let pad = (x1 - x0) * 0.03;
+        (x0, x1) = (x0 - pad, x1 + pad);
+    }
     let pad = ((y1 - y0) * 0.05).max(1e-6 * y1.abs().max(1.0));
     let y = chart.y_range.unwrap_or((y0 - pad, y1 + pad));
     ((x0, x1), y)

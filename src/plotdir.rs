@@ -527,10 +527,22 @@ fn sweep_plots(
             bail!("--metric `{m}` is not numeric in results.csv");
         }
     }
+    // Keys zipped with x or by advance with them: they are neither lines nor panels.
+    let partners = |k: &str| -> Vec<String> {
+        plan.axes
+            .iter()
+            .find(|a| a.iter().any(|c| c == k))
+            .map(|a| a.iter().filter(|c| *c != k).cloned().collect())
+            .unwrap_or_default()
+    };
+    let tied: Vec<String> = partners(&x)
+        .into_iter()
+        .chain(by.as_deref().map(partners).unwrap_or_default())
+        .collect();
     // Panels: one chart per combination of the other keys that vary.
     let others: Vec<String> = keys
         .iter()
-        .filter(|k| **k != x && Some(*k) != by.as_ref())
+        .filter(|k| **k != x && Some(*k) != by.as_ref() && !tied.contains(k))
         .filter(|k| varies(k).unwrap_or(false))
         .cloned()
         .collect();
@@ -642,6 +654,10 @@ fn sweep_plots(
                 if stem.len() > 180 {
                     stem = format!("{}-panel{pi}", &stem[..150]);
                 }
+            }
+            let x_partners = partners(&x);
+            if !x_partners.is_empty() {
+                subtitle += &format!("; {x} zipped with {}", x_partners.join(", "));
             }
             let chart = Chart {
                 title: format!("{} vs {x}", y_label.split(" (").next().unwrap_or(&y_label)),

@@ -79,6 +79,9 @@ pub struct Plan {
     pub repeats: u32,
     /// Swept keys, in plan order (one column each in results.csv).
     pub columns: Vec<String>,
+    /// The keys of each axis: one for a grid key, several for a zipped group (they advance together).
+    #[serde(default)]
+    pub axes: Vec<Vec<String>>,
     /// SHA-256 of the columns and points: equal plans, equal hashes.
     pub plan_sha256: String,
     /// `[index, count]` of the shard this folder runs, if any.
@@ -299,6 +302,7 @@ fn expand_scenario(
         master_seed: sweep.seed,
         repeats: sweep.repeats,
         columns,
+        axes: sweep.axes.iter().map(|a| a.keys.clone()).collect(),
         plan_sha256: sha256_hex(hashed.as_bytes()),
         shard: None,
         points,
@@ -1013,6 +1017,8 @@ mod tests {
         let a: Vec<u64> = (0..4).map(|i| point_seed(7, i)).collect();
         let b: Vec<u64> = (0..4).map(|i| point_seed(7, i)).collect();
         assert_eq!(a, b);
+        assert_eq!(point_seed(5, 0), 273_206_254_679_030_381);
+        assert_eq!(point_seed(5, 1), 7_956_903_049_813_327_979);
         let mut sorted = a.clone();
         sorted.sort_unstable();
         sorted.dedup();
