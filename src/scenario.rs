@@ -1588,6 +1588,15 @@ fn controller_spec(
             format!("must be > 0, got {transfer_lr}"),
         ));
     }
+    for (k, v) in [
+        ("transfer_every", u.transfer_every),
+        ("transfer_max_pulses", u.transfer_max_pulses),
+        ("max_pulses", u.max_pulses),
+    ] {
+        if v == Some(0) {
+            return Err(loc.error(&key(k), "must be at least 1"));
+        }
+    }
     let spec = match name {
         "sgd-stochastic" => ControllerSpec::SgdStochastic(scheme),
         "sgd-count" => ControllerSpec::SgdCount(scheme),
@@ -2131,6 +2140,7 @@ mod tests {
             format!("{meta}{dev}[cost]\nzz_not_a_key = 1\n"),
             format!("{meta}{dev}[train]\nzz_not_a_key = 1\n"),
             format!("{meta}{dev}[[variant]]\nname = \"a\"\nzz_not_a_key = 1\n"),
+            format!("{meta}{dev}[sweep]\nzz_not_a_key = 1\n"),
         ];
         let mut total = 0;
         for text in &texts {
@@ -2144,7 +2154,7 @@ mod tests {
             }
         }
         assert_eq!(
-            total, 132,
+            total, 137,
             "a section gained or lost keys: update this count and docs/scenarios.md"
         );
     }
