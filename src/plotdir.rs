@@ -16,6 +16,9 @@ use crate::output::ensure_dir;
 use crate::plot::{self, Chart, Series};
 use crate::sweep::Plan;
 
+/// One histogram of histogram.csv: (time, layer) and its bins (low edge, high edge, count).
+type HistogramLine = ((String, String), Vec<(f32, f32, f32)>);
+
 /// Options of sweep plots.
 #[derive(Debug, Clone, Default)]
 pub struct SweepPlotOptions {
@@ -211,7 +214,7 @@ fn run_plots(dir: &Path, out: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
             h.col("count"),
         ) {
             // One step line per (time, layer), in file order, as a share of that histogram's devices.
-            let mut groups: Vec<((String, String), Vec<(f32, f32, f32)>)> = Vec::new();
+            let mut groups: Vec<HistogramLine> = Vec::new();
             for r in &h.rows {
                 let key = (r[wc].clone(), r[lc].clone());
                 let (Some(lo), Some(hi), Some(c)) = (h.num(r, loc), h.num(r, hic), h.num(r, cc))
