@@ -8,9 +8,11 @@ pub mod bench;
 pub mod commands;
 pub mod output;
 pub mod plot;
+pub mod plotdir;
 pub mod presets;
 pub mod run;
 pub mod scenario;
+pub mod sweep;
 
 pub use aimsim_devices as devices;
 pub use aimsim_networks as networks;

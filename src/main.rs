@@ -76,12 +76,92 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Run a variation sweep: every point of the scenario's `[sweep]` section (docs/sweeps.md), in
+    /// parallel, resumable.
+    ///
+    /// Writes into --out: plan.json and plan.csv (the expanded plan), points/<id>/ (each point's
+    /// training outputs, as `aimsim run` writes them, and point.json, its completion marker), results.csv
+    /// (one row per finished point: id, swept values, repeat, seed, final metrics, simulated energy and
+    /// latency, wall_s), manifest.json. Rerunning the same command skips finished points. Each point is
+    /// seeded from (master seed, point index), so shards merged equal a single run bit for bit.
+    /// `aimsim sweep merge <shard dirs...> --out <dir>` merges the folders of shards.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Sweep {
+        #[command(subcommand)]
+        merge: Option<SweepCommand>,
+        /// Scenario file (TOML) with a [sweep] section.
+        #[arg(required = true)]
+        scenario: Option<PathBuf>,
+        /// Override a scenario key for every point (repeatable), e.g. `--set train.epochs=2`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Output folder (created if missing; rerunning into it resumes).
+        #[arg(long, value_name = "DIR", required = true)]
+        out: Option<PathBuf>,
+        /// Threads in all [default: SLURM_CPUS_PER_TASK, else all cores]. Points run concurrently first;
+        /// tile-level threads inside a point get what is left (docs/sweeps.md).
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
+        /// Run only shard i of N (round robin over the plan) [default: from SLURM_ARRAY_TASK_ID and
+        /// SLURM_ARRAY_TASK_COUNT when set].
+        #[arg(long, value_name = "i/N")]
+        shard: Option<String>,
+        /// Write the expanded plan (plan.json, plan.csv) into --out and stop.
+        #[arg(long)]
+        plan: bool,
+        /// Write <out>/sweep.sbatch, a Slurm job-array script running the sweep in this many shards, and
+        /// stop.
+        #[arg(long, value_name = "SHARDS")]
+        emit_sbatch: Option<usize>,
+        /// Run at most this many unfinished points, then stop (a later run resumes).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+    /// Draw the plots of an output folder (SVG and PNG): device response, training accuracy and
+    /// conductance histograms, and for sweeps a metric against a swept key.
+    ///
+    /// Detects what the folder holds: a device run (trace.csv with cycle/direction), a training run
+    /// (metrics.csv, histogram.csv, trace.csv), a folder of runs (variants or seeds), or a sweep
+    /// (results.csv): then one line per value of --by, error bars = standard deviation over repeats,
+    /// one chart per combination of the other swept keys.
+    Plot {
+        /// Output folder of `aimsim device`, `run` or `sweep`.
+        dir: PathBuf,
+        /// Where to write the plots [default: into the folder itself; sweeps: <dir>/plots].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Sweeps: swept key on the x axis [default: the first swept key with numeric values].
+        #[arg(long, value_name = "KEY")]
+        x: Option<String>,
+        /// Sweeps: swept key with one line per value [default: the next swept key].
+        #[arg(long, value_name = "KEY")]
+        by: Option<String>,
+        /// Sweeps: results.csv column on the y axis (repeatable) [default: final_test_accuracy and
+        /// train_energy_pj].
+        #[arg(long, value_name = "COLUMN")]
+        metric: Vec<String>,
+    },
     /// List the built-in device presets (usable as `preset = "<name>"` in a [device] section).
     Presets,
     /// Benchmarks that print figures; the last line of each is a machine-readable summary.
     Bench {
         #[command(subcommand)]
         what: BenchWhat,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SweepCommand {
+    /// Merge the --out folders of the shards of one sweep: checks that they hold the same plan and that
+    /// every point finished in exactly one of them, then writes the merged folder (results.csv equal to
+    /// a single-machine run's, except wall_s).
+    Merge {
+        /// Shard folders.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Merged output folder (new, or a previous merge of the same plan).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
 }
 
@@ -151,13 +231,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// Threads to use: SLURM_CPUS_PER_TASK when set, else the machine's cores.
-fn default_threads() -> usize {
-    std::env::var("SLURM_CPUS_PER_TASK")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
+use aimsim::sweep::default_threads;
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -192,6 +266,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Validate { scenario } => {
             let loaded = commands::load(&scenario.scenario, &scenario.set, &[])?;
             print!("{}", scenario::describe(&loaded.scenario));
+            if loaded.scenario.sweep.is_some() {
+                // Every point is loaded as it will run, so a bad value anywhere in the grid shows here.
+                let plan = aimsim::sweep::plan(&scenario.scenario, &scenario.set)?;
+                println!(
+                    "sweep: {} point(s) over {} (master seed {}, {} repeat(s)); every point validated",
+                    plan.points.len(),
+                    if plan.columns.is_empty() {
+                        "no key".to_string()
+                    } else {
+                        plan.columns.join(", ")
+                    },
+                    plan.master_seed,
+                    plan.repeats
+                );
+            }
             println!("ok: {} is valid", scenario.scenario.display());
             Ok(())
         }
@@ -276,6 +365,107 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "train_samples_per_s={:.0} test_accuracy={:.2}",
                 r.samples_per_s, r.test_accuracy
             );
+            Ok(())
+        }
+        Command::Sweep {
+            merge: Some(SweepCommand::Merge { dirs, out }),
+            ..
+        } => {
+            let r = aimsim::sweep::merge(&dirs, &out)?;
+            println!(
+                "merged {} point(s) from {} folder(s) into {}",
+                r.points,
+                r.shards,
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Sweep {
+            merge: None,
+            scenario,
+            set,
+            out,
+            threads,
+            shard,
+            plan,
+            emit_sbatch,
+            limit,
+        } => {
+            let (Some(scenario), Some(out)) = (scenario, out) else {
+                anyhow::bail!("give a scenario and --out <DIR>");
+            };
+            let shard = match shard {
+                Some(s) => Some(aimsim::sweep::parse_shard(&s)?),
+                None => aimsim::sweep::shard_from_env()?,
+            };
+            let threads = threads.unwrap_or_else(default_threads).max(1);
+            if let Some(shards) = emit_sbatch {
+                let file = aimsim::sweep::emit_sbatch(&scenario, &set, &out, shards, threads)?;
+                println!(
+                    "wrote {} (submit with: sbatch {})",
+                    file.display(),
+                    file.display()
+                );
+                return Ok(());
+            }
+            if plan {
+                let p = aimsim::sweep::write_plan_only(&scenario, &set, &out, shard)?;
+                let mine = p
+                    .points
+                    .iter()
+                    .filter(|q| aimsim::sweep::in_shard(q.index, shard))
+                    .count();
+                println!(
+                    "plan: {} point(s) over {}; {} in this shard; wrote {}/plan.json and plan.csv",
+                    p.points.len(),
+                    p.columns.join(", "),
+                    mine,
+                    out.display()
+                );
+                return Ok(());
+            }
+            let r = aimsim::sweep::run(
+                &scenario,
+                &set,
+                &out,
+                &aimsim::sweep::SweepOptions {
+                    threads,
+                    shard,
+                    limit,
+                },
+            )?;
+            println!(
+                "sweep: {} point(s) in the plan, {} in this shard: {} already finished, {} run now ({} at a time, {} tile thread(s) each), {} pending; results in {}",
+                r.total,
+                r.in_shard,
+                r.skipped,
+                r.ran,
+                r.workers.0,
+                r.workers.1,
+                r.pending,
+                out.join("results.csv").display()
+            );
+            Ok(())
+        }
+        Command::Plot {
+            dir,
+            out,
+            x,
+            by,
+            metric,
+        } => {
+            let files = aimsim::plotdir::plot_dir(
+                &dir,
+                out.as_deref(),
+                &aimsim::plotdir::SweepPlotOptions {
+                    x,
+                    by,
+                    metrics: metric,
+                },
+            )?;
+            for f in &files {
+                println!("{}", f.display());
+            }
             Ok(())
         }
         Command::Presets => {

@@ -81,12 +81,21 @@ fn bounds(chart: &Chart) -> ((f32, f32), (f32, f32)) {
     if x1 <= x0 {
         x1 = x0 + 1.0;
     }
+    // Markers (and error bars) at the ends of the x range stay inside the plot area.
+    if chart.series.iter().any(|s| s.markers) {
+        let pad = (x1 - x0) * 0.03;
+        (x0, x1) = (x0 - pad, x1 + pad);
+    }
     let pad = ((y1 - y0) * 0.05).max(1e-6 * y1.abs().max(1.0));
     let y = chart.y_range.unwrap_or((y0 - pad, y1 + pad));
     ((x0, x1), y)
 }
 
-fn draw<DB: DrawingBackend>(area: DrawingArea<DB, Shift>, chart: &Chart) -> Result<()>
+fn draw<DB: DrawingBackend>(
+    area: DrawingArea<DB, Shift>,
+    chart: &Chart,
+    errors: Option<&[Vec<f32>]>,
+) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
@@ -126,6 +135,22 @@ where
             c.draw_series(s.points.iter().map(|p| Circle::new(*p, 3, color.filled())))
                 .map_err(e)?;
         }
+        if let Some(errs) = errors.and_then(|all| all.get(k)) {
+            // Vertical bar from y - e to y + e with short caps (caps are 1/100 of the x range wide).
+            let cap = (x1 - x0) / 100.0;
+            for (&(x, y), &err) in s.points.iter().zip(errs) {
+                if !(err.is_finite() && err > 0.0) {
+                    continue;
+                }
+                let (lo, hi) = (y - err, y + err);
+                c.draw_series([
+                    PathElement::new([(x, lo), (x, hi)], color.stroke_width(1)),
+                    PathElement::new([(x - cap, lo), (x + cap, lo)], color.stroke_width(1)),
+                    PathElement::new([(x - cap, hi), (x + cap, hi)], color.stroke_width(1)),
+                ])
+                .map_err(e)?;
+            }
+        }
     }
     if legend {
         c.configure_series_labels()
@@ -142,18 +167,34 @@ where
 
 /// Writes `<stem>.svg` and `<stem>.png` of a chart into `dir`, atomically.
 pub fn write(dir: &Path, stem: &str, chart: &Chart) -> Result<()> {
+    write_with_errors(dir, stem, chart, None)
+}
+
+/// [`write`] with error bars: `errors[k][i]` is the half height of the bar at point `i` of series `k`
+/// (drawn from `y - e` to `y + e`; missing or zero values draw none).
+pub fn write_with_errors(
+    dir: &Path,
+    stem: &str,
+    chart: &Chart,
+    errors: Option<&[Vec<f32>]>,
+) -> Result<()> {
     register_font();
     let mut svg = String::new();
     draw(
         SVGBackend::with_string(&mut svg, SIZE).into_drawing_area(),
         chart,
+        errors,
     )?;
     write_atomic(&dir.join(format!("{stem}.svg")), svg.as_bytes())?;
 
     let png = dir.join(format!("{stem}.png"));
     let tmp = temp_path(&png);
-    let drawn = draw(BitMapBackend::new(&tmp, SIZE).into_drawing_area(), chart)
-        .and_then(|_| std::fs::rename(&tmp, &png).map_err(anyhow::Error::from));
+    let drawn = draw(
+        BitMapBackend::new(&tmp, SIZE).into_drawing_area(),
+        chart,
+        errors,
+    )
+    .and_then(|_| std::fs::rename(&tmp, &png).map_err(anyhow::Error::from));
     if drawn.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::output::{CRATE_VERSIONS, ensure_dir, npy_f32, sha256_hex, write_atomic};
 use crate::plot::{self, Chart, Series};
-use crate::scenario::{self, DatasetSpec, Scenario, TrainSpec};
+use crate::scenario::{self, DatasetSpec, PointSet, Scenario, TrainSpec};
 
 /// Result of one variant.
 #[derive(Debug, Clone)]
@@ -55,6 +55,8 @@ struct Recorder {
     histograms: Vec<(String, Vec<Vec<u64>>)>,
     bar: Option<ProgressBar>,
     label: String,
+    /// No epoch or progress lines (sweep points report through the sweep's own progress).
+    quiet: bool,
     last_log: Instant,
     epochs: u32,
 }
@@ -114,7 +116,8 @@ impl Observer for Recorder {
         );
         match &self.bar {
             Some(b) => b.println(line),
-            None => eprintln!("{line}"),
+            None if !self.quiet => eprintln!("{line}"),
+            None => {}
         }
     }
 
@@ -122,7 +125,7 @@ impl Observer for Recorder {
         match &self.bar {
             Some(b) => b.set_position(done),
             None => {
-                if self.last_log.elapsed().as_secs_f64() >= 10.0 {
+                if !self.quiet && self.last_log.elapsed().as_secs_f64() >= 10.0 {
                     self.last_log = Instant::now();
                     eprintln!(
                         "{}: {done}/{total} samples ({:.0}%)",
@@ -386,6 +389,12 @@ pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<VariantResult
              for device curves use `aimsim device`"
         );
     }
+    if base.sweep.is_some() {
+        eprintln!(
+            "note: {origin} has a [sweep] section; `aimsim run` trains its base configuration once, \
+             `aimsim sweep` runs the sweep"
+        );
+    }
     ensure_dir(out)?;
     let names: Vec<Option<String>> = if base.variants.is_empty() {
         vec![None]
@@ -402,140 +411,205 @@ pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<VariantResult
         .collect();
     let mut cache: HashMap<String, Dataset> = HashMap::new();
     let mut results = Vec::new();
-    let mut variant_files = Vec::new();
     for (name, seed) in &runs {
         let mut run_sets = sets.to_vec();
         if let Some(seed) = seed {
             run_sets.push(format!("scenario.seed={seed}"));
         }
-        let (s, effective, applied) =
-            scenario::load_variant_str(&text, &origin, &base_dir, &run_sets, name.as_deref())?;
-        let t = s.train.clone().expect("variants inherit [train]");
-        let vname = name.clone().unwrap_or_else(|| s.name.clone());
-        let key = format!(
-            "{:?}|{}|{}|{}",
-            t.dataset, t.train_samples, t.test_samples, s.seed
-        );
-        if !cache.contains_key(&key) {
-            cache.insert(key.clone(), dataset(&t, s.seed)?);
+        let mut dir = match name {
+            Some(n) => out.join(n),
+            None => out.to_path_buf(),
+        };
+        if let Some(seed) = seed {
+            dir = dir.join(format!("seed-{seed}"));
         }
-        let data = &cache[&key];
-        let mut sizes = vec![data.inputs];
-        sizes.extend(t.hidden.iter().map(|h| *h as usize));
-        sizes.push(data.classes);
-        let cfg = MlpConfig {
-            sizes,
-            activation: t.activation,
-            loss: t.loss,
-            bias: t.bias,
-            init_scale: t.init_scale,
-        };
-        let hw = Hardware {
-            device: s.device.clone(),
-            tile: s.tile.clone(),
-            controller: s.controller.clone(),
-            w_scale: s.w_scale,
-            cost: s.cost.clone(),
-            seed: s.seed,
-        };
-        let mut init = stream(s.seed, Purpose::Init, 0);
-        let mut net = Mlp::new(&cfg, (!t.software).then_some(&hw), &mut init)?;
-        let total = data.train_len() as u64 * t.epochs as u64;
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let b = ProgressBar::new(total);
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{prefix} [{bar:40}] {pos}/{len} samples {per_sec} eta {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            b.set_prefix(match seed {
-                Some(sd) => format!("{vname} seed {sd}"),
-                None => vname.clone(),
-            });
-            b
-        });
-        let mut rec = Recorder {
-            devices: if t.software || t.trace_every == 0 {
-                Vec::new()
-            } else {
-                pick_traced(&net, t.trace_devices, s.seed)
+        let vname = name.clone().unwrap_or_else(|| base.name.clone());
+        let done = train_one(
+            &RunSpec {
+                text: &text,
+                path,
+                sets: &run_sets,
+                variant: name.as_deref(),
+                point: &[],
+                dir: &dir,
+                label: match seed {
+                    Some(sd) => format!("{vname} seed {sd}"),
+                    None => vname.clone(),
+                },
+                progress: true,
             },
-            every: t.trace_every as u64,
-            steps: Vec::new(),
-            values: Vec::new(),
-            bins: t.histogram_bins as usize,
-            histograms: Vec::new(),
-            bar,
-            label: vname.clone(),
-            last_log: Instant::now(),
-            epochs: t.epochs,
-        };
-        let tc = TrainConfig {
-            epochs: t.epochs,
-            lr: t.lr,
-            lr_decay: t.lr_decay,
-            shuffle: t.shuffle,
-            seed: s.seed,
-        };
-        let v_started = Instant::now();
-        let metrics = train::train(&mut net, data, &tc, &s.cost, &mut rec);
-        if let Some(b) = &rec.bar {
-            b.finish_and_clear();
-        }
-        let res = VariantResult {
-            name: vname.clone(),
-            seed: s.seed,
-            metrics,
-            software: t.software,
-            rule: if t.software {
-                "software baseline (float weights)".into()
-            } else {
-                format!("{} on {} cells", s.controller.name(), s.tile.cell.name())
-            },
-        };
-        let mut dir = if name.is_some() {
-            out.join(&vname)
-        } else {
-            out.to_path_buf()
-        };
-        if seed.is_some() {
-            dir = dir.join(format!("seed-{}", s.seed));
-        }
-        ensure_dir(&dir)?;
-        let mut files = write_variant(&dir, &s, &res, &rec)?;
-        files.push("manifest.json".into());
-        let manifest = json!({
-            "command": "run",
-            "aimsim_version": env!("CARGO_PKG_VERSION"),
-            "crate_versions": CRATE_VERSIONS.iter().map(|(n, v)| (n.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
-            "scenario": {
-                "path": path.display().to_string(),
-                "name": s.name,
-                "variant": name,
-                "sha256": sha256_hex(text.as_bytes()),
-                "effective_sha256": sha256_hex(effective.as_bytes()),
-                "overrides": applied,
-            },
-            "seed": s.seed,
-            "dataset": { "name": data.name, "train": data.train_len(), "test": data.test_len(), "inputs": data.inputs, "classes": data.classes },
-            "network": cfg.sizes,
-            "rule": res.rule,
-            "device": s.device.to_string(),
-            "files": files,
-            "wall_s": v_started.elapsed().as_secs_f64(),
-            "samples_per_s": total as f64 / v_started.elapsed().as_secs_f64().max(1e-9),
-        });
-        write_atomic(
-            &dir.join("manifest.json"),
-            serde_json::to_string_pretty(&manifest)?.as_bytes(),
+            &mut cache,
         )?;
-        variant_files.push(dir);
-        results.push(res);
+        results.push(done.result);
     }
     write_summary(out, &results, path, started)?;
     Ok(results)
+}
+
+/// One training run: the scenario's text with its overrides, variant and sweep-point values, and the
+/// folder its outputs go to.
+#[derive(Debug, Clone)]
+pub struct RunSpec<'a> {
+    /// The scenario file's text.
+    pub text: &'a str,
+    /// Where the text was read from (errors, manifest, relative data files).
+    pub path: &'a Path,
+    /// `--set` overrides (including a `scenario.seed` override for a seed repeat).
+    pub sets: &'a [String],
+    /// The `[[variant]]` to apply, if any.
+    pub variant: Option<&'a str>,
+    /// The values of a sweep point, if any.
+    pub point: &'a [PointSet],
+    /// Output folder (created if missing).
+    pub dir: &'a Path,
+    /// Name shown in progress lines.
+    pub label: String,
+    /// Show the run's own progress bar (terminal) or log lines (otherwise).
+    pub progress: bool,
+}
+
+/// What one training run produced.
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    /// Metrics and identity of the run.
+    pub result: VariantResult,
+    /// SHA-256 of the effective configuration (after overrides, variant, point values, preset).
+    pub effective_sha256: String,
+    /// Wall time of training and writing, seconds.
+    pub wall_s: f64,
+}
+
+/// Trains one network as `spec` describes and writes metrics.csv, traces, histograms, plots and
+/// manifest.json into `spec.dir`. `cache` keeps generated or loaded datasets between runs of one process.
+pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result<RunOutput> {
+    let origin = spec.path.display().to_string();
+    let base_dir = spec
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let name = spec.variant;
+    let (s, effective, applied) =
+        scenario::load_point_str(spec.text, &origin, &base_dir, spec.sets, name, spec.point)?;
+    let Some(t) = s.train.clone() else {
+        bail!("{origin}: a training run needs a [train] section (docs/scenarios.md)");
+    };
+    let vname = name.map_or_else(|| s.name.clone(), str::to_string);
+    let key = format!(
+        "{:?}|{}|{}|{}",
+        t.dataset, t.train_samples, t.test_samples, s.seed
+    );
+    if !cache.contains_key(&key) {
+        cache.insert(key.clone(), dataset(&t, s.seed)?);
+    }
+    let data = &cache[&key];
+    let mut sizes = vec![data.inputs];
+    sizes.extend(t.hidden.iter().map(|h| *h as usize));
+    sizes.push(data.classes);
+    let cfg = MlpConfig {
+        sizes,
+        activation: t.activation,
+        loss: t.loss,
+        bias: t.bias,
+        init_scale: t.init_scale,
+    };
+    let hw = Hardware {
+        device: s.device.clone(),
+        tile: s.tile.clone(),
+        controller: s.controller.clone(),
+        w_scale: s.w_scale,
+        cost: s.cost.clone(),
+        seed: s.seed,
+    };
+    let mut init = stream(s.seed, Purpose::Init, 0);
+    let mut net = Mlp::new(&cfg, (!t.software).then_some(&hw), &mut init)?;
+    let total = data.train_len() as u64 * t.epochs as u64;
+    let bar = (spec.progress && std::io::stderr().is_terminal()).then(|| {
+        let b = ProgressBar::new(total);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:40}] {pos}/{len} samples {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        b.set_prefix(spec.label.clone());
+        b
+    });
+    let mut rec = Recorder {
+        devices: if t.software || t.trace_every == 0 {
+            Vec::new()
+        } else {
+            pick_traced(&net, t.trace_devices, s.seed)
+        },
+        every: t.trace_every as u64,
+        steps: Vec::new(),
+        values: Vec::new(),
+        bins: t.histogram_bins as usize,
+        histograms: Vec::new(),
+        bar,
+        label: spec.label.clone(),
+        quiet: !spec.progress,
+        last_log: Instant::now(),
+        epochs: t.epochs,
+    };
+    let tc = TrainConfig {
+        epochs: t.epochs,
+        lr: t.lr,
+        lr_decay: t.lr_decay,
+        shuffle: t.shuffle,
+        seed: s.seed,
+    };
+    let v_started = Instant::now();
+    let metrics = train::train(&mut net, data, &tc, &s.cost, &mut rec);
+    if let Some(b) = &rec.bar {
+        b.finish_and_clear();
+    }
+    let res = VariantResult {
+        name: vname.clone(),
+        seed: s.seed,
+        metrics,
+        software: t.software,
+        rule: if t.software {
+            "software baseline (float weights)".into()
+        } else {
+            format!("{} on {} cells", s.controller.name(), s.tile.cell.name())
+        },
+    };
+    let dir = spec.dir;
+    ensure_dir(dir)?;
+    let mut files = write_variant(dir, &s, &res, &rec)?;
+    files.push("manifest.json".into());
+    let manifest = json!({
+        "command": if spec.point.is_empty() { "run" } else { "sweep" },
+        "aimsim_version": env!("CARGO_PKG_VERSION"),
+        "crate_versions": CRATE_VERSIONS.iter().map(|(n, v)| (n.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "scenario": {
+            "path": origin,
+            "name": s.name,
+            "variant": name,
+            "sha256": sha256_hex(spec.text.as_bytes()),
+            "effective_sha256": sha256_hex(effective.as_bytes()),
+            "overrides": applied,
+        },
+        "seed": s.seed,
+        "dataset": { "name": data.name, "train": data.train_len(), "test": data.test_len(), "inputs": data.inputs, "classes": data.classes },
+        "network": cfg.sizes,
+        "rule": res.rule,
+        "device": s.device.to_string(),
+        "files": files,
+        "wall_s": v_started.elapsed().as_secs_f64(),
+        "samples_per_s": total as f64 / v_started.elapsed().as_secs_f64().max(1e-9),
+    });
+    write_atomic(
+        &dir.join("manifest.json"),
+        serde_json::to_string_pretty(&manifest)?.as_bytes(),
+    )?;
+    Ok(RunOutput {
+        result: res,
+        effective_sha256: sha256_hex(effective.as_bytes()),
+        wall_s: v_started.elapsed().as_secs_f64(),
+    })
 }
 
 /// One run's summary: final and best test accuracy, pulses up and down, refreshes, energy, latency.

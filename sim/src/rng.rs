@@ -20,6 +20,8 @@ pub enum Purpose {
     Trace = 5,
     /// Generated datasets.
     Data = 6,
+    /// Seeds of sweep points: index = the point's index in the expanded plan.
+    SweepPoint = 7,
 }
 
 /// SplitMix64 finaliser: spreads nearby seeds over the whole state space.
