@@ -20,6 +20,10 @@ pub enum Purpose {
     Trace = 5,
     /// Generated datasets.
     Data = 6,
+    /// Signs of random nudges (equilibrium propagation), per sample.
+    Nudge = 7,
+    /// Local-rule experiments: teachers, inputs, flipped neurons.
+    Local = 8,
 }
 
 /// SplitMix64 finaliser: spreads nearby seeds over the whole state space.
