@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use aimsim_networks::data::{self, Dataset};
 use aimsim_networks::mlp::{Hardware, Mlp, MlpConfig};
-use aimsim_networks::train::{self, EpochMetrics, Observer, TrainConfig};
+use aimsim_networks::train::{self, EpochMetrics, Network, Observer, TrainConfig};
 use aimsim_sim::rng::{Purpose, stream};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -60,21 +60,22 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn record(&mut self, net: &Mlp, step: u64) {
+    fn record(&mut self, net: &dyn Network, step: u64) {
         self.steps.push(step);
+        let layers = net.layer_tiles();
         for t in &self.devices {
-            let tiles = net.layers()[t.layer].weights.tiles();
+            let tiles = layers[t.layer];
             self.values
                 .push(tiles[t.tile].array(t.array).conductance(t.index));
         }
     }
 
-    fn histogram(&self, net: &Mlp) -> Vec<Vec<u64>> {
-        net.layers()
+    fn histogram(&self, net: &dyn Network) -> Vec<Vec<u64>> {
+        net.layer_tiles()
             .iter()
-            .map(|l| {
+            .map(|tiles| {
                 let mut counts = vec![0u64; self.bins];
-                for tile in l.weights.tiles() {
+                for tile in tiles.iter() {
                     for a in 0..tile.cell().arrays() {
                         let p = tile.array(a);
                         for i in 0..p.len() {
@@ -91,13 +92,13 @@ impl Recorder {
 }
 
 impl Observer for Recorder {
-    fn after_update(&mut self, net: &Mlp, step: u64) {
+    fn after_update(&mut self, net: &dyn Network, step: u64) {
         if self.every > 0 && step.is_multiple_of(self.every) && !self.devices.is_empty() {
             self.record(net, step);
         }
     }
 
-    fn after_epoch(&mut self, net: &Mlp, m: &EpochMetrics) {
+    fn after_epoch(&mut self, net: &dyn Network, m: &EpochMetrics) {
         if m.epoch == 0 {
             if !self.devices.is_empty() && self.every > 0 {
                 self.record(net, 0);
@@ -162,10 +163,11 @@ pub fn dataset(t: &TrainSpec, seed: u64) -> Result<Dataset> {
     Ok(d)
 }
 
-fn pick_traced(net: &Mlp, count: u32, seed: u64) -> Vec<Traced> {
+fn pick_traced(net: &dyn Network, count: u32, seed: u64) -> Vec<Traced> {
+    let layers = net.layer_tiles();
     let mut all: Vec<(usize, usize, usize, usize)> = Vec::new(); // (layer, tile, array, devices)
-    for (l, layer) in net.layers().iter().enumerate() {
-        for (k, t) in layer.weights.tiles().iter().enumerate() {
+    for (l, tiles) in layers.iter().enumerate() {
+        for (k, t) in tiles.iter().enumerate() {
             for a in 0..t.cell().arrays() {
                 all.push((l, k, a, t.rows() * t.cols()));
             }
@@ -191,7 +193,7 @@ fn pick_traced(net: &Mlp, count: u32, seed: u64) -> Vec<Traced> {
             let mut found = None;
             for (l, k, a, n) in &all {
                 if g < *n {
-                    let cols = net.layers()[*l].weights.tiles()[*k].cols();
+                    let cols = layers[*l][*k].cols();
                     found = Some(Traced {
                         layer: *l,
                         tile: *k,

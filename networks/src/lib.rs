@@ -11,5 +11,6 @@ pub use aimsim_sim as sim;
 pub mod data;
 pub mod ep;
 pub mod glyphs;
+pub mod local;
 pub mod mlp;
 pub mod train;
