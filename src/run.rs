@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use aimsim_networks::data::{self, Dataset};
+use aimsim_networks::ep::{EpConfig, EpNetwork, Feedback};
 use aimsim_networks::mlp::{Hardware, Mlp, MlpConfig};
 use aimsim_networks::train::{self, EpochMetrics, Network, Observer, TrainConfig};
 use aimsim_sim::rng::{Purpose, stream};
@@ -17,7 +18,7 @@ use serde_json::json;
 
 use crate::output::{CRATE_VERSIONS, ensure_dir, npy_f32, sha256_hex, write_atomic};
 use crate::plot::{self, Chart, Series};
-use crate::scenario::{self, DatasetSpec, Scenario, TrainSpec};
+use crate::scenario::{self, Algorithm, DatasetSpec, EpSpec, Scenario, TrainSpec};
 
 /// Result of one variant.
 #[derive(Debug, Clone)]
@@ -32,6 +33,63 @@ pub struct VariantResult {
     pub software: bool,
     /// Controller name (or "software").
     pub rule: String,
+}
+
+/// The network a run trains: backpropagation or equilibrium propagation.
+#[derive(Debug)]
+enum Net {
+    Bp(Mlp),
+    Ep(EpNetwork),
+}
+
+impl Network for Net {
+    fn learn(
+        &mut self,
+        input: &[f32],
+        label: usize,
+        lr: f32,
+        ledger: &mut aimsim_sim::ledger::Ledger,
+    ) -> f32 {
+        match self {
+            Net::Bp(n) => n.learn(input, label, lr, ledger),
+            Net::Ep(n) => n.learn(input, label, lr, ledger),
+        }
+    }
+    fn infer(&mut self, input: &[f32], ledger: &mut aimsim_sim::ledger::Ledger) -> usize {
+        match self {
+            Net::Bp(n) => n.infer(input, ledger),
+            Net::Ep(n) => n.infer(input, ledger),
+        }
+    }
+    fn prediction(&self) -> usize {
+        match self {
+            Net::Bp(n) => Network::prediction(n),
+            Net::Ep(n) => Network::prediction(n),
+        }
+    }
+    fn layer_tiles(&self) -> Vec<&[aimsim_sim::tile::Tile]> {
+        match self {
+            Net::Bp(n) => n.layer_tiles(),
+            Net::Ep(n) => n.layer_tiles(),
+        }
+    }
+}
+
+/// The energy network of `sizes` with the `[ep]` settings.
+pub fn ep_config(e: &EpSpec, sizes: &[usize], init_scale: f32) -> EpConfig {
+    EpConfig {
+        sizes: sizes.to_vec(),
+        activation: e.activation,
+        steps_free: e.steps_free,
+        steps_nudged: e.steps_nudged,
+        eps: e.eps,
+        beta: e.beta,
+        nudge: e.nudge,
+        feedback: e.feedback,
+        update: e.update,
+        init_scale,
+        tolerance: e.tolerance,
+    }
 }
 
 /// Where one traced device sits.
@@ -441,7 +499,16 @@ pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<VariantResult
             seed: s.seed,
         };
         let mut init = stream(s.seed, Purpose::Init, 0);
-        let mut net = Mlp::new(&cfg, (!t.software).then_some(&hw), &mut init)?;
+        let hw_opt = (!t.software).then_some(&hw);
+        let mut net = match t.algorithm {
+            Algorithm::Bp => Net::Bp(Mlp::new(&cfg, hw_opt, &mut init)?),
+            Algorithm::Ep => Net::Ep(EpNetwork::new(
+                &ep_config(&s.ep, &cfg.sizes, t.init_scale),
+                hw_opt,
+                &mut init,
+                s.seed,
+            )?),
+        };
         let total = data.train_len() as u64 * t.epochs as u64;
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = ProgressBar::new(total);
@@ -491,10 +558,26 @@ pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<VariantResult
             seed: s.seed,
             metrics,
             software: t.software,
-            rule: if t.software {
-                "software baseline (float weights)".into()
-            } else {
-                format!("{} on {} cells", s.controller.name(), s.tile.cell.name())
+            rule: {
+                let hw_rule = if t.software {
+                    "software baseline (float weights)".to_string()
+                } else {
+                    format!("{} on {} cells", s.controller.name(), s.tile.cell.name())
+                };
+                match t.algorithm {
+                    Algorithm::Bp => hw_rule,
+                    Algorithm::Ep => format!(
+                        "EP {} beta {}{}, {}",
+                        s.ep.nudge.name(),
+                        s.ep.beta,
+                        if s.ep.feedback == Feedback::Separate {
+                            " separate feedback"
+                        } else {
+                            ""
+                        },
+                        hw_rule
+                    ),
+                }
             },
         };
         let mut dir = if name.is_some() {
@@ -564,7 +647,8 @@ fn summary_row(r: &VariantResult) -> Row {
     )
 }
 
-fn mean_std(v: &[f64]) -> (f64, f64) {
+/// Mean and sample standard deviation (0 for fewer than two values).
+pub fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len().max(1) as f64;
     let m = v.iter().sum::<f64>() / n;
     let var = if v.len() > 1 {

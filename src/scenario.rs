@@ -1585,6 +1585,7 @@ struct EpSection {
     fidelity_betas: Option<Vec<f32>>,
     fidelity_nudges: Option<Vec<NudgeName>>,
     fidelity_samples: Option<u32>,
+    tolerance: Option<f32>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -1645,6 +1646,8 @@ pub struct EpSpec {
     pub fidelity_nudges: Vec<Nudge>,
     /// `aimsim ep-fidelity`: samples in the batch.
     pub fidelity_samples: u32,
+    /// A phase stops once no state moves by more than this in a step (0: run every step).
+    pub tolerance: f32,
 }
 
 /// The `[local]` section, validated.
@@ -1731,6 +1734,13 @@ fn energy_and_local(
             format!("must lie in [1, 10000], got {fidelity_samples}"),
         ));
     }
+    let tolerance = e.tolerance.unwrap_or(0.0);
+    if !(tolerance.is_finite() && tolerance >= 0.0) {
+        return Err(loc.error(
+            &key("tolerance"),
+            format!("must be a finite number >= 0, got {tolerance}"),
+        ));
+    }
     let spec = EpSpec {
         steps_free,
         steps_nudged,
@@ -1752,6 +1762,7 @@ fn energy_and_local(
         fidelity_betas,
         fidelity_nudges,
         fidelity_samples,
+        tolerance,
     };
     let Some(l) = local else {
         return Ok((spec, None));

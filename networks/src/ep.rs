@@ -159,6 +159,9 @@ pub struct EpConfig {
     pub update: EpUpdate,
     /// Initial weights are uniform in `+-init_scale sqrt(6 / (fan_in + fan_out))`.
     pub init_scale: f32,
+    /// A phase stops early once no state moved by more than this in a step (the neurons have settled);
+    /// 0 runs every step.
+    pub tolerance: f32,
 }
 
 impl Default for EpConfig {
@@ -174,6 +177,7 @@ impl Default for EpConfig {
             feedback: Feedback::Transpose,
             update: EpUpdate::Decomposed,
             init_scale: 1.0,
+            tolerance: 0.0,
         }
     }
 }
@@ -346,22 +350,24 @@ impl EpNetwork {
         self.s.iter_mut().flatten().for_each(|v| *v = 0.0);
     }
 
-    /// Runs `steps` relaxation steps of `F = E + beta C` from the current states, every layer at once
-    /// (synchronous), with `target = (y, beta)` for a nudged phase. Every step reads every layer's tiles
-    /// forward and (except the first) backward.
+    /// Runs up to `steps` relaxation steps of `F = E + beta C` from the current states, every layer at
+    /// once (synchronous), with `target = (y, beta)` for a nudged phase; stops early when no state moved
+    /// by more than the configured tolerance. Every step reads every layer's tiles forward and (except
+    /// the first) backward. Returns the steps run.
     pub fn relax(
         &mut self,
         x: &[f32],
         target: Option<(&[f32], f32)>,
         steps: u32,
         ledger: &mut Ledger,
-    ) {
+    ) -> u32 {
         let n = self.w.len();
         let act = self.cfg.activation;
         let (lo, hi) = act.bounds();
         let a = act.slope();
         let eps = self.cfg.eps;
-        for _ in 0..steps {
+        for step in 0..steps {
+            let mut moved = 0.0f32;
             for (r, s) in self.rho.iter_mut().zip(&self.s) {
                 for (rv, sv) in r.iter_mut().zip(s) {
                     *rv = act.rho(*sv);
@@ -391,10 +397,16 @@ impl EpNetwork {
                     if last && let Some((y, beta)) = target {
                         g += beta * a * (self.rho[k][i] - y[i]);
                     }
-                    s[i] = (s[i] - eps * g).clamp(lo, hi);
+                    let v = (s[i] - eps * g).clamp(lo, hi);
+                    moved = moved.max((v - s[i]).abs());
+                    s[i] = v;
                 }
             }
+            if moved < self.cfg.tolerance {
+                return step + 1;
+            }
         }
+        steps
     }
 
     /// `rho` of every layer, input first.
@@ -786,6 +798,9 @@ pub struct FidelityPoint {
     pub nudge: Nudge,
     /// Cosine between EP's estimate (summed over the batch) and the exact gradient.
     pub cosine: f64,
+    /// Median over the samples of the per-sample cosine (robust to a sample whose nudged phase jumps
+    /// to another fixed point).
+    pub cosine_median: f64,
     /// `||g_EP - g|| / ||g||`.
     pub rel_error: f64,
     /// Cosine between the weight change the controllers made over the batch and `-lr g`.
@@ -803,10 +818,10 @@ fn flat(v: &[Vec<f64>]) -> Vec<f64> {
 }
 
 /// The gradient-fidelity diagnostic: for a batch of `samples`, EP's estimate of the gradient (summed
-/// over the batch, every estimate at the same starting weights) and the weight change its updates make
-/// through the controllers (`lr`, samples in order, from the same start), against the exact gradient of
-/// the same network at the start, for every `beta` and estimator. `build` must return the same starting
-/// network every call (same seeds).
+/// over the batch, every estimate at the same starting weights; and per sample) and the weight change
+/// its updates make through the controllers (`lr`, samples in order, from the same start), against the
+/// exact gradient of the same network at the start, for every `beta` and estimator. `build` must return
+/// the same starting network every call (same seeds).
 pub fn fidelity(
     build: &dyn Fn() -> Result<EpNetwork, SpecError>,
     samples: &[(&[f32], usize)],
@@ -814,17 +829,16 @@ pub fn fidelity(
     nudges: &[Nudge],
     lr: f32,
 ) -> Result<Vec<FidelityPoint>, SpecError> {
-    let start = build()?;
-    let mut exact: Vec<f64> = Vec::new();
-    for (x, y) in samples {
-        let g = flat(&start.exact_gradient(x, *y).0);
-        if exact.is_empty() {
-            exact = g;
-        } else {
-            exact.iter_mut().zip(&g).for_each(|(a, b)| *a += b);
-        }
+    let mut probe = build()?;
+    let per_sample: Vec<Vec<f64>> = samples
+        .iter()
+        .map(|(x, y)| flat(&probe.exact_gradient(x, *y).0))
+        .collect();
+    let mut exact = vec![0.0f64; per_sample.first().map_or(0, Vec::len)];
+    for g in &per_sample {
+        exact.iter_mut().zip(g).for_each(|(a, b)| *a += b);
     }
-    let w0: Vec<f64> = start
+    let w0: Vec<f64> = probe
         .weights()
         .iter()
         .flatten()
@@ -833,16 +847,29 @@ pub fn fidelity(
     let mut out = Vec::new();
     for &beta in betas {
         for &nudge in nudges {
-            let mut net = build()?;
-            net.set_nudge(beta, nudge);
+            // Estimates leave the weights alone: one network serves every configuration.
+            probe.set_nudge(beta, nudge);
             let mut ledger = Ledger::default();
             let mut est = vec![0.0f64; exact.len()];
-            for (x, y) in samples {
-                let g = net.gradient_estimate(x, *y, &mut ledger);
-                for (e, v) in est.iter_mut().zip(g.iter().flatten()) {
-                    *e += *v as f64;
-                }
+            let mut cosines = Vec::with_capacity(samples.len());
+            for ((x, y), g_exact) in samples.iter().zip(&per_sample) {
+                let g: Vec<f64> = probe
+                    .gradient_estimate(x, *y, &mut ledger)
+                    .iter()
+                    .flatten()
+                    .map(|v| *v as f64)
+                    .collect();
+                cosines.push(compare(&g, g_exact).0);
+                est.iter_mut().zip(&g).for_each(|(e, v)| *e += v);
             }
+            cosines.sort_by(f64::total_cmp);
+            let median = if cosines.is_empty() {
+                0.0
+            } else if cosines.len() % 2 == 1 {
+                cosines[cosines.len() / 2]
+            } else {
+                0.5 * (cosines[cosines.len() / 2 - 1] + cosines[cosines.len() / 2])
+            };
             let mut net = build()?;
             net.set_nudge(beta, nudge);
             for (x, y) in samples {
@@ -861,6 +888,7 @@ pub fn fidelity(
                 beta,
                 nudge,
                 cosine,
+                cosine_median: median,
                 rel_error,
                 cosine_applied,
                 rel_error_applied,
@@ -915,6 +943,7 @@ mod tests {
             feedback: Feedback::Transpose,
             update: EpUpdate::Decomposed,
             init_scale: 0.8,
+            tolerance: 0.0,
         }
     }
 
