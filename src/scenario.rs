@@ -2165,15 +2165,34 @@ pub fn describe(s: &Scenario) -> String {
     let rule = format!("{} {:?}", s.controller.name(), s.controller);
     out += &format!("update: {rule}\n");
     if let Some(t) = &s.train {
+        let net = match t.algorithm {
+            Algorithm::Bp => format!(
+                "BP, {}, {:?} loss, {:?} bias",
+                t.activation.name(),
+                t.loss,
+                t.bias
+            ),
+            Algorithm::Ep => {
+                let e = &s.ep;
+                format!(
+                    "EP, {} activation, {}/{} free/nudged steps of eps {}, {} nudge beta {}, {} feedback, {} update",
+                    e.activation.name(),
+                    e.steps_free,
+                    e.steps_nudged,
+                    e.eps,
+                    e.nudge.name(),
+                    e.beta,
+                    e.feedback.name(),
+                    e.update.name()
+                )
+            }
+        };
         out += &format!(
-            "train: {:?}, {} train / {} test samples, hidden {:?}, {}, {:?} loss, {:?} bias, {} epoch(s), lr {} (x{} per epoch){}\n",
+            "train: {:?}, {} train / {} test samples, hidden {:?}, {net}, {} epoch(s), lr {} (x{} per epoch){}\n",
             t.dataset,
             t.train_samples,
             t.test_samples,
             t.hidden,
-            t.activation.name(),
-            t.loss,
-            t.bias,
             t.epochs,
             t.lr,
             t.lr_decay,
@@ -2182,6 +2201,19 @@ pub fn describe(s: &Scenario) -> String {
             } else {
                 ""
             }
+        );
+    }
+    if let Some(l) = &s.local {
+        out += &format!(
+            "local: {} rule, {} inputs, {} hidden, {} outputs, flipped fraction {}, lr {}, {} steps{}\n",
+            l.rule.name(),
+            l.inputs,
+            l.hidden,
+            l.outputs,
+            l.flip_fraction,
+            l.lr,
+            l.steps,
+            if l.software { ", float weights" } else { "" }
         );
     }
     if !s.variants.is_empty() {
