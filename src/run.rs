@@ -39,7 +39,7 @@ pub struct VariantResult {
 #[derive(Debug)]
 enum Net {
     Bp(Mlp),
-    Ep(EpNetwork),
+    Ep(Box<EpNetwork>),
 }
 
 impl Network for Net {
@@ -64,7 +64,7 @@ impl Network for Net {
     fn prediction(&self) -> usize {
         match self {
             Net::Bp(n) => Network::prediction(n),
-            Net::Ep(n) => Network::prediction(n),
+            Net::Ep(n) => Network::prediction(n.as_ref()),
         }
     }
     fn layer_tiles(&self) -> Vec<&[aimsim_sim::tile::Tile]> {
@@ -502,12 +502,12 @@ pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<VariantResult
         let hw_opt = (!t.software).then_some(&hw);
         let mut net = match t.algorithm {
             Algorithm::Bp => Net::Bp(Mlp::new(&cfg, hw_opt, &mut init)?),
-            Algorithm::Ep => Net::Ep(EpNetwork::new(
+            Algorithm::Ep => Net::Ep(Box::new(EpNetwork::new(
                 &ep_config(&s.ep, &cfg.sizes, t.init_scale),
                 hw_opt,
                 &mut init,
                 s.seed,
-            )?),
+            )?)),
         };
         let total = data.train_len() as u64 * t.epochs as u64;
         let bar = std::io::stderr().is_terminal().then(|| {

@@ -243,10 +243,10 @@ impl CurlStudent {
     pub fn step(&mut self, x: &[f32], target: &[f32], lr: f32, ledger: &mut Ledger) -> f32 {
         self.output(x, ledger);
         let mut loss = 0.0;
-        for k in 0..self.y.len() {
-            let e = self.y[k] - target[k];
+        for ((d, y), t) in self.d2.iter_mut().zip(&self.y).zip(target) {
+            let e = y - t;
             loss += 0.5 * e * e;
-            self.d2[k] = e * (1.0 - self.y[k] * self.y[k]);
+            *d = e * (1.0 - y * y);
         }
         self.w2.backward(&self.d2, &mut self.back, ledger);
         for j in 0..self.h.len() {
@@ -349,7 +349,7 @@ pub fn run(cfg: &LocalConfig, hw: Option<&Hardware>, seed: u64) -> Result<LocalR
     let mut train_rng = stream(seed, Purpose::Local, 2);
     let mut init = stream(seed, Purpose::Local, 4);
     let (n, h) = (cfg.inputs, cfg.hidden);
-    let due = |step: u64| step % cfg.eval_every == 0 || step == cfg.steps;
+    let due = |step: u64| step.is_multiple_of(cfg.eval_every) || step == cfg.steps;
     match cfg.rule {
         LocalRule::Curl => {
             let (t1, t2) = teacher(n, h, cfg.outputs, seed);
