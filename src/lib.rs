@@ -6,6 +6,8 @@
 
 pub mod bench;
 pub mod commands;
+pub mod ep;
+pub mod local;
 pub mod output;
 pub mod plot;
 pub mod plotdir;

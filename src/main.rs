@@ -141,6 +141,33 @@ enum Command {
         #[arg(long, value_name = "COLUMN")]
         metric: Vec<String>,
     },
+    /// Gradient fidelity of equilibrium propagation: for a batch, EP's update against the exact gradient
+    /// of the same network, for every beta and estimator in `[ep]`, every `[[variant]]` and seed.
+    ///
+    /// The exact gradient is computed at the free fixed point with the weights the devices hold, by
+    /// implicit differentiation (docs/ep.md). Writes into --out: fidelity.csv (variant, seed, feedback,
+    /// beta, estimator, cosine, cosine_median, rel_error, cosine_applied, rel_error_applied, norms), cosine.svg/png,
+    /// error.svg/png, manifest.json. Prints a table (mean +- std over seeds).
+    EpFidelity {
+        #[command(flatten)]
+        scenario: ScenarioArgs,
+        /// Output folder (created if missing; files in it are replaced atomically).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Local plasticity rules on the tiles (`[local]`): Hebbian, anti-Hebbian, or curl descent in the
+    /// teacher-student setting, every `[[variant]]` and seed.
+    ///
+    /// Writes into --out: local.csv (test loss, alignment, weight norm at every evaluation), summary.csv
+    /// (one row per run), loss.svg/png, stability.svg/png (curl descent with variants: final over initial
+    /// loss against the flipped fraction), manifest.json. Prints a table (mean +- std over seeds).
+    Local {
+        #[command(flatten)]
+        scenario: ScenarioArgs,
+        /// Output folder (created if missing; files in it are replaced atomically).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// List the built-in device presets (usable as `preset = "<name>"` in a [device] section).
     Presets,
     /// Benchmarks that print figures; the last line of each is a machine-readable summary.
@@ -261,6 +288,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Run { scenario, out } => {
             aimsim::run::run(&scenario.scenario, &scenario.set, &out)?;
+            Ok(())
+        }
+        Command::EpFidelity { scenario, out } => {
+            aimsim::ep::run(&scenario.scenario, &scenario.set, &out)?;
+            Ok(())
+        }
+        Command::Local { scenario, out } => {
+            aimsim::local::run(&scenario.scenario, &scenario.set, &out)?;
             Ok(())
         }
         Command::Validate { scenario } => {

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use aimsim_networks::data::{self, Dataset};
+use aimsim_networks::ep::{EpConfig, EpNetwork, Feedback};
 use aimsim_networks::mlp::{Hardware, Mlp, MlpConfig};
-use aimsim_networks::train::{self, EpochMetrics, Observer, TrainConfig};
+use aimsim_networks::train::{self, EpochMetrics, Network, Observer, TrainConfig};
 use aimsim_sim::rng::{Purpose, stream};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -17,7 +18,7 @@ use serde_json::json;
 
 use crate::output::{CRATE_VERSIONS, ensure_dir, npy_f32, sha256_hex, write_atomic};
 use crate::plot::{self, Chart, Series};
-use crate::scenario::{self, DatasetSpec, PointSet, Scenario, TrainSpec};
+use crate::scenario::{self, Algorithm, DatasetSpec, EpSpec, PointSet, Scenario, TrainSpec};
 
 /// Result of one variant.
 #[derive(Debug, Clone)]
@@ -32,6 +33,63 @@ pub struct VariantResult {
     pub software: bool,
     /// Controller name (or "software").
     pub rule: String,
+}
+
+/// The network a run trains: backpropagation or equilibrium propagation.
+#[derive(Debug)]
+enum Net {
+    Bp(Mlp),
+    Ep(Box<EpNetwork>),
+}
+
+impl Network for Net {
+    fn learn(
+        &mut self,
+        input: &[f32],
+        label: usize,
+        lr: f32,
+        ledger: &mut aimsim_sim::ledger::Ledger,
+    ) -> f32 {
+        match self {
+            Net::Bp(n) => n.learn(input, label, lr, ledger),
+            Net::Ep(n) => n.learn(input, label, lr, ledger),
+        }
+    }
+    fn infer(&mut self, input: &[f32], ledger: &mut aimsim_sim::ledger::Ledger) -> usize {
+        match self {
+            Net::Bp(n) => n.infer(input, ledger),
+            Net::Ep(n) => n.infer(input, ledger),
+        }
+    }
+    fn prediction(&self) -> usize {
+        match self {
+            Net::Bp(n) => Network::prediction(n),
+            Net::Ep(n) => Network::prediction(n.as_ref()),
+        }
+    }
+    fn layer_tiles(&self) -> Vec<&[aimsim_sim::tile::Tile]> {
+        match self {
+            Net::Bp(n) => n.layer_tiles(),
+            Net::Ep(n) => n.layer_tiles(),
+        }
+    }
+}
+
+/// The energy network of `sizes` with the `[ep]` settings.
+pub fn ep_config(e: &EpSpec, sizes: &[usize], init_scale: f32) -> EpConfig {
+    EpConfig {
+        sizes: sizes.to_vec(),
+        activation: e.activation,
+        steps_free: e.steps_free,
+        steps_nudged: e.steps_nudged,
+        eps: e.eps,
+        beta: e.beta,
+        nudge: e.nudge,
+        feedback: e.feedback,
+        update: e.update,
+        init_scale,
+        tolerance: e.tolerance,
+    }
 }
 
 /// Where one traced device sits.
@@ -62,21 +120,22 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn record(&mut self, net: &Mlp, step: u64) {
+    fn record(&mut self, net: &dyn Network, step: u64) {
         self.steps.push(step);
+        let layers = net.layer_tiles();
         for t in &self.devices {
-            let tiles = net.layers()[t.layer].weights.tiles();
+            let tiles = layers[t.layer];
             self.values
                 .push(tiles[t.tile].array(t.array).conductance(t.index));
         }
     }
 
-    fn histogram(&self, net: &Mlp) -> Vec<Vec<u64>> {
-        net.layers()
+    fn histogram(&self, net: &dyn Network) -> Vec<Vec<u64>> {
+        net.layer_tiles()
             .iter()
-            .map(|l| {
+            .map(|tiles| {
                 let mut counts = vec![0u64; self.bins];
-                for tile in l.weights.tiles() {
+                for tile in tiles.iter() {
                     for a in 0..tile.cell().arrays() {
                         let p = tile.array(a);
                         for i in 0..p.len() {
@@ -93,13 +152,13 @@ impl Recorder {
 }
 
 impl Observer for Recorder {
-    fn after_update(&mut self, net: &Mlp, step: u64) {
+    fn after_update(&mut self, net: &dyn Network, step: u64) {
         if self.every > 0 && step.is_multiple_of(self.every) && !self.devices.is_empty() {
             self.record(net, step);
         }
     }
 
-    fn after_epoch(&mut self, net: &Mlp, m: &EpochMetrics) {
+    fn after_epoch(&mut self, net: &dyn Network, m: &EpochMetrics) {
         if m.epoch == 0 {
             if !self.devices.is_empty() && self.every > 0 {
                 self.record(net, 0);
@@ -165,10 +224,11 @@ pub fn dataset(t: &TrainSpec, seed: u64) -> Result<Dataset> {
     Ok(d)
 }
 
-fn pick_traced(net: &Mlp, count: u32, seed: u64) -> Vec<Traced> {
+fn pick_traced(net: &dyn Network, count: u32, seed: u64) -> Vec<Traced> {
+    let layers = net.layer_tiles();
     let mut all: Vec<(usize, usize, usize, usize)> = Vec::new(); // (layer, tile, array, devices)
-    for (l, layer) in net.layers().iter().enumerate() {
-        for (k, t) in layer.weights.tiles().iter().enumerate() {
+    for (l, tiles) in layers.iter().enumerate() {
+        for (k, t) in tiles.iter().enumerate() {
             for a in 0..t.cell().arrays() {
                 all.push((l, k, a, t.rows() * t.cols()));
             }
@@ -194,7 +254,7 @@ fn pick_traced(net: &Mlp, count: u32, seed: u64) -> Vec<Traced> {
             let mut found = None;
             for (l, k, a, n) in &all {
                 if g < *n {
-                    let cols = net.layers()[*l].weights.tiles()[*k].cols();
+                    let cols = layers[*l][*k].cols();
                     found = Some(Traced {
                         layer: *l,
                         tile: *k,
@@ -522,7 +582,16 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
         seed: s.seed,
     };
     let mut init = stream(s.seed, Purpose::Init, 0);
-    let mut net = Mlp::new(&cfg, (!t.software).then_some(&hw), &mut init)?;
+    let hw_opt = (!t.software).then_some(&hw);
+    let mut net = match t.algorithm {
+        Algorithm::Bp => Net::Bp(Mlp::new(&cfg, hw_opt, &mut init)?),
+        Algorithm::Ep => Net::Ep(Box::new(EpNetwork::new(
+            &ep_config(&s.ep, &cfg.sizes, t.init_scale),
+            hw_opt,
+            &mut init,
+            s.seed,
+        )?)),
+    };
     let total = data.train_len() as u64 * t.epochs as u64;
     let bar = (spec.progress && std::io::stderr().is_terminal()).then(|| {
         let b = ProgressBar::new(total);
@@ -570,10 +639,26 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
         seed: s.seed,
         metrics,
         software: t.software,
-        rule: if t.software {
-            "software baseline (float weights)".into()
-        } else {
-            format!("{} on {} cells", s.controller.name(), s.tile.cell.name())
+        rule: {
+            let hw_rule = if t.software {
+                "software baseline (float weights)".to_string()
+            } else {
+                format!("{} on {} cells", s.controller.name(), s.tile.cell.name())
+            };
+            match t.algorithm {
+                Algorithm::Bp => hw_rule,
+                Algorithm::Ep => format!(
+                    "EP {} beta {}{}, {}",
+                    s.ep.nudge.name(),
+                    s.ep.beta,
+                    if s.ep.feedback == Feedback::Separate {
+                        " separate feedback"
+                    } else {
+                        ""
+                    },
+                    hw_rule
+                ),
+            }
         },
     };
     let dir = spec.dir;
@@ -636,7 +721,8 @@ fn summary_row(r: &VariantResult) -> Row {
     )
 }
 
-fn mean_std(v: &[f64]) -> (f64, f64) {
+/// Mean and sample standard deviation (0 for fewer than two values).
+pub fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len().max(1) as f64;
     let m = v.iter().sum::<f64>() / n;
     let var = if v.len() > 1 {

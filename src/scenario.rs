@@ -14,6 +14,8 @@ use aimsim_devices::{
     DeviceSpec, Dist, Model, NeuroSimParams, Param, Spread, StepKind, StepParams, TableCurve,
     Variation,
 };
+use aimsim_networks::ep::{EpActivation, EpUpdate, Feedback, Nudge};
+use aimsim_networks::local::LocalRule;
 use aimsim_networks::mlp::{Activation, BiasMode, Loss};
 use aimsim_sim::io::IoConfig;
 use aimsim_sim::ledger::CostModel;
@@ -60,6 +62,8 @@ struct ScenarioFile {
     update: Option<UpdateSection>,
     cost: Option<CostSection>,
     train: Option<TrainSection>,
+    ep: Option<EpSection>,
+    local: Option<LocalSection>,
     variant: Option<Vec<VariantSection>>,
     sweep: Option<SweepSection>,
 }
@@ -135,6 +139,7 @@ struct TrainSection {
     trace_every: Option<u32>,
     histogram_bins: Option<u32>,
     seeds: Option<Vec<u64>>,
+    algorithm: Option<AlgorithmName>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -395,6 +400,10 @@ pub struct Scenario {
     pub cost: CostModel,
     /// Training settings, when the scenario trains a network.
     pub train: Option<TrainSpec>,
+    /// Equilibrium-propagation settings (`[ep]`; defaults when absent).
+    pub ep: EpSpec,
+    /// Local-rule experiment (`[local]`), when the scenario has one.
+    pub local: Option<LocalSpec>,
     /// Names of the `[[variant]]`s, in file order.
     pub variants: Vec<String>,
     /// The `[sweep]` section, when the scenario defines one.
@@ -484,6 +493,8 @@ pub struct TrainSpec {
     pub histogram_bins: u32,
     /// Seeds to repeat every run with (empty: the scenario's seed once).
     pub seeds: Vec<u64>,
+    /// Learning algorithm.
+    pub algorithm: Algorithm,
 }
 
 /// A loaded scenario plus what the manifest records about its origin.
@@ -1212,6 +1223,7 @@ fn convert(
         None => None,
         Some(t) => Some(train_spec(t, loc, base_dir)?),
     };
+    let (ep, local) = energy_and_local(file.ep, file.local, loc)?;
     let mut variants: Vec<String> = Vec::new();
     for (k, v) in file.variant.unwrap_or_default().into_iter().enumerate() {
         let key = split_key(&format!("variant.{k}.name"));
@@ -1235,10 +1247,10 @@ fn convert(
         let _ = v.set;
         variants.push(v.name);
     }
-    if !variants.is_empty() && train.is_none() {
+    if !variants.is_empty() && train.is_none() && local.is_none() {
         return Err(loc.error(
             &split_key("variant"),
-            "variants compare training runs: add a [train] section",
+            "variants compare training runs: add a [train] or [local] section",
         ));
     }
     let seed = file.scenario.seed.unwrap_or(0);
@@ -1267,6 +1279,8 @@ fn convert(
         controller,
         cost,
         train,
+        ep,
+        local,
         variants,
         sweep,
     })
@@ -1710,6 +1724,24 @@ fn train_spec(t: TrainSection, loc: &Locator, base_dir: &Path) -> Result<TrainSp
             return Err(loc.error(&key("seeds"), format!("seed {a} is listed twice")));
         }
     }
+    let algorithm = match t.algorithm {
+        None | Some(AlgorithmName::Bp) => Algorithm::Bp,
+        Some(AlgorithmName::Ep) => Algorithm::Ep,
+    };
+    if algorithm == Algorithm::Ep {
+        for (k, present, instead) in [
+            ("activation", t.activation.is_some(), "ep.activation"),
+            ("loss", t.loss.is_some(), "EP's squared-error cost"),
+            ("bias", t.bias.is_some(), "EP's digital biases"),
+        ] {
+            if present {
+                return Err(loc.error(
+                    &key(k),
+                    format!("applies to algorithm = \"bp\" only; with \"ep\" use {instead}"),
+                ));
+            }
+        }
+    }
     let trace_devices = t.trace_devices.unwrap_or(16);
     if trace_devices > 100_000 {
         return Err(loc.error(
@@ -1746,7 +1778,330 @@ fn train_spec(t: TrainSection, loc: &Locator, base_dir: &Path) -> Result<TrainSp
         trace_every: t.trace_every.unwrap_or(100),
         histogram_bins,
         seeds,
+        algorithm,
     })
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Equilibrium propagation (`[ep]`, `[train] algorithm = "ep"`) and local rules (`[local]`).
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+enum AlgorithmName {
+    Bp,
+    Ep,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+enum NudgeName {
+    OneSided,
+    RandomSign,
+    Symmetric,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+enum EpActivationName {
+    Clip,
+    HardSigmoid,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+enum FeedbackName {
+    Transpose,
+    Separate,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+enum EpUpdateName {
+    Decomposed,
+    TwoPhase,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EpSection {
+    steps_free: Option<u32>,
+    steps_nudged: Option<u32>,
+    eps: Option<f32>,
+    beta: Option<f32>,
+    nudge: Option<NudgeName>,
+    activation: Option<EpActivationName>,
+    feedback: Option<FeedbackName>,
+    update: Option<EpUpdateName>,
+    fidelity_betas: Option<Vec<f32>>,
+    fidelity_nudges: Option<Vec<NudgeName>>,
+    fidelity_samples: Option<u32>,
+    tolerance: Option<f32>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+enum LocalRuleName {
+    Curl,
+    Hebbian,
+    AntiHebbian,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocalSection {
+    rule: Option<LocalRuleName>,
+    inputs: Option<u32>,
+    hidden: Option<u32>,
+    outputs: Option<u32>,
+    flip_fraction: Option<f32>,
+    lr: Option<f32>,
+    steps: Option<u32>,
+    eval_every: Option<u32>,
+    test_samples: Option<u32>,
+    software: Option<bool>,
+    seeds: Option<Vec<u64>>,
+}
+
+/// The learning algorithm of `aimsim run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// Backpropagation through the tiles' transposes.
+    Bp,
+    /// Equilibrium propagation (`[ep]`).
+    Ep,
+}
+
+/// The `[ep]` section, validated (network sizes and initial weights come from `[train]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpSpec {
+    /// Relaxation steps of the free phase.
+    pub steps_free: u32,
+    /// Relaxation steps of each nudged phase.
+    pub steps_nudged: u32,
+    /// Relaxation step size.
+    pub eps: f32,
+    /// Nudging strength.
+    pub beta: f32,
+    /// Nudged phases.
+    pub nudge: Nudge,
+    /// Neuron nonlinearity.
+    pub activation: EpActivation,
+    /// Feedback path.
+    pub feedback: Feedback,
+    /// Split of the contrastive update.
+    pub update: EpUpdate,
+    /// `aimsim ep-fidelity`: nudging strengths.
+    pub fidelity_betas: Vec<f32>,
+    /// `aimsim ep-fidelity`: estimators.
+    pub fidelity_nudges: Vec<Nudge>,
+    /// `aimsim ep-fidelity`: samples in the batch.
+    pub fidelity_samples: u32,
+    /// A phase stops once no state moves by more than this in a step (0: run every step).
+    pub tolerance: f32,
+}
+
+/// The `[local]` section, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalSpec {
+    /// Rule.
+    pub rule: LocalRule,
+    /// Input dimension.
+    pub inputs: u32,
+    /// Hidden units (curl descent) or output units (Hebbian rules).
+    pub hidden: u32,
+    /// Output units of teacher and student (curl descent).
+    pub outputs: u32,
+    /// Fraction of hidden neurons whose updates are sign-flipped (curl descent).
+    pub flip_fraction: f32,
+    /// Learning rate.
+    pub lr: f32,
+    /// Training samples (one update each).
+    pub steps: u32,
+    /// Samples between two evaluations.
+    pub eval_every: u32,
+    /// Test samples of every evaluation.
+    pub test_samples: u32,
+    /// Float weights instead of tiles.
+    pub software: bool,
+    /// Seeds to repeat every run with (empty: the scenario's seed once).
+    pub seeds: Vec<u64>,
+}
+
+fn nudge_of(n: NudgeName) -> Nudge {
+    match n {
+        NudgeName::OneSided => Nudge::OneSided,
+        NudgeName::RandomSign => Nudge::RandomSign,
+        NudgeName::Symmetric => Nudge::Symmetric,
+    }
+}
+
+/// Validates `[ep]` (defaults when absent) and `[local]`.
+fn energy_and_local(
+    ep: Option<EpSection>,
+    local: Option<LocalSection>,
+    loc: &Locator,
+) -> Result<(EpSpec, Option<LocalSpec>), ScenarioError> {
+    let e = ep.unwrap_or_default();
+    let key = |k: &str| split_key(&format!("ep.{k}"));
+    let steps = |v: Option<u32>, d: u32, k: &str| match v.unwrap_or(d) {
+        s @ 1..=100_000 => Ok(s),
+        s => Err(loc.error(&key(k), format!("must lie in [1, 100000], got {s}"))),
+    };
+    let steps_free = steps(e.steps_free, 20, "steps_free")?;
+    let steps_nudged = steps(e.steps_nudged, 4, "steps_nudged")?;
+    let eps = e.eps.unwrap_or(0.5);
+    if !(eps > 0.0 && eps <= 1.0) {
+        return Err(loc.error(&key("eps"), format!("must lie in (0, 1], got {eps}")));
+    }
+    let positive = |b: f32| b.is_finite() && b > 0.0 && b <= 100.0;
+    let beta = e.beta.unwrap_or(0.5);
+    if !positive(beta) {
+        return Err(loc.error(&key("beta"), format!("must lie in (0, 100], got {beta}")));
+    }
+    let fidelity_betas = e
+        .fidelity_betas
+        .unwrap_or_else(|| vec![0.01, 0.03, 0.1, 0.3, 1.0]);
+    if fidelity_betas.is_empty() || fidelity_betas.len() > 100 {
+        return Err(loc.error(&key("fidelity_betas"), "list 1 to 100 values"));
+    }
+    if let Some(b) = fidelity_betas.iter().find(|b| !positive(**b)) {
+        return Err(loc.error(
+            &key("fidelity_betas"),
+            format!("every beta must lie in (0, 100], got {b}"),
+        ));
+    }
+    let fidelity_nudges: Vec<Nudge> = match e.fidelity_nudges {
+        None => vec![Nudge::OneSided, Nudge::RandomSign, Nudge::Symmetric],
+        Some(v) if v.is_empty() => {
+            return Err(loc.error(&key("fidelity_nudges"), "list at least one estimator"));
+        }
+        Some(v) => v.into_iter().map(nudge_of).collect(),
+    };
+    let fidelity_samples = e.fidelity_samples.unwrap_or(16);
+    if !(1..=10_000).contains(&fidelity_samples) {
+        return Err(loc.error(
+            &key("fidelity_samples"),
+            format!("must lie in [1, 10000], got {fidelity_samples}"),
+        ));
+    }
+    let tolerance = e.tolerance.unwrap_or(0.0);
+    if !(tolerance.is_finite() && tolerance >= 0.0) {
+        return Err(loc.error(
+            &key("tolerance"),
+            format!("must be a finite number >= 0, got {tolerance}"),
+        ));
+    }
+    let spec = EpSpec {
+        steps_free,
+        steps_nudged,
+        eps,
+        beta,
+        nudge: nudge_of(e.nudge.unwrap_or(NudgeName::Symmetric)),
+        activation: match e.activation {
+            None | Some(EpActivationName::Clip) => EpActivation::Clip,
+            Some(EpActivationName::HardSigmoid) => EpActivation::HardSigmoid,
+        },
+        feedback: match e.feedback {
+            None | Some(FeedbackName::Transpose) => Feedback::Transpose,
+            Some(FeedbackName::Separate) => Feedback::Separate,
+        },
+        update: match e.update {
+            None | Some(EpUpdateName::Decomposed) => EpUpdate::Decomposed,
+            Some(EpUpdateName::TwoPhase) => EpUpdate::TwoPhase,
+        },
+        fidelity_betas,
+        fidelity_nudges,
+        fidelity_samples,
+        tolerance,
+    };
+    let Some(l) = local else {
+        return Ok((spec, None));
+    };
+    let key = |k: &str| split_key(&format!("local.{k}"));
+    let rule = match l.rule {
+        None | Some(LocalRuleName::Curl) => LocalRule::Curl,
+        Some(LocalRuleName::Hebbian) => LocalRule::Hebbian,
+        Some(LocalRuleName::AntiHebbian) => LocalRule::AntiHebbian,
+    };
+    let size = |v: Option<u32>, d: u32, k: &str| match v.unwrap_or(d) {
+        s @ 1..=4096 => Ok(s),
+        s => Err(loc.error(&key(k), format!("must lie in [1, 4096], got {s}"))),
+    };
+    let inputs = size(l.inputs, 100, "inputs")?;
+    let hidden = size(l.hidden, 10, "hidden")?;
+    let outputs = size(l.outputs, 1, "outputs")?;
+    if rule != LocalRule::Curl {
+        for (k, present) in [
+            ("outputs", l.outputs.is_some()),
+            ("flip_fraction", l.flip_fraction.is_some()),
+        ] {
+            if present {
+                return Err(loc.error(&key(k), "applies to rule = \"curl\" only"));
+            }
+        }
+        if hidden > inputs {
+            return Err(loc.error(
+                &key("hidden"),
+                format!(
+                    "a Hebbian layer extracts at most `inputs` ({inputs}) directions, got {hidden}"
+                ),
+            ));
+        }
+    }
+    let flip_fraction = l.flip_fraction.unwrap_or(0.0);
+    if !(0.0..=1.0).contains(&flip_fraction) {
+        return Err(loc.error(
+            &key("flip_fraction"),
+            format!("is a fraction of the hidden neurons in [0, 1], got {flip_fraction}"),
+        ));
+    }
+    let lr = l.lr.unwrap_or(0.05);
+    if !(lr.is_finite() && lr > 0.0) {
+        return Err(loc.error(&key("lr"), format!("must be > 0, got {lr}")));
+    }
+    let steps = l.steps.unwrap_or(20_000);
+    if !(1..=100_000_000).contains(&steps) {
+        return Err(loc.error(&key("steps"), format!("must lie in [1, 1e8], got {steps}")));
+    }
+    let eval_every = l.eval_every.unwrap_or(500);
+    if eval_every == 0 {
+        return Err(loc.error(&key("eval_every"), "must be at least 1"));
+    }
+    let test_samples = l.test_samples.unwrap_or(1000);
+    if !(1..=1_000_000).contains(&test_samples) {
+        return Err(loc.error(
+            &key("test_samples"),
+            format!("must lie in [1, 1000000], got {test_samples}"),
+        ));
+    }
+    let seeds = l.seeds.unwrap_or_default();
+    if seeds.len() > 1000 {
+        return Err(loc.error(
+            &key("seeds"),
+            format!("at most 1000 seeds, got {}", seeds.len()),
+        ));
+    }
+    for (i, a) in seeds.iter().enumerate() {
+        if seeds[..i].contains(a) {
+            return Err(loc.error(&key("seeds"), format!("seed {a} is listed twice")));
+        }
+    }
+    Ok((
+        spec,
+        Some(LocalSpec {
+            rule,
+            inputs,
+            hidden,
+            outputs,
+            flip_fraction,
+            lr,
+            steps,
+            eval_every,
+            test_samples,
+            software: l.software.unwrap_or(false),
+            seeds,
+        }),
+    ))
 }
 
 fn chip(
@@ -2060,15 +2415,34 @@ pub fn describe(s: &Scenario) -> String {
     let rule = format!("{} {:?}", s.controller.name(), s.controller);
     out += &format!("update: {rule}\n");
     if let Some(t) = &s.train {
+        let net = match t.algorithm {
+            Algorithm::Bp => format!(
+                "BP, {}, {:?} loss, {:?} bias",
+                t.activation.name(),
+                t.loss,
+                t.bias
+            ),
+            Algorithm::Ep => {
+                let e = &s.ep;
+                format!(
+                    "EP, {} activation, {}/{} free/nudged steps of eps {}, {} nudge beta {}, {} feedback, {} update",
+                    e.activation.name(),
+                    e.steps_free,
+                    e.steps_nudged,
+                    e.eps,
+                    e.nudge.name(),
+                    e.beta,
+                    e.feedback.name(),
+                    e.update.name()
+                )
+            }
+        };
         out += &format!(
-            "train: {:?}, {} train / {} test samples, hidden {:?}, {}, {:?} loss, {:?} bias, {} epoch(s), lr {} (x{} per epoch){}\n",
+            "train: {:?}, {} train / {} test samples, hidden {:?}, {net}, {} epoch(s), lr {} (x{} per epoch){}\n",
             t.dataset,
             t.train_samples,
             t.test_samples,
             t.hidden,
-            t.activation.name(),
-            t.loss,
-            t.bias,
             t.epochs,
             t.lr,
             t.lr_decay,
@@ -2077,6 +2451,19 @@ pub fn describe(s: &Scenario) -> String {
             } else {
                 ""
             }
+        );
+    }
+    if let Some(l) = &s.local {
+        out += &format!(
+            "local: {} rule, {} inputs, {} hidden, {} outputs, flipped fraction {}, lr {}, {} steps{}\n",
+            l.rule.name(),
+            l.inputs,
+            l.hidden,
+            l.outputs,
+            l.flip_fraction,
+            l.lr,
+            l.steps,
+            if l.software { ", float weights" } else { "" }
         );
     }
     if !s.variants.is_empty() {
@@ -2139,6 +2526,8 @@ mod tests {
             format!("{meta}{dev}[update]\nzz_not_a_key = 1\n"),
             format!("{meta}{dev}[cost]\nzz_not_a_key = 1\n"),
             format!("{meta}{dev}[train]\nzz_not_a_key = 1\n"),
+            format!("{meta}{dev}[ep]\nzz_not_a_key = 1\n"),
+            format!("{meta}{dev}[local]\nzz_not_a_key = 1\n"),
             format!("{meta}{dev}[[variant]]\nname = \"a\"\nzz_not_a_key = 1\n"),
             format!("{meta}{dev}[sweep]\nzz_not_a_key = 1\n"),
         ];
@@ -2154,7 +2543,7 @@ mod tests {
             }
         }
         assert_eq!(
-            total, 137,
+            total, 163,
             "a section gained or lost keys: update this count and docs/scenarios.md"
         );
     }

@@ -9,6 +9,8 @@ pub use aimsim_devices as devices;
 pub use aimsim_sim as sim;
 
 pub mod data;
+pub mod ep;
 pub mod glyphs;
+pub mod local;
 pub mod mlp;
 pub mod train;

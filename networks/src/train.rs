@@ -4,8 +4,55 @@ use aimsim_sim::ledger::{CostModel, Ledger, Phase};
 use aimsim_sim::rng::{Purpose, stream};
 use rand::RngExt;
 
+use aimsim_sim::tile::Tile;
+
 use crate::data::Dataset;
+use crate::ep::EpNetwork;
 use crate::mlp::Mlp;
+
+/// What the training loop needs from a network: backpropagation's [`Mlp`] and equilibrium
+/// propagation's [`EpNetwork`] both provide it.
+pub trait Network {
+    /// One on-chip learning step on one sample; returns the sample's loss.
+    fn learn(&mut self, input: &[f32], label: usize, lr: f32, ledger: &mut Ledger) -> f32;
+    /// Inference on one sample, charged to `ledger`; returns the predicted class.
+    fn infer(&mut self, input: &[f32], ledger: &mut Ledger) -> usize;
+    /// Class predicted for the last sample seen by [`Network::learn`] or [`Network::infer`].
+    fn prediction(&self) -> usize;
+    /// The tiles of every weight array, one slice per array (empty for float weights).
+    fn layer_tiles(&self) -> Vec<&[Tile]>;
+}
+
+impl Network for Mlp {
+    fn learn(&mut self, input: &[f32], label: usize, lr: f32, ledger: &mut Ledger) -> f32 {
+        self.train_step(input, label, lr, ledger)
+    }
+    fn infer(&mut self, input: &[f32], ledger: &mut Ledger) -> usize {
+        self.forward(input, ledger);
+        self.predicted()
+    }
+    fn prediction(&self) -> usize {
+        self.predicted()
+    }
+    fn layer_tiles(&self) -> Vec<&[Tile]> {
+        self.layers().iter().map(|l| l.weights.tiles()).collect()
+    }
+}
+
+impl Network for EpNetwork {
+    fn learn(&mut self, input: &[f32], label: usize, lr: f32, ledger: &mut Ledger) -> f32 {
+        self.train_step(input, label, lr, ledger)
+    }
+    fn infer(&mut self, input: &[f32], ledger: &mut Ledger) -> usize {
+        self.predict(input, ledger)
+    }
+    fn prediction(&self) -> usize {
+        EpNetwork::prediction(self)
+    }
+    fn layer_tiles(&self) -> Vec<&[Tile]> {
+        self.tiles()
+    }
+}
 
 /// Settings of a training run.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,9 +101,9 @@ pub struct EpochMetrics {
 /// nothing.
 pub trait Observer {
     /// After every training sample; `step` counts samples from 1 over the whole run.
-    fn after_update(&mut self, _net: &Mlp, _step: u64) {}
+    fn after_update(&mut self, _net: &dyn Network, _step: u64) {}
     /// After every epoch's evaluation (and once before training, epoch 0).
-    fn after_epoch(&mut self, _net: &Mlp, _metrics: &EpochMetrics) {}
+    fn after_epoch(&mut self, _net: &dyn Network, _metrics: &EpochMetrics) {}
     /// Progress within the run: samples done of the total.
     fn progress(&mut self, _done: u64, _total: u64) {}
 }
@@ -66,7 +113,7 @@ pub struct Quiet;
 impl Observer for Quiet {}
 
 /// Test accuracy (percent) of `net` on `data`'s test set, with the inference cost charged to `ledger`.
-pub fn evaluate(net: &mut Mlp, data: &Dataset, ledger: &mut Ledger) -> f64 {
+pub fn evaluate<N: Network + ?Sized>(net: &mut N, data: &Dataset, ledger: &mut Ledger) -> f64 {
     let n = data.test_len();
     if n == 0 {
         return 0.0;
@@ -74,8 +121,7 @@ pub fn evaluate(net: &mut Mlp, data: &Dataset, ledger: &mut Ledger) -> f64 {
     let mut correct = 0usize;
     for i in 0..n {
         let (x, y) = data.test_sample(i);
-        net.forward(x, ledger);
-        correct += usize::from(net.predicted() == y as usize);
+        correct += usize::from(net.infer(x, ledger) == y as usize);
         ledger.count_sample();
     }
     100.0 * correct as f64 / n as f64
@@ -83,8 +129,8 @@ pub fn evaluate(net: &mut Mlp, data: &Dataset, ledger: &mut Ledger) -> f64 {
 
 /// Trains `net` on `data` for `cfg.epochs` epochs, returning one row of metrics per epoch (plus epoch 0,
 /// the untrained network). `cost` converts ledger cycles to time.
-pub fn train(
-    net: &mut Mlp,
+pub fn train<N: Network>(
+    net: &mut N,
     data: &Dataset,
     cfg: &TrainConfig,
     cost: &CostModel,
@@ -92,7 +138,7 @@ pub fn train(
 ) -> Vec<EpochMetrics> {
     let mut rows = Vec::with_capacity(cfg.epochs as usize + 1);
     let ns = |cycles: u64| cycles as f64 / cost.clock_hz * 1e9;
-    let eval = |net: &mut Mlp| {
+    let eval = |net: &mut N| {
         let mut l = Ledger::default();
         let acc = evaluate(net, data, &mut l);
         let n = l.samples().max(1) as f64;
@@ -106,7 +152,7 @@ pub fn train(
         test_energy_pj_per_sample: en,
         ..EpochMetrics::default()
     };
-    observer.after_epoch(net, &zero);
+    observer.after_epoch(&*net, &zero);
     rows.push(zero);
 
     let n = data.train_len();
@@ -126,10 +172,10 @@ pub fn train(
         let (mut loss, mut correct) = (0.0f64, 0usize);
         for &i in &order {
             let (x, y) = data.train_sample(i);
-            loss += net.train_step(x, y as usize, lr, &mut ledger) as f64;
-            correct += usize::from(net.predicted() == y as usize);
+            loss += net.learn(x, y as usize, lr, &mut ledger) as f64;
+            correct += usize::from(net.prediction() == y as usize);
             step += 1;
-            observer.after_update(net, step);
+            observer.after_update(&*net, step);
             if step.is_multiple_of(256) || step == total {
                 observer.progress(step, total);
             }
@@ -149,7 +195,7 @@ pub fn train(
             test_latency_ns_per_sample: lat,
             test_energy_pj_per_sample: en,
         };
-        observer.after_epoch(net, &m);
+        observer.after_epoch(&*net, &m);
         rows.push(m);
         lr *= cfg.lr_decay;
     }

@@ -22,6 +22,10 @@ pub enum Purpose {
     Data = 6,
     /// Seeds of sweep points: index = the point's index in the expanded plan.
     SweepPoint = 7,
+    /// Signs of random nudges (equilibrium propagation), per sample.
+    Nudge = 8,
+    /// Local-rule experiments: teachers, inputs, flipped neurons.
+    Local = 9,
 }
 
 /// SplitMix64 finaliser: spreads nearby seeds over the whole state space.

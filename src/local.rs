@@ -1,0 +1,306 @@
+//! `aimsim local`: local plasticity rules (Hebbian, anti-Hebbian, curl descent) on the tiles, every
+//! `[[variant]]` and seed of a scenario (docs/ep.md).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use aimsim_networks::local::{self, LocalConfig, LocalRule, LocalRun};
+use aimsim_networks::mlp::Hardware;
+use aimsim_sim::ledger::Phase;
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+use crate::output::{CRATE_VERSIONS, ensure_dir, sha256_hex, write_atomic};
+use crate::plot::{self, Chart, Series};
+use crate::run::mean_std;
+use crate::scenario;
+
+/// One finished run.
+#[derive(Debug, Clone)]
+pub struct LocalResult {
+    /// Variant name (the scenario's name without variants).
+    pub variant: String,
+    /// Seed.
+    pub seed: u64,
+    /// Rule.
+    pub rule: LocalRule,
+    /// Flipped fraction (curl).
+    pub flip_fraction: f32,
+    /// The run.
+    pub run: LocalRun,
+}
+
+impl LocalResult {
+    /// Final test loss over the initial one.
+    pub fn ratio(&self) -> f64 {
+        let first = self.run.points.first().map_or(f64::NAN, |p| p.test_loss);
+        let last = self.run.points.last().map_or(f64::NAN, |p| p.test_loss);
+        last / first
+    }
+}
+
+/// Runs every variant and seed of a scenario's `[local]` experiment; writes `local.csv`,
+/// `summary.csv`, `loss.svg/png`, (curl) `stability.svg/png` and `manifest.json` into `out`.
+pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<LocalResult>> {
+    let started = Instant::now();
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the scenario file {}", path.display()))?;
+    let origin = path.display().to_string();
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let (base, _, _) = scenario::load_variant_str(&text, &origin, &base_dir, sets, None)?;
+    let Some(bl) = &base.local else {
+        bail!("{origin}: `aimsim local` needs a [local] section (docs/scenarios.md, docs/ep.md)");
+    };
+    ensure_dir(out)?;
+    let names: Vec<Option<String>> = if base.variants.is_empty() {
+        vec![None]
+    } else {
+        base.variants.iter().cloned().map(Some).collect()
+    };
+    let seeds: Vec<Option<u64>> = if bl.seeds.is_empty() {
+        vec![None]
+    } else {
+        bl.seeds.iter().copied().map(Some).collect()
+    };
+    let mut results = Vec::new();
+    for name in &names {
+        for seed in &seeds {
+            let mut run_sets = sets.to_vec();
+            if let Some(seed) = seed {
+                run_sets.push(format!("scenario.seed={seed}"));
+            }
+            let (s, _, _) =
+                scenario::load_variant_str(&text, &origin, &base_dir, &run_sets, name.as_deref())?;
+            let l = s.local.clone().expect("variants inherit [local]");
+            let vname = name.clone().unwrap_or_else(|| s.name.clone());
+            let cfg = LocalConfig {
+                rule: l.rule,
+                inputs: l.inputs as usize,
+                hidden: l.hidden as usize,
+                outputs: l.outputs as usize,
+                flip_fraction: l.flip_fraction,
+                lr: l.lr,
+                steps: l.steps as u64,
+                eval_every: l.eval_every as u64,
+                test_samples: l.test_samples as usize,
+            };
+            let hw = Hardware {
+                device: s.device.clone(),
+                tile: s.tile.clone(),
+                controller: s.controller.clone(),
+                w_scale: s.w_scale,
+                cost: s.cost.clone(),
+                seed: s.seed,
+            };
+            let r = local::run(&cfg, (!l.software).then_some(&hw), s.seed)?;
+            eprintln!(
+                "{vname} seed {}: {} {} steps, test loss {:.5} -> {:.5}",
+                s.seed,
+                l.rule.name(),
+                l.steps,
+                r.points.first().map_or(f64::NAN, |p| p.test_loss),
+                r.points.last().map_or(f64::NAN, |p| p.test_loss)
+            );
+            results.push(LocalResult {
+                variant: vname,
+                seed: s.seed,
+                rule: l.rule,
+                flip_fraction: l.flip_fraction,
+                run: r,
+            });
+        }
+    }
+    write_outputs(out, path, &text, &results, started)?;
+    Ok(results)
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or(String::new(), |a| format!("{a:.6}"))
+}
+
+fn write_outputs(
+    out: &Path,
+    path: &Path,
+    text: &str,
+    results: &[LocalResult],
+    started: Instant,
+) -> Result<()> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "variant",
+        "seed",
+        "rule",
+        "flip_fraction",
+        "step",
+        "test_loss",
+        "alignment",
+        "weight_norm",
+    ])?;
+    for r in results {
+        for p in &r.run.points {
+            w.write_record([
+                r.variant.clone(),
+                r.seed.to_string(),
+                r.rule.name().to_string(),
+                r.flip_fraction.to_string(),
+                p.step.to_string(),
+                format!("{:.6}", p.test_loss),
+                opt(p.alignment),
+                format!("{:.6}", p.weight_norm),
+            ])?;
+        }
+    }
+    write_atomic(&out.join("local.csv"), &w.into_inner()?)?;
+
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "variant",
+        "seed",
+        "rule",
+        "flip_fraction",
+        "flipped",
+        "initial_loss",
+        "final_loss",
+        "min_loss",
+        "final_over_initial",
+        "final_alignment",
+        "pulses_up",
+        "pulses_down",
+        "train_energy_pj",
+    ])?;
+    for r in results {
+        let pts = &r.run.points;
+        let upd = r.run.ledger.phase(Phase::Update);
+        w.write_record([
+            r.variant.clone(),
+            r.seed.to_string(),
+            r.rule.name().to_string(),
+            r.flip_fraction.to_string(),
+            r.run.flipped.len().to_string(),
+            format!("{:.6}", pts.first().map_or(f64::NAN, |p| p.test_loss)),
+            format!("{:.6}", pts.last().map_or(f64::NAN, |p| p.test_loss)),
+            format!(
+                "{:.6}",
+                pts.iter()
+                    .map(|p| p.test_loss)
+                    .fold(f64::INFINITY, f64::min)
+            ),
+            format!("{:.6}", r.ratio()),
+            opt(pts.last().and_then(|p| p.alignment)),
+            upd.pulses_up.to_string(),
+            upd.pulses_down.to_string(),
+            format!("{:.1}", r.run.ledger.total_energy_pj()),
+        ])?;
+    }
+    write_atomic(&out.join("summary.csv"), &w.into_inner()?)?;
+
+    // Table and plots: mean over seeds per variant.
+    let mut order: Vec<&str> = Vec::new();
+    for r in results {
+        if !order.contains(&r.variant.as_str()) {
+            order.push(&r.variant);
+        }
+    }
+    println!(
+        "{:<16} {:<13} {:>6} {:>5} {:>18} {:>18} {:>18}",
+        "variant", "rule", "flip", "seeds", "initial loss", "final loss", "final / initial"
+    );
+    let mut loss_series = Vec::new();
+    let mut stability = Vec::new();
+    for name in &order {
+        let rs: Vec<&LocalResult> = results.iter().filter(|r| r.variant == *name).collect();
+        let (i, is) = mean_std(
+            &rs.iter()
+                .map(|r| r.run.points[0].test_loss)
+                .collect::<Vec<_>>(),
+        );
+        let fin: Vec<f64> = rs
+            .iter()
+            .map(|r| r.run.points.last().map_or(f64::NAN, |p| p.test_loss))
+            .collect();
+        let (f, fs) = mean_std(&fin);
+        let (q, qs) = mean_std(&rs.iter().map(|r| r.ratio()).collect::<Vec<_>>());
+        println!(
+            "{:<16} {:<13} {:>6} {:>5} {:>18} {:>18} {:>18}",
+            name,
+            rs[0].rule.name(),
+            rs[0].flip_fraction,
+            rs.len(),
+            format!("{i:.4} +- {is:.4}"),
+            format!("{f:.4} +- {fs:.4}"),
+            format!("{q:.3} +- {qs:.3}")
+        );
+        let steps: Vec<u64> = rs[0].run.points.iter().map(|p| p.step).collect();
+        let points = steps
+            .iter()
+            .enumerate()
+            .map(|(k, st)| {
+                let v: Vec<f64> = rs.iter().map(|r| r.run.points[k].test_loss).collect();
+                (*st as f32, mean_std(&v).0 as f32)
+            })
+            .collect();
+        loss_series.push(Series {
+            label: (*name).to_string(),
+            points,
+            markers: false,
+        });
+        stability.push((rs[0].flip_fraction, q as f32));
+    }
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut files = vec!["local.csv", "summary.csv", "loss.svg", "loss.png"];
+    plot::write(
+        out,
+        "loss",
+        &Chart {
+            title: format!("{stem}: test loss"),
+            subtitle: "mean over seeds".into(),
+            x_label: "training samples".into(),
+            y_label: "test loss".into(),
+            series: loss_series,
+            y_range: None,
+        },
+    )?;
+    if results.iter().all(|r| r.rule == LocalRule::Curl) && order.len() > 1 {
+        stability.sort_by(|a, b| a.0.total_cmp(&b.0));
+        plot::write(
+            out,
+            "stability",
+            &Chart {
+                title: format!("{stem}: curl descent stability"),
+                subtitle: "final over initial test loss, mean over seeds (1 = no learning)".into(),
+                x_label: "fraction of hidden neurons with flipped updates".into(),
+                y_label: "final / initial test loss".into(),
+                series: vec![Series {
+                    label: "curl descent".into(),
+                    points: stability,
+                    markers: true,
+                }],
+                y_range: None,
+            },
+        )?;
+        files.extend(["stability.svg", "stability.png"]);
+    }
+    files.push("manifest.json");
+    let manifest = json!({
+        "command": "local",
+        "aimsim_version": env!("CARGO_PKG_VERSION"),
+        "crate_versions": CRATE_VERSIONS.iter().map(|(n, v)| (n.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "scenario": { "path": path.display().to_string(), "sha256": sha256_hex(text.as_bytes()) },
+        "runs": results.len(),
+        "files": files,
+        "wall_s": started.elapsed().as_secs_f64(),
+    });
+    write_atomic(
+        &out.join("manifest.json"),
+        serde_json::to_string_pretty(&manifest)?.as_bytes(),
+    )?;
+    eprintln!(
+        "wrote {} in {:.1} s",
+        PathBuf::from(out).display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
