@@ -5,12 +5,14 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod checkpoint;
 pub mod commands;
 pub mod output;
 pub mod plot;
 pub mod presets;
 pub mod run;
 pub mod scenario;
+pub mod trace;
 
 pub use aimsim_devices as devices;
 pub use aimsim_networks as networks;

@@ -75,6 +75,14 @@ enum Command {
         /// Output folder (created if missing; files in it are replaced atomically).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Continue from the checkpoints in --out (docs/checkpoints.md): same scenario and --set
+        /// overrides; the results are bit-identical to an uninterrupted run.
+        #[arg(long)]
+        resume: bool,
+        /// Stop after epoch N of the first run that reaches it, once its checkpoint is written
+        /// (simulates an interruption; continue with --resume).
+        #[arg(long, value_name = "N")]
+        stop_after_epoch: Option<u32>,
     },
     /// List the built-in device presets (usable as `preset = "<name>"` in a [device] section).
     Presets,
@@ -181,8 +189,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Run { scenario, out } => {
-            aimsim::run::run(&scenario.scenario, &scenario.set, &out)?;
+        Command::Run {
+            scenario,
+            out,
+            resume,
+            stop_after_epoch,
+        } => {
+            let opts = aimsim::run::RunOptions {
+                resume,
+                stop_after_epoch,
+            };
+            aimsim::run::run_with(&scenario.scenario, &scenario.set, &out, &opts)?;
             Ok(())
         }
         Command::Validate { scenario } => {

@@ -8,16 +8,18 @@ use std::time::Instant;
 
 use aimsim_networks::data::{self, Dataset};
 use aimsim_networks::mlp::{Hardware, Mlp, MlpConfig};
-use aimsim_networks::train::{self, EpochMetrics, Observer, TrainConfig};
+use aimsim_networks::train::{EpochMetrics, Observer, TrainConfig, Training};
 use aimsim_sim::rng::{Purpose, stream};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::RngExt;
 use serde_json::json;
 
-use crate::output::{CRATE_VERSIONS, ensure_dir, npy_f32, sha256_hex, write_atomic};
+use crate::checkpoint::{self, Checkpoint, Histograms};
+use crate::output::{CRATE_VERSIONS, ensure_dir, sha256_hex, write_atomic};
 use crate::plot::{self, Chart, Series};
 use crate::scenario::{self, DatasetSpec, Scenario, TrainSpec};
+use crate::trace::TraceRecorder;
 
 /// Result of one variant.
 #[derive(Debug, Clone)]
@@ -34,25 +36,14 @@ pub struct VariantResult {
     pub rule: String,
 }
 
-/// Where one traced device sits.
-#[derive(Debug, Clone, Copy)]
-struct Traced {
-    layer: usize,
-    tile: usize,
-    array: usize,
-    index: usize,
-    cols: usize,
-}
-
 /// Records traces and histograms and reports progress during training.
 struct Recorder {
-    devices: Vec<Traced>,
-    every: u64,
-    steps: Vec<u64>,
-    values: Vec<f32>,
+    trace: Option<TraceRecorder>,
+    /// First error of the trace files; training stops after the epoch in which it happened.
+    error: Option<anyhow::Error>,
     bins: usize,
     /// (label, per-layer histogram counts) at the start and the end.
-    histograms: Vec<(String, Vec<Vec<u64>>)>,
+    histograms: Histograms,
     bar: Option<ProgressBar>,
     label: String,
     last_log: Instant,
@@ -60,12 +51,9 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn record(&mut self, net: &Mlp, step: u64) {
-        self.steps.push(step);
-        for t in &self.devices {
-            let tiles = net.layers()[t.layer].weights.tiles();
-            self.values
-                .push(tiles[t.tile].array(t.array).conductance(t.index));
+    fn keep(&mut self, r: Result<()>) {
+        if let Err(e) = r {
+            self.error.get_or_insert(e);
         }
     }
 
@@ -92,15 +80,19 @@ impl Recorder {
 
 impl Observer for Recorder {
     fn after_update(&mut self, net: &Mlp, step: u64) {
-        if self.every > 0 && step.is_multiple_of(self.every) && !self.devices.is_empty() {
-            self.record(net, step);
+        if self.error.is_none()
+            && let Some(t) = &mut self.trace
+        {
+            let r = t.after_update(net, step);
+            self.keep(r);
         }
     }
 
     fn after_epoch(&mut self, net: &Mlp, m: &EpochMetrics) {
         if m.epoch == 0 {
-            if !self.devices.is_empty() && self.every > 0 {
-                self.record(net, 0);
+            if let Some(t) = &mut self.trace {
+                let r = t.record(net, 0);
+                self.keep(r);
             }
             let h = self.histogram(net);
             self.histograms.push(("initial".into(), h));
@@ -162,52 +154,6 @@ pub fn dataset(t: &TrainSpec, seed: u64) -> Result<Dataset> {
     Ok(d)
 }
 
-fn pick_traced(net: &Mlp, count: u32, seed: u64) -> Vec<Traced> {
-    let mut all: Vec<(usize, usize, usize, usize)> = Vec::new(); // (layer, tile, array, devices)
-    for (l, layer) in net.layers().iter().enumerate() {
-        for (k, t) in layer.weights.tiles().iter().enumerate() {
-            for a in 0..t.cell().arrays() {
-                all.push((l, k, a, t.rows() * t.cols()));
-            }
-        }
-    }
-    let total: usize = all.iter().map(|a| a.3).sum();
-    if total == 0 || count == 0 {
-        return Vec::new();
-    }
-    let mut rng = stream(seed, Purpose::Trace, 0);
-    let mut chosen: Vec<usize> = Vec::new();
-    let want = (count as usize).min(total);
-    while chosen.len() < want {
-        let g = rng.random_range(0..total);
-        if !chosen.contains(&g) {
-            chosen.push(g);
-        }
-    }
-    chosen.sort_unstable();
-    chosen
-        .into_iter()
-        .map(|mut g| {
-            let mut found = None;
-            for (l, k, a, n) in &all {
-                if g < *n {
-                    let cols = net.layers()[*l].weights.tiles()[*k].cols();
-                    found = Some(Traced {
-                        layer: *l,
-                        tile: *k,
-                        array: *a,
-                        index: g,
-                        cols,
-                    });
-                    break;
-                }
-                g -= n;
-            }
-            found.expect("index within the total")
-        })
-        .collect()
-}
-
 /// Metrics as CSV (simulated quantities only, so equal seeds give byte-identical files).
 pub fn metrics_csv(rows: &[EpochMetrics]) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -247,6 +193,7 @@ fn write_variant(
     s: &Scenario,
     res: &VariantResult,
     rec: &Recorder,
+    trace_files: &[String],
 ) -> Result<Vec<String>> {
     let mut files = vec!["metrics.csv".to_string()];
     write_atomic(&dir.join("metrics.csv"), &metrics_csv(&res.metrics)?)?;
@@ -283,41 +230,7 @@ fn write_variant(
     if res.software {
         return Ok(files);
     }
-    // Traces.
-    if !rec.devices.is_empty() && !rec.steps.is_empty() {
-        let n = rec.devices.len();
-        write_atomic(
-            &dir.join("trace.npy"),
-            &npy_f32(&[rec.steps.len(), n], &rec.values),
-        )?;
-        let mut w = csv::Writer::from_writer(Vec::new());
-        w.write_record([
-            "device",
-            "layer",
-            "tile",
-            "array",
-            "row",
-            "col",
-            "step",
-            "conductance",
-        ])?;
-        for (d, t) in rec.devices.iter().enumerate() {
-            for (r, step) in rec.steps.iter().enumerate() {
-                w.write_record([
-                    d.to_string(),
-                    t.layer.to_string(),
-                    t.tile.to_string(),
-                    t.array.to_string(),
-                    (t.index / t.cols).to_string(),
-                    (t.index % t.cols).to_string(),
-                    step.to_string(),
-                    rec.values[r * n + d].to_string(),
-                ])?;
-            }
-        }
-        write_atomic(&dir.join("trace.csv"), &w.into_inner()?)?;
-        files.extend(["trace.npy".into(), "trace.csv".into()]);
-    }
+    files.extend(trace_files.iter().cloned());
     // Histograms.
     let bins = rec.bins;
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -374,6 +287,26 @@ fn write_variant(
 /// Runs every variant of a scenario (or the scenario itself when it has none) and writes the results
 /// into `out`. Returns the per-variant results.
 pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<VariantResult>> {
+    run_with(path, sets, out, &RunOptions::default())
+}
+
+/// How `aimsim run` treats checkpoints.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Continue every run from the checkpoint in its output folder (`--resume`).
+    pub resume: bool,
+    /// Stop the command after this epoch of the first run that reaches it, once its checkpoint is
+    /// written, without writing that run's results (`--stop-after-epoch`; simulates an interruption).
+    pub stop_after_epoch: Option<u32>,
+}
+
+/// [`run`] with checkpoint options.
+pub fn run_with(
+    path: &Path,
+    sets: &[String],
+    out: &Path,
+    opts: &RunOptions,
+) -> Result<Vec<VariantResult>> {
     let started = Instant::now();
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the scenario file {}", path.display()))?;
@@ -387,6 +320,14 @@ pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<VariantResult
         );
     }
     ensure_dir(out)?;
+    if opts.resume && !has_checkpoint(out, 3) {
+        bail!(
+            "--resume: no {} under {} (checkpoints are written at the end of epochs when \
+             train.checkpoint_every > 0)",
+            checkpoint::FILE_NAME,
+            out.display()
+        );
+    }
     let names: Vec<Option<String>> = if base.variants.is_empty() {
         vec![None]
     } else {
@@ -438,8 +379,38 @@ pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<VariantResult
             cost: s.cost.clone(),
             seed: s.seed,
         };
+        let mut dir = if name.is_some() {
+            out.join(&vname)
+        } else {
+            out.to_path_buf()
+        };
+        if seed.is_some() {
+            dir = dir.join(format!("seed-{}", s.seed));
+        }
+        ensure_dir(&dir)?;
+        let ckpt_path = dir.join(checkpoint::FILE_NAME);
+        let hash = checkpoint::scenario_hash(&effective);
+        let saved = if opts.resume && ckpt_path.exists() {
+            Some(checkpoint::load(&ckpt_path, &hash)?)
+        } else {
+            if opts.resume {
+                eprintln!(
+                    "{vname}: no checkpoint in {}, starting from epoch 0",
+                    dir.display()
+                );
+            }
+            None
+        };
         let mut init = stream(s.seed, Purpose::Init, 0);
         let mut net = Mlp::new(&cfg, (!t.software).then_some(&hw), &mut init)?;
+        if let Some(c) = &saved {
+            net.import_state(&c.net).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: the checkpoint does not fit the network: {e}",
+                    ckpt_path.display()
+                )
+            })?;
+        }
         let total = data.train_len() as u64 * t.epochs as u64;
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = ProgressBar::new(total);
@@ -454,19 +425,40 @@ pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<VariantResult
                 Some(sd) => format!("{vname} seed {sd}"),
                 None => vname.clone(),
             });
+            if let Some(c) = &saved {
+                b.set_position(c.progress.step);
+            }
             b
         });
+        let trace = if t.software {
+            None
+        } else {
+            let unit = net
+                .layers()
+                .iter()
+                .flat_map(|l| l.weights.tiles())
+                .next()
+                .map_or("uS", |tile| tile.array(0).unit());
+            Some(
+                TraceRecorder::new(
+                    &net,
+                    &t.trace,
+                    s.seed,
+                    &dir,
+                    unit,
+                    saved.as_ref().map(|c| c.trace),
+                )
+                .with_context(|| format!("{origin}: [trace]"))?,
+            )
+        };
         let mut rec = Recorder {
-            devices: if t.software || t.trace_every == 0 {
-                Vec::new()
-            } else {
-                pick_traced(&net, t.trace_devices, s.seed)
-            },
-            every: t.trace_every as u64,
-            steps: Vec::new(),
-            values: Vec::new(),
+            trace,
+            error: None,
             bins: t.histogram_bins as usize,
-            histograms: Vec::new(),
+            histograms: saved
+                .as_ref()
+                .map(|c| c.histograms.clone())
+                .unwrap_or_default(),
             bar,
             label: vname.clone(),
             last_log: Instant::now(),
@@ -480,10 +472,54 @@ pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<VariantResult
             seed: s.seed,
         };
         let v_started = Instant::now();
-        let metrics = train::train(&mut net, data, &tc, &s.cost, &mut rec);
+        let mut training = match saved {
+            Some(c) => Training::resume(data, &tc, &s.cost, c.progress)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", ckpt_path.display()))?,
+            None => Training::start(&mut net, data, &tc, &s.cost, &mut rec),
+        };
+        let mut stopped = false;
+        while !training.done() {
+            let epoch = training.run_epoch(&mut net, &mut rec).epoch;
+            if let Some(e) = rec.error.take() {
+                return Err(e);
+            }
+            let every = t.checkpoint_every;
+            if every > 0 && (epoch.is_multiple_of(every) || training.done()) {
+                let trace = match &mut rec.trace {
+                    Some(tr) => tr.checkpoint()?,
+                    None => Default::default(),
+                };
+                let c = Checkpoint {
+                    progress: training.progress().clone(),
+                    net: net.export_state(),
+                    trace,
+                    histograms: rec.histograms.clone(),
+                };
+                checkpoint::save(&ckpt_path, &c, &hash)?;
+            }
+            if opts.stop_after_epoch == Some(epoch) && !training.done() {
+                stopped = true;
+                break;
+            }
+        }
         if let Some(b) = &rec.bar {
             b.finish_and_clear();
         }
+        if stopped {
+            if let Some(tr) = &mut rec.trace {
+                tr.checkpoint()?;
+            }
+            eprintln!(
+                "{vname}: stopped after epoch {} as asked (--stop-after-epoch); continue with --resume",
+                training.progress().epoch
+            );
+            return Ok(results);
+        }
+        let metrics = training.into_rows();
+        let trace_files = match rec.trace.take() {
+            Some(tr) => tr.finish()?,
+            None => Vec::new(),
+        };
         let res = VariantResult {
             name: vname.clone(),
             seed: s.seed,
@@ -495,19 +531,14 @@ pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<VariantResult
                 format!("{} on {} cells", s.controller.name(), s.tile.cell.name())
             },
         };
-        let mut dir = if name.is_some() {
-            out.join(&vname)
-        } else {
-            out.to_path_buf()
-        };
-        if seed.is_some() {
-            dir = dir.join(format!("seed-{}", s.seed));
-        }
-        ensure_dir(&dir)?;
-        let mut files = write_variant(&dir, &s, &res, &rec)?;
+        let mut files = write_variant(&dir, &s, &res, &rec, &trace_files)?;
         files.push("manifest.json".into());
+        if t.checkpoint_every > 0 {
+            files.push(checkpoint::FILE_NAME.into());
+        }
         let manifest = json!({
             "command": "run",
+            "resumed": opts.resume,
             "aimsim_version": env!("CARGO_PKG_VERSION"),
             "crate_versions": CRATE_VERSIONS.iter().map(|(n, v)| (n.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
             "scenario": {
@@ -536,6 +567,19 @@ pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<VariantResult
     }
     write_summary(out, &results, path, started)?;
     Ok(results)
+}
+
+/// Whether a checkpoint file lies in `dir` or its subfolders, `depth` levels down.
+fn has_checkpoint(dir: &Path, depth: u32) -> bool {
+    if dir.join(checkpoint::FILE_NAME).is_file() {
+        return true;
+    }
+    depth > 0
+        && std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().is_dir() && has_checkpoint(&e.path(), depth - 1))
+        })
 }
 
 /// One run's summary: final and best test accuracy, pulses up and down, refreshes, energy, latency.

@@ -12,7 +12,7 @@ pub mod curves;
 pub mod population;
 pub mod spec;
 
-pub use population::Population;
+pub use population::{Population, StateError};
 pub use spec::{
     DeviceSpec, Dist, Model, NeuroSimParams, Param, SpecError, Spread, StepKind, StepParams,
     TableCurve, Variation,
