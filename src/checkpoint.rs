@@ -368,7 +368,9 @@ pub fn decode(bytes: &[u8], origin: &Path, scenario: &[u8; 32]) -> Result<Checkp
     }
     let (payload, used): (Payload, usize) =
         bincode::serde::decode_from_slice(&bytes[HEADER_BYTES..body], config()).map_err(|e| {
-            anyhow::anyhow!("{f}: cannot decode the checkpoint payload (from byte {HEADER_BYTES}): {e}")
+            anyhow::anyhow!(
+                "{f}: cannot decode the checkpoint payload (from byte {HEADER_BYTES}): {e}"
+            )
         })?;
     if used != body - HEADER_BYTES {
         bail!(
@@ -406,11 +408,15 @@ mod tests {
                 step: 600,
                 lr: 0.05,
                 order: vec![2, 0, 1],
-                rows: vec![EpochMetrics::default(), EpochMetrics {
-                    epoch: 1,
-                    train_loss: 0.7,
-                    ..EpochMetrics::default()
-                }, EpochMetrics::default()],
+                rows: vec![
+                    EpochMetrics::default(),
+                    EpochMetrics {
+                        epoch: 1,
+                        train_loss: 0.7,
+                        ..EpochMetrics::default()
+                    },
+                    EpochMetrics::default(),
+                ],
             },
             net: MlpState {
                 layers: vec![

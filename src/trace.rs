@@ -120,7 +120,8 @@ pub const BUFFER_BYTES: usize = 64 * 1024;
 
 /// The `.npy` header of a float32 C-ordered `rows x cols` array, padded to [`NPY_HEADER_BYTES`].
 pub fn npy_header(rows: u64, cols: usize) -> [u8; NPY_HEADER_BYTES] {
-    let mut text = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    let mut text =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     // The longest possible text (two 20-digit numbers) still fits: 58 + 40 < 117.
     let pad = NPY_HEADER_BYTES - 10 - 1 - text.len();
     text.push_str(&" ".repeat(pad));
@@ -225,7 +226,10 @@ impl TraceWriter {
                         partial.display()
                     )
                 })?;
-            let have = f.metadata().with_context(|| io_err(&partial, "read"))?.len();
+            let have = f
+                .metadata()
+                .with_context(|| io_err(&partial, "read"))?
+                .len();
             if have < len {
                 bail!(
                     "cannot resume the trace: {} holds {have} bytes, the checkpoint expects at least {len}",
@@ -245,7 +249,8 @@ impl TraceWriter {
                     );
                 }
             }
-            f.set_len(len).with_context(|| io_err(&partial, "truncate"))?;
+            f.set_len(len)
+                .with_context(|| io_err(&partial, "truncate"))?;
             f.seek(SeekFrom::End(0))
                 .with_context(|| io_err(&partial, "seek in"))?;
             files.push(BufWriter::with_capacity(BUFFER_BYTES, f));
@@ -683,7 +688,14 @@ mod tests {
         assert_eq!((10 + hlen) % 64, 0, "header not aligned");
         let h = std::str::from_utf8(&bytes[10..10 + hlen]).unwrap();
         assert!(h.ends_with('\n'));
-        h.split("'shape': ").nth(1).unwrap().split(')').next().unwrap().to_string() + ")"
+        h.split("'shape': ")
+            .nth(1)
+            .unwrap()
+            .split(')')
+            .next()
+            .unwrap()
+            .to_string()
+            + ")"
     }
 
     #[test]
@@ -701,7 +713,10 @@ mod tests {
         assert!(max_buffered <= 2 * BUFFER_BYTES, "buffered {max_buffered}");
         // The data reached the disk while writing, not at the end.
         let on_disk = fs::metadata(dir.join(".trace.npy.partial")).unwrap().len();
-        assert!(on_disk + BUFFER_BYTES as u64 >= 128 + rows * 12, "{on_disk}");
+        assert!(
+            on_disk + BUFFER_BYTES as u64 >= 128 + rows * 12,
+            "{on_disk}"
+        );
         assert!(!dir.join("trace.npy").exists(), "finished before finish()");
         w.finish().unwrap();
         let b = fs::read(dir.join("trace.npy")).unwrap();
