@@ -37,8 +37,10 @@ enum Command {
     ///
     /// Every sampled device (with its own device-to-device variation) starts at its minimum conductance and
     /// receives N potentiation pulses then N depression pulses, for K cycles. Writes into --out:
-    /// trace.csv (device, cycle, pulse, direction, conductance in uS), trace.npy (float32, rows = pulses
-    /// incl. the initial state, columns = devices), response.svg and response.png, manifest.json.
+    /// trace.npy (float32, rows = pulses incl. the initial state, columns = traced devices), trace.csv
+    /// (cycle, pulse, direction, column, device, conductance in uS), trace_devices.csv (which device
+    /// each column is), response.svg and response.png, manifest.json. A [trace] section picks devices
+    /// and a cadence (docs/traces.md).
     Device {
         #[command(flatten)]
         scenario: ScenarioArgs,
@@ -183,7 +185,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "{}: traced {} device(s) over {} pulse(s); wrote {} into {}",
                 loaded.scenario.name,
                 run.devices,
-                run.rows - 1,
+                2 * u64::from(loaded.scenario.protocol.pulses)
+                    * u64::from(loaded.scenario.protocol.cycles),
                 run.files.join(", "),
                 run.out.display()
             );

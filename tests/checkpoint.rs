@@ -328,3 +328,72 @@ fn trace_addresses_outside_the_network_are_refused() {
         o.stderr
     );
 }
+
+#[test]
+fn protocol_trace_selects_devices_and_keeps_the_cadence() {
+    let t = TempDir::new("proto-trace");
+    let text = r#"
+[scenario]
+name = "p"
+seed = 5
+
+[device]
+model = "neurosim"
+levels = 32
+nl_up = 1.5
+nl_down = -1.5
+g_min = 1.0
+g_max = 5.0
+c2c = 0.01
+
+[protocol]
+pulses = 31
+devices = 50
+
+[trace]
+devices = [{ col = 42 }, { col = 7 }]
+sample = 3
+every = 4
+"#;
+    let sc = t.write("p.toml", text);
+    let out = t.sub("out");
+    run(&["device", &sc, "--out", &out]);
+    let dir = Path::new(&out);
+    let side = fs::read_to_string(dir.join("trace_devices.csv")).unwrap();
+    let lines: Vec<&str> = side.lines().collect();
+    assert_eq!(lines[0], "column,device,unit");
+    assert_eq!(lines[1], "0,42,uS");
+    assert_eq!(lines[2], "1,7,uS");
+    assert_eq!(lines.len(), 1 + 5, "{side}");
+    // 62 pulses: records after pulses 0, 4, ..., 60.
+    let (shape, v) = read_npy(&dir.join("trace.npy"));
+    assert_eq!(shape, [16, 5]);
+    let csv = fs::read_to_string(dir.join("trace.csv")).unwrap();
+    let pulses: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .step_by(5)
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    let want: Vec<String> = (0..16).map(|r| (4 * r).to_string()).collect();
+    assert_eq!(pulses, want);
+    // The same devices traced on their own give the same values: selection does not change the draws.
+    let all = t.sub("all");
+    let whole = t.write("w.toml", text.split("[trace]").next().unwrap());
+    run(&["device", &whole, "--out", &all]);
+    let (shape_all, w) = read_npy(&Path::new(&all).join("trace.npy"));
+    assert_eq!(shape_all, [63, 50]);
+    for r in 0..16 {
+        assert_eq!(v[r * 5].to_bits(), w[4 * r * 50 + 42].to_bits(), "row {r}");
+        assert_eq!(
+            v[r * 5 + 1].to_bits(),
+            w[4 * r * 50 + 7].to_bits(),
+            "row {r}"
+        );
+    }
+    // Addresses outside the protocol are refused with the key named.
+    let bad = t.write("b.toml", text.replace("col = 42", "col = 50"));
+    let o = aimsim(&["device", &bad, "--out", &t.sub("bad")]);
+    assert_eq!(o.code, Some(1));
+    assert!(o.stderr.contains("trace.devices.0"), "{}", o.stderr);
+}
