@@ -218,7 +218,7 @@ pub fn device(loaded: &Loaded, out: &Path) -> Result<DeviceRun> {
             "devices": traced.len(),
             "every": every,
             "unit": pop.unit(),
-            "npy_layout": "rows x traced devices, float32, C order; row r = after pulse r x every (row 0 = initial state); column c = trace_devices.csv line c",
+            "npy_layout": "rows x traced devices, float32, C order; row r = after pulse r x every (row 0 = initial state); column c = data line c of trace_devices.csv",
         },
         "files": files,
         "wall_s": started.elapsed().as_secs_f64(),

@@ -319,6 +319,9 @@ pub fn run_with(
              for device curves use `aimsim device`"
         );
     }
+    if opts.stop_after_epoch == Some(0) {
+        bail!("--stop-after-epoch counts epochs from 1; 0 would stop before training");
+    }
     ensure_dir(out)?;
     if opts.resume && !has_checkpoint(out, 3) {
         bail!(
