@@ -4,14 +4,16 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use aimsim_devices::Population;
-use aimsim_sim::protocol::pulse_response;
+use aimsim_sim::protocol::pulse_response_each;
 use aimsim_sim::rng::{Purpose, stream};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use rand::RngExt;
 use serde_json::json;
 
-use crate::output::{CRATE_VERSIONS, ensure_dir, npy_f32, sha256_hex, trace_csv, write_atomic};
+use crate::output::{CRATE_VERSIONS, ensure_dir, sha256_hex, write_atomic};
 use crate::plot::{self, ResponsePlot};
 use crate::scenario::{self, Loaded};
+use crate::trace::{CsvLayout, TraceSpec, TraceWriter, write_sidecar};
 
 /// Protocol settings given on the command line; each becomes a `--set protocol.<key>=<value>` override,
 /// validated like the file.
@@ -62,28 +64,121 @@ pub struct DeviceRun {
     pub devices: usize,
 }
 
-/// Runs the pulse-response protocol of a loaded scenario and writes trace.csv, trace.npy,
-/// response.svg, response.png and manifest.json into `out`.
+/// Curves drawn in `response.png` at most (the first traced devices).
+const PLOT_CURVES: usize = 32;
+
+/// Points per curve in `response.png` at most (rows are thinned evenly beyond it).
+const PLOT_POINTS: u64 = 2000;
+
+/// The protocol's devices to trace, in column order: the `[trace]` section's addressed devices (the
+/// protocol's devices form one tile of one row: `col` is the device number), then its random sample;
+/// every device when it names none. Errors name the offending key.
+pub fn protocol_devices(spec: Option<&TraceSpec>, devices: usize, seed: u64) -> Result<Vec<usize>> {
+    let Some(spec) = spec.filter(|t| !t.devices.is_empty() || t.sample > 0) else {
+        return Ok((0..devices).collect());
+    };
+    let mut out: Vec<usize> = Vec::new();
+    for (k, a) in spec.devices.iter().enumerate() {
+        if a.layer != 0 || a.tile != 0 || a.row != 0 || a.array.is_some_and(|x| x != 0) {
+            bail!(
+                "trace.devices.{k}: the protocol's devices form one tile (0) of one row (0) of single \
+                 devices (array 0); address them by `col` alone"
+            );
+        }
+        if a.col >= devices {
+            bail!(
+                "trace.devices.{k}: col {} is not among the protocol's {devices} device(s) (protocol.devices)",
+                a.col
+            );
+        }
+        if !out.contains(&a.col) {
+            out.push(a.col);
+        }
+    }
+    let mut rng = stream(seed, Purpose::Trace, 0);
+    let mut chosen = std::collections::BTreeSet::new();
+    while chosen.len() < (spec.sample as usize).min(devices) {
+        chosen.insert(rng.random_range(0..devices));
+    }
+    out.extend(
+        chosen
+            .into_iter()
+            .filter(|d| !out.contains(d))
+            .collect::<Vec<_>>(),
+    );
+    Ok(out)
+}
+
+/// Runs the pulse-response protocol of a loaded scenario and writes trace.npy, trace.csv,
+/// trace_devices.csv, response.svg, response.png and manifest.json into `out`. The trace is streamed
+/// to disk as the protocol runs.
 pub fn device(loaded: &Loaded, out: &Path) -> Result<DeviceRun> {
     let started = Instant::now();
     let s = &loaded.scenario;
+    let origin = loaded.path.display();
+    let every = s.trace.as_ref().map_or(1, |t| t.every);
+    if every == 0 {
+        bail!(
+            "{origin}: trace.every = 0 turns the trace off, and the trace is what `aimsim device` \
+             produces: set it to 1 or more"
+        );
+    }
+    let traced = protocol_devices(s.trace.as_ref(), s.protocol.devices as usize, s.seed)
+        .map_err(|e| anyhow::anyhow!("{origin}: {e:#}"))?;
     ensure_dir(out)?;
     let mut draw = stream(s.seed, Purpose::DeviceDraw, 0);
     let mut write = stream(s.seed, Purpose::Write, 0);
     let mut pop = Population::new(&s.device, s.protocol.devices as usize, &mut draw)
         .context("the device description was accepted by validation but could not be built")?;
-    let trace = pulse_response(&mut pop, s.protocol.pulses, s.protocol.cycles, &mut write);
 
-    write_atomic(&out.join("trace.csv"), &trace_csv(&trace)?)?;
-    write_atomic(
-        &out.join("trace.npy"),
-        &npy_f32(&[trace.steps.len(), trace.devices], &trace.conductance),
-    )?;
+    let layout = CsvLayout {
+        time: vec!["cycle", "pulse", "direction"],
+        device: vec!["device"],
+    };
+    let cells: Vec<String> = traced.iter().map(|d| d.to_string()).collect();
+    write_sidecar(out, &layout, &cells, pop.unit())?;
+    let mut writer = TraceWriter::create(out, &layout, &cells)?;
+    let total_rows = 1 + 2 * u64::from(s.protocol.pulses) * u64::from(s.protocol.cycles);
+    let stride = total_rows.div_ceil(PLOT_POINTS).max(1);
+    let mut curves: Vec<(String, Vec<(f32, f32)>)> = traced
+        .iter()
+        .take(PLOT_CURVES)
+        .map(|d| (format!("device {d}"), Vec::new()))
+        .collect();
+    let mut values = vec![0.0f32; traced.len()];
+    let mut result = Ok(());
+    pulse_response_each(
+        &mut pop,
+        s.protocol.pulses,
+        s.protocol.cycles,
+        &mut write,
+        |pop, step| {
+            let r = u64::from(step.pulse);
+            if result.is_err() || !r.is_multiple_of(every) {
+                return;
+            }
+            for (v, d) in values.iter_mut().zip(&traced) {
+                *v = pop.conductance(*d);
+            }
+            if r.is_multiple_of(stride) || r + 1 == total_rows {
+                for (c, v) in curves.iter_mut().zip(&values) {
+                    c.1.push((step.pulse as f32, *v));
+                }
+            }
+            let time = format!("{},{},{}", step.cycle, step.pulse, step.direction.name());
+            result = writer.push(&time, &values);
+        },
+    );
+    result?;
+    let rows = writer.rows() as usize;
+    let mut files = writer.finish()?;
+    files.push("trace_devices.csv".into());
+
     let title = s.label.clone().unwrap_or_else(|| s.name.clone());
     let subtitle = format!(
         "{} | {} device(s), {} pulse(s) up then down, {} cycle(s), seed {}",
         pop.model_name(),
-        trace.devices,
+        s.protocol.devices,
         s.protocol.pulses,
         s.protocol.cycles,
         s.seed
@@ -92,22 +187,13 @@ pub fn device(loaded: &Loaded, out: &Path) -> Result<DeviceRun> {
         out,
         "response",
         &ResponsePlot {
-            trace: &trace,
+            curves: &curves,
             title: &title,
             subtitle: &subtitle,
             unit: pop.unit(),
         },
     )?;
-    let files: Vec<String> = [
-        "trace.csv",
-        "trace.npy",
-        "response.svg",
-        "response.png",
-        "manifest.json",
-    ]
-    .into_iter()
-    .map(String::from)
-    .collect();
+    files.extend(["response.svg", "response.png", "manifest.json"].map(String::from));
     let manifest = json!({
         "command": "device",
         "aimsim_version": env!("CARGO_PKG_VERSION"),
@@ -128,10 +214,11 @@ pub fn device(loaded: &Loaded, out: &Path) -> Result<DeviceRun> {
         },
         "device": s.device.to_string(),
         "trace": {
-            "rows": trace.steps.len(),
-            "devices": trace.devices,
+            "rows": rows,
+            "devices": traced.len(),
+            "every": every,
             "unit": pop.unit(),
-            "npy_layout": "rows x devices, float32, C order; row 0 = initial state, row r = after pulse r",
+            "npy_layout": "rows x traced devices, float32, C order; row r = after pulse r x every (row 0 = initial state); column c = data line c of trace_devices.csv",
         },
         "files": files,
         "wall_s": started.elapsed().as_secs_f64(),
@@ -143,8 +230,8 @@ pub fn device(loaded: &Loaded, out: &Path) -> Result<DeviceRun> {
     Ok(DeviceRun {
         out: out.to_path_buf(),
         files,
-        rows: trace.steps.len(),
-        devices: trace.devices,
+        rows,
+        devices: traced.len(),
     })
 }
 

@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod checkpoint;
 pub mod commands;
 pub mod ep;
 pub mod local;
@@ -15,6 +16,7 @@ pub mod presets;
 pub mod run;
 pub mod scenario;
 pub mod sweep;
+pub mod trace;
 
 pub use aimsim_devices as devices;
 pub use aimsim_networks as networks;

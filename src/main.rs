@@ -37,8 +37,10 @@ enum Command {
     ///
     /// Every sampled device (with its own device-to-device variation) starts at its minimum conductance and
     /// receives N potentiation pulses then N depression pulses, for K cycles. Writes into --out:
-    /// trace.csv (device, cycle, pulse, direction, conductance in uS), trace.npy (float32, rows = pulses
-    /// incl. the initial state, columns = devices), response.svg and response.png, manifest.json.
+    /// trace.npy (float32, rows = pulses incl. the initial state, columns = traced devices), trace.csv
+    /// (cycle, pulse, direction, column, device, conductance in uS), trace_devices.csv (which device
+    /// each column is), response.svg and response.png, manifest.json. A [trace] section picks devices
+    /// and a cadence (docs/traces.md).
     Device {
         #[command(flatten)]
         scenario: ScenarioArgs,
@@ -75,6 +77,14 @@ enum Command {
         /// Output folder (created if missing; files in it are replaced atomically).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Continue from the checkpoints in --out (docs/checkpoints.md): same scenario and --set
+        /// overrides; the results are bit-identical to an uninterrupted run.
+        #[arg(long)]
+        resume: bool,
+        /// Stop after epoch N of the first run that reaches it, once its checkpoint is written
+        /// (simulates an interruption; continue with --resume).
+        #[arg(long, value_name = "N")]
+        stop_after_epoch: Option<u32>,
     },
     /// Run a variation sweep: every point of the scenario's `[sweep]` section (docs/sweeps.md), in
     /// parallel, resumable.
@@ -280,14 +290,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "{}: traced {} device(s) over {} pulse(s); wrote {} into {}",
                 loaded.scenario.name,
                 run.devices,
-                run.rows - 1,
+                2 * u64::from(loaded.scenario.protocol.pulses)
+                    * u64::from(loaded.scenario.protocol.cycles),
                 run.files.join(", "),
                 run.out.display()
             );
             Ok(())
         }
-        Command::Run { scenario, out } => {
-            aimsim::run::run(&scenario.scenario, &scenario.set, &out)?;
+        Command::Run {
+            scenario,
+            out,
+            resume,
+            stop_after_epoch,
+        } => {
+            let opts = aimsim::run::RunOptions {
+                resume,
+                stop_after_epoch,
+            };
+            aimsim::run::run_with(&scenario.scenario, &scenario.set, &out, &opts)?;
             Ok(())
         }
         Command::EpFidelity { scenario, out } => {

@@ -4,7 +4,6 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use aimsim_sim::protocol::ResponseTrace;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
@@ -72,24 +71,6 @@ pub fn npy_f32(shape: &[usize], data: &[f32]) -> Vec<u8> {
         out.extend_from_slice(&v.to_le_bytes());
     }
     out
-}
-
-/// The tidy CSV of a pulse-response trace: one row per device and pulse.
-pub fn trace_csv(trace: &ResponseTrace) -> Result<Vec<u8>> {
-    let mut w = csv::Writer::from_writer(Vec::with_capacity(trace.conductance.len() * 24));
-    w.write_record(["device", "cycle", "pulse", "direction", "conductance"])?;
-    for d in 0..trace.devices {
-        for (row, step) in trace.steps.iter().enumerate() {
-            w.write_record([
-                d.to_string(),
-                step.cycle.to_string(),
-                step.pulse.to_string(),
-                step.direction.name().to_string(),
-                trace.at(row, d).to_string(),
-            ])?;
-        }
-    }
-    Ok(w.into_inner()?)
 }
 
 /// Hex SHA-256 of some bytes.

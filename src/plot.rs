@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::sync::Once;
 
-use aimsim_sim::protocol::ResponseTrace;
 use anyhow::{Result, anyhow};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -203,8 +202,8 @@ pub fn write_with_errors(
 
 /// What a pulse-response plot shows.
 pub struct ResponsePlot<'a> {
-    /// The recorded trace.
-    pub trace: &'a ResponseTrace,
+    /// One curve per device: (label, (pulse number, value) points).
+    pub curves: &'a [(String, Vec<(f32, f32)>)],
     /// Title (device label or scenario name).
     pub title: &'a str,
     /// Subtitle (model summary).
@@ -213,10 +212,9 @@ pub struct ResponsePlot<'a> {
     pub unit: &'a str,
 }
 
-/// Writes `<stem>.svg` and `<stem>.png` of a pulse-response trace into `dir`: every device's
+/// Writes `<stem>.svg` and `<stem>.png` of a pulse-response trace into `dir`: every curve's
 /// conductance against pulse number.
 pub fn response(dir: &Path, stem: &str, p: &ResponsePlot) -> Result<()> {
-    let t = p.trace;
     let chart = Chart {
         title: p.title.to_string(),
         subtitle: p.subtitle.to_string(),
@@ -226,15 +224,12 @@ pub fn response(dir: &Path, stem: &str, p: &ResponsePlot) -> Result<()> {
         } else {
             format!("weight ({})", p.unit)
         },
-        series: (0..t.devices)
-            .map(|d| Series {
-                label: format!("device {d}"),
-                points: t
-                    .steps
-                    .iter()
-                    .enumerate()
-                    .map(|(row, s)| (s.pulse as f32, t.at(row, d)))
-                    .collect(),
+        series: p
+            .curves
+            .iter()
+            .map(|(label, points)| Series {
+                label: label.clone(),
+                points: points.clone(),
                 markers: false,
             })
             .collect(),

@@ -261,9 +261,12 @@ fn run_plots(dir: &Path, out: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
     let trace = dir.join("trace.csv");
     if trace.is_file() {
         let t = Table::read(&trace)?;
-        if let (Some(dc), Some(sc), Some(gc)) =
-            (t.col("device"), t.col("step"), t.col("conductance"))
-        {
+        // Traced devices are numbered by `column` (older folders: `device`).
+        if let (Some(dc), Some(sc), Some(gc)) = (
+            t.col("column").or_else(|| t.col("device")),
+            t.col("step"),
+            t.col("conductance"),
+        ) {
             let mut by_device: BTreeMap<u64, Vec<(f32, f32)>> = BTreeMap::new();
             for r in &t.rows {
                 if let (Some(d), Some(s), Some(g)) =

@@ -9,16 +9,18 @@ use std::time::Instant;
 use aimsim_networks::data::{self, Dataset};
 use aimsim_networks::ep::{EpConfig, EpNetwork, Feedback};
 use aimsim_networks::mlp::{Hardware, Mlp, MlpConfig};
-use aimsim_networks::train::{self, EpochMetrics, Network, Observer, TrainConfig};
+use aimsim_networks::train::{EpochMetrics, Network, Observer, TrainConfig, Training};
 use aimsim_sim::rng::{Purpose, stream};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::RngExt;
 use serde_json::json;
 
-use crate::output::{CRATE_VERSIONS, ensure_dir, npy_f32, sha256_hex, write_atomic};
+use crate::checkpoint::{self, Checkpoint, Histograms};
+use crate::output::{CRATE_VERSIONS, ensure_dir, sha256_hex, write_atomic};
 use crate::plot::{self, Chart, Series};
 use crate::scenario::{self, Algorithm, DatasetSpec, EpSpec, PointSet, Scenario, TrainSpec};
+use crate::trace::TraceRecorder;
 
 /// Result of one variant.
 #[derive(Debug, Clone)]
@@ -92,25 +94,14 @@ pub fn ep_config(e: &EpSpec, sizes: &[usize], init_scale: f32) -> EpConfig {
     }
 }
 
-/// Where one traced device sits.
-#[derive(Debug, Clone, Copy)]
-struct Traced {
-    layer: usize,
-    tile: usize,
-    array: usize,
-    index: usize,
-    cols: usize,
-}
-
 /// Records traces and histograms and reports progress during training.
 struct Recorder {
-    devices: Vec<Traced>,
-    every: u64,
-    steps: Vec<u64>,
-    values: Vec<f32>,
+    trace: Option<TraceRecorder>,
+    /// First error of the trace files; training stops after the epoch in which it happened.
+    error: Option<anyhow::Error>,
     bins: usize,
     /// (label, per-layer histogram counts) at the start and the end.
-    histograms: Vec<(String, Vec<Vec<u64>>)>,
+    histograms: Histograms,
     bar: Option<ProgressBar>,
     label: String,
     /// No epoch or progress lines (sweep points report through the sweep's own progress).
@@ -120,13 +111,9 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn record(&mut self, net: &dyn Network, step: u64) {
-        self.steps.push(step);
-        let layers = net.layer_tiles();
-        for t in &self.devices {
-            let tiles = layers[t.layer];
-            self.values
-                .push(tiles[t.tile].array(t.array).conductance(t.index));
+    fn keep(&mut self, r: Result<()>) {
+        if let Err(e) = r {
+            self.error.get_or_insert(e);
         }
     }
 
@@ -153,15 +140,19 @@ impl Recorder {
 
 impl Observer for Recorder {
     fn after_update(&mut self, net: &dyn Network, step: u64) {
-        if self.every > 0 && step.is_multiple_of(self.every) && !self.devices.is_empty() {
-            self.record(net, step);
+        if self.error.is_none()
+            && let Some(t) = &mut self.trace
+        {
+            let r = t.after_update(net, step);
+            self.keep(r);
         }
     }
 
     fn after_epoch(&mut self, net: &dyn Network, m: &EpochMetrics) {
         if m.epoch == 0 {
-            if !self.devices.is_empty() && self.every > 0 {
-                self.record(net, 0);
+            if let Some(t) = &mut self.trace {
+                let r = t.record(net, 0);
+                self.keep(r);
             }
             let h = self.histogram(net);
             self.histograms.push(("initial".into(), h));
@@ -224,53 +215,6 @@ pub fn dataset(t: &TrainSpec, seed: u64) -> Result<Dataset> {
     Ok(d)
 }
 
-fn pick_traced(net: &dyn Network, count: u32, seed: u64) -> Vec<Traced> {
-    let layers = net.layer_tiles();
-    let mut all: Vec<(usize, usize, usize, usize)> = Vec::new(); // (layer, tile, array, devices)
-    for (l, tiles) in layers.iter().enumerate() {
-        for (k, t) in tiles.iter().enumerate() {
-            for a in 0..t.cell().arrays() {
-                all.push((l, k, a, t.rows() * t.cols()));
-            }
-        }
-    }
-    let total: usize = all.iter().map(|a| a.3).sum();
-    if total == 0 || count == 0 {
-        return Vec::new();
-    }
-    let mut rng = stream(seed, Purpose::Trace, 0);
-    let mut chosen: Vec<usize> = Vec::new();
-    let want = (count as usize).min(total);
-    while chosen.len() < want {
-        let g = rng.random_range(0..total);
-        if !chosen.contains(&g) {
-            chosen.push(g);
-        }
-    }
-    chosen.sort_unstable();
-    chosen
-        .into_iter()
-        .map(|mut g| {
-            let mut found = None;
-            for (l, k, a, n) in &all {
-                if g < *n {
-                    let cols = layers[*l][*k].cols();
-                    found = Some(Traced {
-                        layer: *l,
-                        tile: *k,
-                        array: *a,
-                        index: g,
-                        cols,
-                    });
-                    break;
-                }
-                g -= n;
-            }
-            found.expect("index within the total")
-        })
-        .collect()
-}
-
 /// Metrics as CSV (simulated quantities only, so equal seeds give byte-identical files).
 pub fn metrics_csv(rows: &[EpochMetrics]) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -310,6 +254,7 @@ fn write_variant(
     s: &Scenario,
     res: &VariantResult,
     rec: &Recorder,
+    trace_files: &[String],
 ) -> Result<Vec<String>> {
     let mut files = vec!["metrics.csv".to_string()];
     write_atomic(&dir.join("metrics.csv"), &metrics_csv(&res.metrics)?)?;
@@ -346,41 +291,7 @@ fn write_variant(
     if res.software {
         return Ok(files);
     }
-    // Traces.
-    if !rec.devices.is_empty() && !rec.steps.is_empty() {
-        let n = rec.devices.len();
-        write_atomic(
-            &dir.join("trace.npy"),
-            &npy_f32(&[rec.steps.len(), n], &rec.values),
-        )?;
-        let mut w = csv::Writer::from_writer(Vec::new());
-        w.write_record([
-            "device",
-            "layer",
-            "tile",
-            "array",
-            "row",
-            "col",
-            "step",
-            "conductance",
-        ])?;
-        for (d, t) in rec.devices.iter().enumerate() {
-            for (r, step) in rec.steps.iter().enumerate() {
-                w.write_record([
-                    d.to_string(),
-                    t.layer.to_string(),
-                    t.tile.to_string(),
-                    t.array.to_string(),
-                    (t.index / t.cols).to_string(),
-                    (t.index % t.cols).to_string(),
-                    step.to_string(),
-                    rec.values[r * n + d].to_string(),
-                ])?;
-            }
-        }
-        write_atomic(&dir.join("trace.csv"), &w.into_inner()?)?;
-        files.extend(["trace.npy".into(), "trace.csv".into()]);
-    }
+    files.extend(trace_files.iter().cloned());
     // Histograms.
     let bins = rec.bins;
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -437,6 +348,26 @@ fn write_variant(
 /// Runs every variant of a scenario (or the scenario itself when it has none) and writes the results
 /// into `out`. Returns the per-variant results.
 pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<VariantResult>> {
+    run_with(path, sets, out, &RunOptions::default())
+}
+
+/// How `aimsim run` treats checkpoints.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Continue every run from the checkpoint in its output folder (`--resume`).
+    pub resume: bool,
+    /// Stop the command after this epoch of the first run that reaches it, once its checkpoint is
+    /// written, without writing that run's results (`--stop-after-epoch`; simulates an interruption).
+    pub stop_after_epoch: Option<u32>,
+}
+
+/// [`run`] with checkpoint options.
+pub fn run_with(
+    path: &Path,
+    sets: &[String],
+    out: &Path,
+    opts: &RunOptions,
+) -> Result<Vec<VariantResult>> {
     let started = Instant::now();
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the scenario file {}", path.display()))?;
@@ -455,7 +386,18 @@ pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<VariantResult
              `aimsim sweep` runs the sweep"
         );
     }
+    if opts.stop_after_epoch == Some(0) {
+        bail!("--stop-after-epoch counts epochs from 1; 0 would stop before training");
+    }
     ensure_dir(out)?;
+    if opts.resume && !has_checkpoint(out, 3) {
+        bail!(
+            "--resume: no {} under {} (checkpoints are written at the end of epochs when \
+             train.checkpoint_every > 0)",
+            checkpoint::FILE_NAME,
+            out.display()
+        );
+    }
     let names: Vec<Option<String>> = if base.variants.is_empty() {
         vec![None]
     } else {
@@ -497,9 +439,14 @@ pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<VariantResult
                     None => vname.clone(),
                 },
                 progress: true,
+                resume: opts.resume,
+                stop_after_epoch: opts.stop_after_epoch,
             },
             &mut cache,
         )?;
+        if done.stopped {
+            return Ok(results);
+        }
         results.push(done.result);
     }
     write_summary(out, &results, path, started)?;
@@ -526,6 +473,10 @@ pub struct RunSpec<'a> {
     pub label: String,
     /// Show the run's own progress bar (terminal) or log lines (otherwise).
     pub progress: bool,
+    /// Continue from the checkpoint in `dir` when there is one (`--resume`).
+    pub resume: bool,
+    /// Stop after this epoch once its checkpoint is written, without writing results (an interruption).
+    pub stop_after_epoch: Option<u32>,
 }
 
 /// What one training run produced.
@@ -537,6 +488,8 @@ pub struct RunOutput {
     pub effective_sha256: String,
     /// Wall time of training and writing, seconds.
     pub wall_s: f64,
+    /// The run stopped early as asked (`stop_after_epoch`): only its checkpoint was written.
+    pub stopped: bool,
 }
 
 /// Trains one network as `spec` describes and writes metrics.csv, traces, histograms, plots and
@@ -581,6 +534,28 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
         cost: s.cost.clone(),
         seed: s.seed,
     };
+    let dir = spec.dir;
+    ensure_dir(dir)?;
+    let ckpt_path = dir.join(checkpoint::FILE_NAME);
+    let hash = checkpoint::scenario_hash(&effective);
+    let saved = if spec.resume && ckpt_path.exists() {
+        if t.algorithm == Algorithm::Ep {
+            bail!(
+                "{}: checkpoints of equilibrium-propagation runs are not supported; rerun without --resume",
+                ckpt_path.display()
+            );
+        }
+        Some(checkpoint::load(&ckpt_path, &hash)?)
+    } else {
+        if spec.resume {
+            eprintln!(
+                "{}: no checkpoint in {}, starting from epoch 0",
+                spec.label,
+                dir.display()
+            );
+        }
+        None
+    };
     let mut init = stream(s.seed, Purpose::Init, 0);
     let hw_opt = (!t.software).then_some(&hw);
     let mut net = match t.algorithm {
@@ -592,6 +567,14 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
             s.seed,
         )?)),
     };
+    if let (Some(c), Net::Bp(mlp)) = (&saved, &mut net) {
+        mlp.import_state(&c.net).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: the checkpoint does not fit the network: {e}",
+                ckpt_path.display()
+            )
+        })?;
+    }
     let total = data.train_len() as u64 * t.epochs as u64;
     let bar = (spec.progress && std::io::stderr().is_terminal()).then(|| {
         let b = ProgressBar::new(total);
@@ -603,19 +586,40 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
             .progress_chars("=> "),
         );
         b.set_prefix(spec.label.clone());
+        if let Some(c) = &saved {
+            b.set_position(c.progress.step);
+        }
         b
     });
+    let trace = if t.software {
+        None
+    } else {
+        let unit = net
+            .layer_tiles()
+            .into_iter()
+            .flatten()
+            .next()
+            .map_or("uS", |tile| tile.array(0).unit());
+        Some(
+            TraceRecorder::new(
+                &net,
+                &t.trace,
+                s.seed,
+                dir,
+                unit,
+                saved.as_ref().map(|c| c.trace),
+            )
+            .with_context(|| format!("{origin}: [trace]"))?,
+        )
+    };
     let mut rec = Recorder {
-        devices: if t.software || t.trace_every == 0 {
-            Vec::new()
-        } else {
-            pick_traced(&net, t.trace_devices, s.seed)
-        },
-        every: t.trace_every as u64,
-        steps: Vec::new(),
-        values: Vec::new(),
+        trace,
+        error: None,
         bins: t.histogram_bins as usize,
-        histograms: Vec::new(),
+        histograms: saved
+            .as_ref()
+            .map(|c| c.histograms.clone())
+            .unwrap_or_default(),
         bar,
         label: spec.label.clone(),
         quiet: !spec.progress,
@@ -630,10 +634,57 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
         seed: s.seed,
     };
     let v_started = Instant::now();
-    let metrics = train::train(&mut net, data, &tc, &s.cost, &mut rec);
+    let mut training = match saved {
+        Some(c) => Training::resume(data, &tc, &s.cost, c.progress)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", ckpt_path.display()))?,
+        None => Training::start(&mut net, data, &tc, &s.cost, &mut rec),
+    };
+    let mut stopped = false;
+    while !training.done() {
+        let epoch = training.run_epoch(&mut net, &mut rec).epoch;
+        if let Some(e) = rec.error.take() {
+            return Err(e);
+        }
+        let every = t.checkpoint_every;
+        if let Net::Bp(mlp) = &net
+            && every > 0
+            && (epoch.is_multiple_of(every) || training.done())
+        {
+            let trace = match &mut rec.trace {
+                Some(tr) => tr.checkpoint()?,
+                None => Default::default(),
+            };
+            let c = Checkpoint {
+                progress: training.progress().clone(),
+                net: mlp.export_state(),
+                trace,
+                histograms: rec.histograms.clone(),
+            };
+            checkpoint::save(&ckpt_path, &c, &hash)?;
+        }
+        if spec.stop_after_epoch == Some(epoch) && !training.done() {
+            stopped = true;
+            break;
+        }
+    }
     if let Some(b) = &rec.bar {
         b.finish_and_clear();
     }
+    if stopped {
+        if let Some(tr) = &mut rec.trace {
+            tr.checkpoint()?;
+        }
+        eprintln!(
+            "{}: stopped after epoch {} as asked (--stop-after-epoch); continue with --resume",
+            spec.label,
+            training.progress().epoch
+        );
+    }
+    let metrics = training.into_rows();
+    let trace_files = match (stopped, rec.trace.take()) {
+        (false, Some(tr)) => tr.finish()?,
+        _ => Vec::new(),
+    };
     let res = VariantResult {
         name: vname.clone(),
         seed: s.seed,
@@ -661,9 +712,15 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
             }
         },
     };
-    let dir = spec.dir;
-    ensure_dir(dir)?;
-    let mut files = write_variant(dir, &s, &res, &rec)?;
+    if stopped {
+        return Ok(RunOutput {
+            result: res,
+            effective_sha256: sha256_hex(effective.as_bytes()),
+            wall_s: v_started.elapsed().as_secs_f64(),
+            stopped: true,
+        });
+    }
+    let mut files = write_variant(dir, &s, &res, &rec, &trace_files)?;
     files.push("manifest.json".into());
     let manifest = json!({
         "command": if spec.point.is_empty() { "run" } else { "sweep" },
@@ -694,7 +751,21 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
         result: res,
         effective_sha256: sha256_hex(effective.as_bytes()),
         wall_s: v_started.elapsed().as_secs_f64(),
+        stopped: false,
     })
+}
+
+/// Whether a checkpoint file lies in `dir` or its subfolders, `depth` levels down.
+fn has_checkpoint(dir: &Path, depth: u32) -> bool {
+    if dir.join(checkpoint::FILE_NAME).is_file() {
+        return true;
+    }
+    depth > 0
+        && std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().is_dir() && has_checkpoint(&e.path(), depth - 1))
+        })
 }
 
 /// One run's summary: final and best test accuracy, pulses up and down, refreshes, energy, latency.

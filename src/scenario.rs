@@ -25,6 +25,7 @@ use serde::Deserialize;
 use toml::{Table, Value};
 
 use crate::presets;
+use crate::trace::{DeviceAddress, TraceSpec, TraceUnit};
 
 /// A scenario error: where it was written, which key, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +65,7 @@ struct ScenarioFile {
     train: Option<TrainSection>,
     ep: Option<EpSection>,
     local: Option<LocalSection>,
+    trace: Option<TraceSection>,
     variant: Option<Vec<VariantSection>>,
     sweep: Option<SweepSection>,
 }
@@ -76,6 +78,32 @@ struct SweepSection {
     zip: Option<Vec<Table>>,
     repeats: Option<u32>,
     seed: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TraceSection {
+    devices: Option<Vec<TraceDeviceSection>>,
+    sample: Option<u32>,
+    every: Option<u64>,
+    unit: Option<TraceUnitName>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TraceDeviceSection {
+    layer: Option<usize>,
+    tile: Option<usize>,
+    row: Option<usize>,
+    col: usize,
+    array: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+enum TraceUnitName {
+    Updates,
+    Pulses,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,6 +168,7 @@ struct TrainSection {
     histogram_bins: Option<u32>,
     seeds: Option<Vec<u64>>,
     algorithm: Option<AlgorithmName>,
+    checkpoint_every: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -408,6 +437,8 @@ pub struct Scenario {
     pub variants: Vec<String>,
     /// The `[sweep]` section, when the scenario defines one.
     pub sweep: Option<SweepSpec>,
+    /// The `[trace]` section, when written (training falls back to `train.trace_*`).
+    pub trace: Option<TraceSpec>,
 }
 
 /// One axis of a sweep: dotted keys that advance together (one key for a grid axis, all the keys of a
@@ -495,6 +526,11 @@ pub struct TrainSpec {
     pub seeds: Vec<u64>,
     /// Learning algorithm.
     pub algorithm: Algorithm,
+    /// Epochs between two checkpoints (0: none; the last epoch always gets one when > 0).
+    pub checkpoint_every: u32,
+    /// What is traced during training: the `[trace]` section, else `trace_devices` random devices
+    /// every `trace_every` updates.
+    pub trace: TraceSpec,
 }
 
 /// A loaded scenario plus what the manifest records about its origin.
@@ -1219,9 +1255,10 @@ fn convert(
     check_protocol(&protocol)
         .map_err(|(k, m)| loc.error(&split_key(&format!("protocol.{k}")), m))?;
     let (tile, w_scale, controller, cost) = chip(file.tile, file.io, file.update, file.cost, loc)?;
+    let trace = file.trace.map(|t| trace_spec(t, loc)).transpose()?;
     let train = match file.train {
         None => None,
-        Some(t) => Some(train_spec(t, loc, base_dir)?),
+        Some(t) => Some(train_spec(t, loc, base_dir, trace.as_ref())?),
     };
     let (ep, local) = energy_and_local(file.ep, file.local, loc)?;
     let mut variants: Vec<String> = Vec::new();
@@ -1283,6 +1320,7 @@ fn convert(
         local,
         variants,
         sweep,
+        trace,
     })
 }
 
@@ -1427,6 +1465,39 @@ fn sweep_spec(
         axes,
         repeats,
         seed: sw.seed.unwrap_or(scenario_seed),
+    })
+}
+
+fn trace_spec(t: TraceSection, loc: &Locator) -> Result<TraceSpec, ScenarioError> {
+    let devices: Vec<DeviceAddress> = t
+        .devices
+        .unwrap_or_default()
+        .into_iter()
+        .map(|d| DeviceAddress {
+            layer: d.layer.unwrap_or(0),
+            tile: d.tile.unwrap_or(0),
+            row: d.row.unwrap_or(0),
+            col: d.col,
+            array: d.array,
+        })
+        .collect();
+    let sample = t.sample.unwrap_or(0);
+    for (k, n) in [("devices", devices.len()), ("sample", sample as usize)] {
+        if n > 100_000 {
+            return Err(loc.error(
+                &split_key(&format!("trace.{k}")),
+                format!("at most 100000 traced devices, got {n}"),
+            ));
+        }
+    }
+    Ok(TraceSpec {
+        devices,
+        sample,
+        every: t.every.unwrap_or(1),
+        unit: match t.unit {
+            None | Some(TraceUnitName::Updates) => TraceUnit::Updates,
+            Some(TraceUnitName::Pulses) => TraceUnit::Pulses,
+        },
     })
 }
 
@@ -1631,7 +1702,12 @@ fn controller_spec(
     Ok(spec)
 }
 
-fn train_spec(t: TrainSection, loc: &Locator, base_dir: &Path) -> Result<TrainSpec, ScenarioError> {
+fn train_spec(
+    t: TrainSection,
+    loc: &Locator,
+    base_dir: &Path,
+    trace: Option<&TraceSpec>,
+) -> Result<TrainSpec, ScenarioError> {
     let key = |k: &str| split_key(&format!("train.{k}"));
     let dataset = match t.dataset {
         None | Some(DatasetName::Glyphs) => DatasetSpec::Glyphs {
@@ -1749,6 +1825,25 @@ fn train_spec(t: TrainSection, loc: &Locator, base_dir: &Path) -> Result<TrainSp
             format!("at most 100000, got {trace_devices}"),
         ));
     }
+    if trace.is_some() {
+        for (k, v) in [
+            ("trace_devices", t.trace_devices),
+            ("trace_every", t.trace_every),
+        ] {
+            if v.is_some() {
+                return Err(loc.error(
+                    &key(k),
+                    "the scenario has a [trace] section: set the traced devices and cadence there",
+                ));
+            }
+        }
+    }
+    let trace = trace.cloned().unwrap_or_else(|| TraceSpec {
+        devices: Vec::new(),
+        sample: trace_devices,
+        every: u64::from(t.trace_every.unwrap_or(100)),
+        unit: TraceUnit::Updates,
+    });
     Ok(TrainSpec {
         dataset,
         train_samples,
@@ -1779,6 +1874,8 @@ fn train_spec(t: TrainSection, loc: &Locator, base_dir: &Path) -> Result<TrainSp
         histogram_bins,
         seeds,
         algorithm,
+        checkpoint_every: t.checkpoint_every.unwrap_or(1),
+        trace,
     })
 }
 
@@ -2528,6 +2625,8 @@ mod tests {
             format!("{meta}{dev}[train]\nzz_not_a_key = 1\n"),
             format!("{meta}{dev}[ep]\nzz_not_a_key = 1\n"),
             format!("{meta}{dev}[local]\nzz_not_a_key = 1\n"),
+            format!("{meta}{dev}[trace]\nzz_not_a_key = 1\n"),
+            format!("{meta}{dev}[[trace.devices]]\ncol = 0\nzz_not_a_key = 1\n"),
             format!("{meta}{dev}[[variant]]\nname = \"a\"\nzz_not_a_key = 1\n"),
             format!("{meta}{dev}[sweep]\nzz_not_a_key = 1\n"),
         ];
@@ -2543,7 +2642,7 @@ mod tests {
             }
         }
         assert_eq!(
-            total, 163,
+            total, 174,
             "a section gained or lost keys: update this count and docs/scenarios.md"
         );
     }

@@ -640,6 +640,8 @@ pub fn run(path: &Path, sets: &[String], out: &Path, opts: &SweepOptions) -> Res
                     dir: &dir,
                     label: p.id.clone(),
                     progress: false,
+                    resume: false,
+                    stop_after_epoch: None,
                 },
                 &mut cache,
             )

@@ -6,9 +6,10 @@ use std::path::Path;
 
 use serde_json::Value;
 
-const FILES: [&str; 5] = [
-    "trace.csv",
+const FILES: [&str; 6] = [
     "trace.npy",
+    "trace.csv",
+    "trace_devices.csv",
     "response.svg",
     "response.png",
     "manifest.json",
@@ -71,7 +72,7 @@ fn sorted_entries(dir: &str) -> Vec<String> {
     names
 }
 
-fn five_files() -> Vec<String> {
+fn output_files() -> Vec<String> {
     let mut v: Vec<String> = FILES.iter().map(|s| s.to_string()).collect();
     v.sort();
     v
@@ -210,25 +211,27 @@ fn protocol_flags_set_the_trace_shape_and_csv_matches_npy() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("device,cycle,pulse,direction,conductance")
+        Some("cycle,pulse,direction,column,device,conductance")
     );
     let data: Vec<&str> = lines.collect();
     assert_eq!(data.len(), m * rows);
+    // Streamed in time: one line per pulse and device, devices in column order.
     for (i, line) in data.iter().enumerate() {
-        let (d, r) = (i / rows, i % rows);
+        let (r, d) = (i / m, i % m);
         let f: Vec<&str> = line.split(',').collect();
-        assert_eq!(f.len(), 5, "{line}");
-        assert_eq!(f[0], d.to_string(), "device column, line {line}");
-        assert_eq!(f[2], r.to_string(), "pulse column, line {line}");
+        assert_eq!(f.len(), 6, "{line}");
+        assert_eq!(f[3], d.to_string(), "column, line {line}");
+        assert_eq!(f[4], d.to_string(), "device column, line {line}");
+        assert_eq!(f[1], r.to_string(), "pulse column, line {line}");
         let (cycle, dir) = if r == 0 {
             (0, "start")
         } else {
             let p = r - 1;
             (p / (2 * n), if p % (2 * n) < n { "up" } else { "down" })
         };
-        assert_eq!(f[1], cycle.to_string(), "cycle column, line {line}");
-        assert_eq!(f[3], dir, "direction column, line {line}");
-        let g: f32 = f[4].parse().unwrap();
+        assert_eq!(f[0], cycle.to_string(), "cycle column, line {line}");
+        assert_eq!(f[2], dir, "direction column, line {line}");
+        let g: f32 = f[5].parse().unwrap();
         assert_eq!(
             g.to_bits(),
             v[r * m + d].to_bits(),
@@ -641,7 +644,7 @@ fn outputs_are_written_atomically_and_replaced() {
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     assert_eq!(
         sorted_entries(&out),
-        five_files(),
+        output_files(),
         "leftover temporary files"
     );
 
@@ -661,12 +664,12 @@ fn outputs_are_written_atomically_and_replaced() {
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     assert_eq!(
         sorted_entries(&out),
-        five_files(),
+        output_files(),
         "leftover temporary files after a re-run"
     );
     let csv = fs::read_to_string(Path::new(&out).join("trace.csv")).unwrap();
     assert!(
-        csv.starts_with("device,cycle,pulse,direction,conductance\n"),
+        csv.starts_with("cycle,pulse,direction,column,device,conductance\n"),
         "stale trace.csv not replaced"
     );
     assert_eq!(csv.lines().count(), 1 + 3 * 13);
@@ -690,7 +693,7 @@ fn outputs_are_written_atomically_and_replaced() {
         "2",
     ]);
     assert_eq!(o.code, Some(0), "{}", o.stderr);
-    let mut want = five_files();
+    let mut want = output_files();
     want.push("notes.txt".into());
     want.sort();
     assert_eq!(sorted_entries(&out), want);

@@ -228,6 +228,13 @@ fn dotted(section: &str, key: &str) -> String {
 }
 
 fn try_value(r: &Row, value: &str) -> Result<(), ScenarioError> {
+    if r.section == "trace.devices" {
+        // Entries of an array of tables: written into the file, since `--set` paths name tables.
+        let (text, sets) = context(&r.section, &r.key);
+        let col = if r.key == "col" { "" } else { "col = 0\n" };
+        let text = format!("{text}[[trace.devices]]\n{col}{} = {value}\n", r.key);
+        return load_str(&text, "t.toml", Path::new("."), &sets).map(|_| ());
+    }
     let (text, mut sets) = context(&r.section, &r.key);
     sets.push(format!("{}={value}", dotted(&r.section, &r.key)));
     load_str(&text, "t.toml", Path::new("."), &sets).map(|_| ())

@@ -12,9 +12,10 @@ use sha2::{Digest, Sha256};
 const PULSES: usize = 20;
 const DEVICES: usize = 3;
 const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
-const FILES: [&str; 5] = [
-    "trace.csv",
+const FILES: [&str; 6] = [
     "trace.npy",
+    "trace.csv",
+    "trace_devices.csv",
     "response.svg",
     "response.png",
     "manifest.json",
@@ -201,7 +202,7 @@ fn check_device_run(rel: &str) {
     let csv = fs::read_to_string(out.0.join("trace.csv")).unwrap();
     assert_eq!(
         csv.lines().next(),
-        Some("device,cycle,pulse,direction,conductance")
+        Some("cycle,pulse,direction,column,device,conductance")
     );
     assert_eq!(csv.lines().count(), 1 + rows * DEVICES, "{rel}");
 

@@ -88,6 +88,11 @@ pub struct Population {
     nominal_inv: f32,
 }
 
+/// A saved state that does not fit the object it is restored into (another shape, a value out of range).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct StateError(pub String);
+
 /// Distance to an integer below which a recovered pulse position is taken to be that integer; absorbs the
 /// f32 rounding of a stored conductance on flat parts of a curve.
 const SNAP: f64 = 1e-3;
@@ -388,6 +393,30 @@ impl Population {
     /// All states in native units.
     pub fn states(&self) -> &[f32] {
         &self.state
+    }
+
+    /// Overwrites every device's state (native units) with `states`, e.g. from a checkpoint made by
+    /// [`Population::states`]. Per-device parameters are not touched: they are rebuilt from the spec and
+    /// seed. Refuses (leaving the population unchanged) a slice of another length or a value that is not
+    /// finite or lies outside that device's bounds, which is what a state from another population shows.
+    pub fn set_states(&mut self, states: &[f32]) -> Result<(), StateError> {
+        if states.len() != self.state.len() {
+            return Err(StateError(format!(
+                "{} device states for a population of {}",
+                states.len(),
+                self.state.len()
+            )));
+        }
+        for (i, v) in states.iter().enumerate() {
+            let (lo, hi) = self.bounds(i);
+            if !(v.is_finite() && *v >= lo && *v <= hi) {
+                return Err(StateError(format!(
+                    "device {i}: state {v} outside its bounds [{lo}, {hi}]"
+                )));
+            }
+        }
+        self.state.copy_from_slice(states);
+        Ok(())
     }
 
     /// Bounds `[lo, hi]` of device `i` in native units.
@@ -748,5 +777,27 @@ mod tests {
             assert_eq!(a.state(i), b.state(i));
             assert_eq!(a.bounds(i), b.bounds(i));
         }
+    }
+
+    #[test]
+    fn states_round_trip_and_foreign_states_are_refused() {
+        let spec = DeviceSpec::new(Model::Step(StepParams::new(StepKind::SoftBounds, 0.01)));
+        let mut a = Population::new(&spec, 6, &mut Pcg64Mcg::seed_from_u64(1)).unwrap();
+        let mut rng = Pcg64Mcg::seed_from_u64(2);
+        for i in 0..6 {
+            a.pulse(i, 7 * i as i32, &mut rng);
+        }
+        let saved = a.states().to_vec();
+        let mut b = Population::new(&spec, 6, &mut Pcg64Mcg::seed_from_u64(1)).unwrap();
+        b.set_states(&saved).unwrap();
+        assert_eq!(a, b);
+        assert!(b.set_states(&saved[..5]).is_err(), "wrong length accepted");
+        let mut bad = saved.clone();
+        bad[3] = 5.0;
+        let e = b.set_states(&bad).unwrap_err();
+        assert!(e.0.contains("device 3"), "{e}");
+        bad[3] = f32::NAN;
+        assert!(b.set_states(&bad).is_err(), "NaN accepted");
+        assert_eq!(a, b, "a refused state changed the population");
     }
 }

@@ -1,9 +1,9 @@
 //! Multi-layer perceptrons whose weights live on simulated tiles (or, for the software baseline, in
 //! float matrices), trained by backpropagation with every phase on the weight store.
 
-use aimsim_devices::{DeviceSpec, SpecError};
+use aimsim_devices::{DeviceSpec, SpecError, StateError};
 use aimsim_sim::ledger::{CostModel, Ledger};
-use aimsim_sim::matrix::AnalogMatrix;
+use aimsim_sim::matrix::{AnalogMatrix, MatrixState};
 use aimsim_sim::tile::{Tile, TileConfig};
 use aimsim_sim::update::ControllerSpec;
 use rand::{Rng, RngExt};
@@ -102,6 +102,36 @@ pub trait Weights: Send + std::fmt::Debug {
     fn tiles(&self) -> &[Tile] {
         &[]
     }
+    /// What training has changed in the store, for checkpoints.
+    fn export_state(&self) -> WeightsState;
+    /// Restores a state made by [`Weights::export_state`] on a store built from the same scenario.
+    fn import_state(&mut self, state: &WeightsState) -> Result<(), StateError>;
+}
+
+/// A weight store's state as plain data.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WeightsState {
+    /// Float weights, row-major.
+    Float(Vec<f32>),
+    /// Tiles and their controllers.
+    Analog(MatrixState),
+}
+
+/// One layer's state: its weight store and its digital bias.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerState {
+    /// Weight store.
+    pub weights: WeightsState,
+    /// Digital bias.
+    pub bias: Vec<f32>,
+}
+
+/// Everything of a network that training changes, layer by layer (activations and error buffers are
+/// rewritten by every sample and are not part of it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlpState {
+    /// Per layer, input side first.
+    pub layers: Vec<LayerState>,
 }
 
 impl Weights for AnalogMatrix {
@@ -122,6 +152,17 @@ impl Weights for AnalogMatrix {
     }
     fn tiles(&self) -> &[Tile] {
         AnalogMatrix::tiles(self)
+    }
+    fn export_state(&self) -> WeightsState {
+        WeightsState::Analog(AnalogMatrix::export_state(self))
+    }
+    fn import_state(&mut self, state: &WeightsState) -> Result<(), StateError> {
+        match state {
+            WeightsState::Analog(m) => AnalogMatrix::import_state(self, m),
+            WeightsState::Float(_) => Err(StateError(
+                "saved float weights for a layer on tiles".into(),
+            )),
+        }
     }
 }
 
@@ -167,6 +208,26 @@ impl Weights for FloatMatrix {
     }
     fn program(&mut self, w: &[f32]) {
         self.w.copy_from_slice(w);
+    }
+    fn export_state(&self) -> WeightsState {
+        WeightsState::Float(self.w.clone())
+    }
+    fn import_state(&mut self, state: &WeightsState) -> Result<(), StateError> {
+        match state {
+            WeightsState::Float(w) if w.len() == self.w.len() => {
+                self.w.copy_from_slice(w);
+                Ok(())
+            }
+            WeightsState::Float(w) => Err(StateError(format!(
+                "{} saved float weights for a {}x{} layer",
+                w.len(),
+                self.out_dim,
+                self.in_dim
+            ))),
+            WeightsState::Analog(_) => Err(StateError(
+                "saved tile state for a layer of float weights".into(),
+            )),
+        }
     }
 }
 
@@ -312,6 +373,47 @@ impl Mlp {
     /// The layers.
     pub fn layers(&self) -> &[Layer] {
         &self.layers
+    }
+
+    /// What training has changed in the network (see [`MlpState`]).
+    pub fn export_state(&self) -> MlpState {
+        MlpState {
+            layers: self
+                .layers
+                .iter()
+                .map(|l| LayerState {
+                    weights: l.weights.export_state(),
+                    bias: l.bias.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Restores a state made by [`Mlp::export_state`] on a network built from the same scenario; the
+    /// network then trains on exactly as the exported one would have.
+    pub fn import_state(&mut self, state: &MlpState) -> Result<(), StateError> {
+        if state.layers.len() != self.layers.len() {
+            return Err(StateError(format!(
+                "saved state has {} layer(s), the network {}",
+                state.layers.len(),
+                self.layers.len()
+            )));
+        }
+        for (k, (l, s)) in self.layers.iter_mut().zip(&state.layers).enumerate() {
+            if s.bias.len() != l.bias.len() {
+                return Err(StateError(format!(
+                    "layer {}: {} saved biases for {} outputs",
+                    k + 1,
+                    s.bias.len(),
+                    l.bias.len()
+                )));
+            }
+            l.weights
+                .import_state(&s.weights)
+                .map_err(|e| StateError(format!("layer {}: {e}", k + 1)))?;
+            l.bias.copy_from_slice(&s.bias);
+        }
+        Ok(())
     }
 
     /// Forward pass; returns the output scores (softmax probabilities for cross-entropy, activations for

@@ -127,60 +127,144 @@ pub fn evaluate<N: Network + ?Sized>(net: &mut N, data: &Dataset, ledger: &mut L
     100.0 * correct as f64 / n as f64
 }
 
-/// Trains `net` on `data` for `cfg.epochs` epochs, returning one row of metrics per epoch (plus epoch 0,
-/// the untrained network). `cost` converts ledger cycles to time.
-pub fn train<N: Network>(
-    net: &mut N,
-    data: &Dataset,
-    cfg: &TrainConfig,
-    cost: &CostModel,
-    observer: &mut dyn Observer,
-) -> Vec<EpochMetrics> {
-    let mut rows = Vec::with_capacity(cfg.epochs as usize + 1);
-    let ns = |cycles: u64| cycles as f64 / cost.clock_hz * 1e9;
-    let eval = |net: &mut N| {
-        let mut l = Ledger::default();
-        let acc = evaluate(net, data, &mut l);
-        let n = l.samples().max(1) as f64;
-        (acc, ns(l.total_cycles()) / n, l.total_energy_pj() / n)
-    };
-    let (acc, lat, en) = eval(net);
-    let zero = EpochMetrics {
-        epoch: 0,
-        test_accuracy: acc,
-        test_latency_ns_per_sample: lat,
-        test_energy_pj_per_sample: en,
-        ..EpochMetrics::default()
-    };
-    observer.after_epoch(&*net, &zero);
-    rows.push(zero);
+/// Where a training run stands between two epochs: everything the loop itself carries from one epoch to
+/// the next, as plain data, so a run can stop after any epoch and continue bit-identically (the network's
+/// own state is, for backpropagation, [`Mlp::export_state`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainProgress {
+    /// Epochs completed.
+    pub epoch: u32,
+    /// Training samples processed over the whole run.
+    pub step: u64,
+    /// Learning rate of the next epoch.
+    pub lr: f32,
+    /// Sample order of the last epoch (each epoch's shuffle starts from the previous order).
+    pub order: Vec<u32>,
+    /// Metrics so far, epoch 0 first.
+    pub rows: Vec<EpochMetrics>,
+}
 
-    let n = data.train_len();
-    let total = n as u64 * cfg.epochs as u64;
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut lr = cfg.lr;
-    let mut step = 0u64;
-    for epoch in 1..=cfg.epochs {
+/// A training run, one epoch at a time. [`train`] runs it to the end; `aimsim run` drives it epoch by
+/// epoch to write checkpoints in between.
+pub struct Training<'a> {
+    data: &'a Dataset,
+    cfg: &'a TrainConfig,
+    cost: &'a CostModel,
+    progress: TrainProgress,
+}
+
+impl<'a> Training<'a> {
+    /// Starts a run: evaluates the untrained network (epoch 0, reported to the observer).
+    pub fn start<N: Network>(
+        net: &mut N,
+        data: &'a Dataset,
+        cfg: &'a TrainConfig,
+        cost: &'a CostModel,
+        observer: &mut dyn Observer,
+    ) -> Self {
+        let (acc, lat, en) = eval_cost(net, data, cost);
+        let zero = EpochMetrics {
+            epoch: 0,
+            test_accuracy: acc,
+            test_latency_ns_per_sample: lat,
+            test_energy_pj_per_sample: en,
+            ..EpochMetrics::default()
+        };
+        observer.after_epoch(&*net, &zero);
+        let mut rows = Vec::with_capacity(cfg.epochs as usize + 1);
+        rows.push(zero);
+        Training {
+            data,
+            cfg,
+            cost,
+            progress: TrainProgress {
+                epoch: 0,
+                step: 0,
+                lr: cfg.lr,
+                order: (0..data.train_len() as u32).collect(),
+                rows,
+            },
+        }
+    }
+
+    /// Continues a run from saved progress (with the network restored to the same point). Refuses
+    /// progress whose sample order does not fit the dataset.
+    pub fn resume(
+        data: &'a Dataset,
+        cfg: &'a TrainConfig,
+        cost: &'a CostModel,
+        progress: TrainProgress,
+    ) -> Result<Self, String> {
+        let n = data.train_len();
+        if progress.order.len() != n || progress.order.iter().any(|i| *i as usize >= n) {
+            return Err(format!(
+                "the saved sample order has {} entries for a training set of {n}",
+                progress.order.len()
+            ));
+        }
+        if progress.rows.len() != progress.epoch as usize + 1 || progress.epoch > cfg.epochs {
+            return Err(format!(
+                "the saved progress (epoch {} with {} metrics rows) does not fit a run of {} epochs",
+                progress.epoch,
+                progress.rows.len(),
+                cfg.epochs
+            ));
+        }
+        Ok(Training {
+            data,
+            cfg,
+            cost,
+            progress,
+        })
+    }
+
+    /// Where the run stands.
+    pub fn progress(&self) -> &TrainProgress {
+        &self.progress
+    }
+
+    /// True when every epoch has run.
+    pub fn done(&self) -> bool {
+        self.progress.epoch >= self.cfg.epochs
+    }
+
+    /// The metrics rows, epoch 0 first.
+    pub fn into_rows(self) -> Vec<EpochMetrics> {
+        self.progress.rows
+    }
+
+    /// Runs the next epoch (shuffle, one update per sample, evaluation) and returns its metrics.
+    pub fn run_epoch<N: Network>(
+        &mut self,
+        net: &mut N,
+        observer: &mut dyn Observer,
+    ) -> &EpochMetrics {
+        let (data, cfg) = (self.data, self.cfg);
+        let p = &mut self.progress;
+        let ns = |cycles: u64| cycles as f64 / self.cost.clock_hz * 1e9;
+        let n = data.train_len();
+        let total = n as u64 * cfg.epochs as u64;
+        let epoch = p.epoch + 1;
         if cfg.shuffle {
             let mut rng = stream(cfg.seed, Purpose::Shuffle, epoch as u64);
             for i in (1..n).rev() {
                 let j = rng.random_range(0..=i);
-                order.swap(i, j);
+                p.order.swap(i, j);
             }
         }
         let mut ledger = Ledger::default();
         let (mut loss, mut correct) = (0.0f64, 0usize);
-        for &i in &order {
-            let (x, y) = data.train_sample(i);
-            loss += net.learn(x, y as usize, lr, &mut ledger) as f64;
+        for &i in &p.order {
+            let (x, y) = data.train_sample(i as usize);
+            loss += net.learn(x, y as usize, p.lr, &mut ledger) as f64;
             correct += usize::from(net.prediction() == y as usize);
-            step += 1;
-            observer.after_update(&*net, step);
-            if step.is_multiple_of(256) || step == total {
-                observer.progress(step, total);
+            p.step += 1;
+            observer.after_update(&*net, p.step);
+            if p.step.is_multiple_of(256) || p.step == total {
+                observer.progress(p.step, total);
             }
         }
-        let (acc, lat, en) = eval(net);
+        let (acc, lat, en) = eval_cost(net, data, self.cost);
         let upd = ledger.phase(Phase::Update);
         let m = EpochMetrics {
             epoch,
@@ -196,8 +280,38 @@ pub fn train<N: Network>(
             test_energy_pj_per_sample: en,
         };
         observer.after_epoch(&*net, &m);
-        rows.push(m);
-        lr *= cfg.lr_decay;
+        p.rows.push(m);
+        p.epoch = epoch;
+        p.lr *= cfg.lr_decay;
+        p.rows.last().expect("just pushed")
     }
-    rows
+}
+
+/// Test accuracy, inference latency (ns) and energy (pJ) per test sample, on a fresh ledger.
+fn eval_cost<N: Network + ?Sized>(
+    net: &mut N,
+    data: &Dataset,
+    cost: &CostModel,
+) -> (f64, f64, f64) {
+    let mut l = Ledger::default();
+    let acc = evaluate(net, data, &mut l);
+    let n = l.samples().max(1) as f64;
+    let ns = l.total_cycles() as f64 / cost.clock_hz * 1e9;
+    (acc, ns / n, l.total_energy_pj() / n)
+}
+
+/// Trains `net` on `data` for `cfg.epochs` epochs, returning one row of metrics per epoch (plus epoch 0,
+/// the untrained network). `cost` converts ledger cycles to time.
+pub fn train<N: Network>(
+    net: &mut N,
+    data: &Dataset,
+    cfg: &TrainConfig,
+    cost: &CostModel,
+    observer: &mut dyn Observer,
+) -> Vec<EpochMetrics> {
+    let mut t = Training::start(net, data, cfg, cost, observer);
+    while !t.done() {
+        t.run_epoch(net, observer);
+    }
+    t.into_rows()
 }

@@ -5,12 +5,12 @@
 //! block column (row by row), in a fixed order on one thread, so results do not depend on how rayon
 //! schedules the tiles.
 
-use aimsim_devices::{DeviceSpec, SpecError};
+use aimsim_devices::{DeviceSpec, SpecError, StateError};
 use rayon::prelude::*;
 
 use crate::ledger::{Charge, CostModel, Ledger, Phase};
-use crate::tile::{Tile, TileConfig};
-use crate::update::{Controller, ControllerSpec, UpdateReport};
+use crate::tile::{Tile, TileConfig, TileState};
+use crate::update::{Controller, ControllerSpec, ControllerState, UpdateReport};
 
 /// A layer's weights on tiles.
 #[derive(Debug)]
@@ -27,6 +27,16 @@ pub struct AnalogMatrix {
     /// Per-tile output buffers of the last pass.
     partial: Vec<Vec<f32>>,
     cost: CostModel,
+}
+
+/// Everything of a layer's tiles that training changes: each tile's state and its controller's state, in
+/// grid order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatrixState {
+    /// Per tile.
+    pub tiles: Vec<TileState>,
+    /// Per tile, its controller.
+    pub controllers: Vec<ControllerState>,
 }
 
 /// The slice `[start, end)` of block `b` of size `size` in a dimension of length `len`.
@@ -116,6 +126,34 @@ impl AnalogMatrix {
     /// Layer weight of a normalized weight of 1.
     pub fn w_scale(&self) -> f32 {
         self.w_scale
+    }
+
+    /// What training has changed in this layer (see [`MatrixState`]).
+    pub fn export_state(&self) -> MatrixState {
+        MatrixState {
+            tiles: self.tiles.iter().map(Tile::export_state).collect(),
+            controllers: self.controllers.iter().map(|c| c.export_state()).collect(),
+        }
+    }
+
+    /// Restores a state made by [`AnalogMatrix::export_state`] on a matrix built from the same scenario.
+    pub fn import_state(&mut self, s: &MatrixState) -> Result<(), StateError> {
+        if s.tiles.len() != self.tiles.len() || s.controllers.len() != self.controllers.len() {
+            return Err(StateError(format!(
+                "saved state has {} tile(s) and {} controller(s), the layer has {} tile(s)",
+                s.tiles.len(),
+                s.controllers.len(),
+                self.tiles.len()
+            )));
+        }
+        for (t, ts) in self.tiles.iter_mut().zip(&s.tiles) {
+            t.import_state(ts)?;
+        }
+        for (k, (c, cs)) in self.controllers.iter_mut().zip(&s.controllers).enumerate() {
+            c.import_state(cs)
+                .map_err(|e| StateError(format!("controller of tile {k}: {e}")))?;
+        }
+        Ok(())
     }
 
     fn tile_block(&self, k: usize) -> ((usize, usize), (usize, usize)) {

@@ -70,14 +70,32 @@ pub fn pulse_response<R: Rng + ?Sized>(
     let rows = 1 + 2 * pulses as usize * cycles as usize;
     let mut steps = Vec::with_capacity(rows);
     let mut conductance = Vec::with_capacity(rows * devices);
+    pulse_response_each(pop, pulses, cycles, rng, |pop, step| {
+        steps.push(step);
+        conductance.extend((0..devices).map(|i| pop.conductance(i)));
+    });
+    ResponseTrace {
+        devices,
+        steps,
+        conductance,
+    }
+}
+
+/// The protocol of [`pulse_response`], handing the population to `each` after the reset and after
+/// every pulse instead of storing the trace, so a caller can stream what it needs (memory does not grow
+/// with the number of pulses). Same pulses, same random draws, same order.
+pub fn pulse_response_each<R: Rng + ?Sized>(
+    pop: &mut Population,
+    pulses: u32,
+    cycles: u32,
+    rng: &mut R,
+    mut each: impl FnMut(&Population, Step),
+) {
+    let devices = pop.len();
     for i in 0..devices {
         pop.reset_to_min(i);
     }
-    let mut record = |pop: &Population, step: Step| {
-        steps.push(step);
-        conductance.extend((0..devices).map(|i| pop.conductance(i)));
-    };
-    record(
+    each(
         pop,
         Step {
             cycle: 0,
@@ -93,7 +111,7 @@ pub fn pulse_response<R: Rng + ?Sized>(
                     pop.pulse(i, sign, rng);
                 }
                 pulse += 1;
-                record(
+                each(
                     pop,
                     Step {
                         cycle,
@@ -103,11 +121,6 @@ pub fn pulse_response<R: Rng + ?Sized>(
                 );
             }
         }
-    }
-    ResponseTrace {
-        devices,
-        steps,
-        conductance,
     }
 }
 

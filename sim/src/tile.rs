@@ -1,7 +1,7 @@
 //! A crossbar tile: `rows x cols` unit cells of devices, its periphery, its random stream and its
 //! pulse counters.
 
-use aimsim_devices::{DeviceSpec, Population, SpecError};
+use aimsim_devices::{DeviceSpec, Population, SpecError, StateError};
 use rand_pcg::Pcg64;
 
 use crate::io::{IoConfig, MvmReport, convert};
@@ -139,6 +139,27 @@ pub struct Tile {
     weight_units: Vec<bool>,
 }
 
+/// Everything of a tile that training changes, as plain data (a checkpoint's view of a tile): device
+/// states, the incrementally kept energy sums, pulse counters and the random stream. Device parameters
+/// and the weight cache are not in it: they follow from the scenario and the states.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TileState {
+    /// Per device array, every device's state in native units.
+    pub states: Vec<Vec<f32>>,
+    /// Conductance sums by row (kept incrementally, so restored rather than recomputed).
+    pub g_row: Vec<f64>,
+    /// Conductance sums by column.
+    pub g_col: Vec<f64>,
+    /// Per device array, potentiation pulses of each device.
+    pub up_count: Vec<Vec<u32>>,
+    /// Per device array, depression pulses of each device.
+    pub down_count: Vec<Vec<u32>>,
+    /// Pulses applied so far.
+    pub tally: PulseTally,
+    /// The tile's random stream, where it stands.
+    pub rng: Pcg64,
+}
+
 /// What a converted MVM of a tile did, for the ledger.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ReadReport {
@@ -242,6 +263,54 @@ impl Tile {
     /// Potentiation and depression pulses received by device `i` of array `a`.
     pub fn device_pulses(&self, a: usize, i: usize) -> (u32, u32) {
         (self.up_count[a][i], self.down_count[a][i])
+    }
+
+    /// What training has changed in this tile (see [`TileState`]).
+    pub fn export_state(&self) -> TileState {
+        TileState {
+            states: self.arrays.iter().map(|p| p.states().to_vec()).collect(),
+            g_row: self.g_row.clone(),
+            g_col: self.g_col.clone(),
+            up_count: self.up_count.clone(),
+            down_count: self.down_count.clone(),
+            tally: self.tally,
+            rng: self.rng.clone(),
+        }
+    }
+
+    /// Restores a state made by [`Tile::export_state`] on a tile built from the same scenario; the
+    /// tile then continues exactly as the exported one would have. Refuses a state of another shape
+    /// (the tile is left unchanged unless a device array rejects its states midway).
+    pub fn import_state(&mut self, s: &TileState) -> Result<(), StateError> {
+        let n = self.rows * self.cols;
+        let arrays = self.arrays.len();
+        let shape_ok = s.states.len() == arrays
+            && s.up_count.len() == arrays
+            && s.down_count.len() == arrays
+            && s.up_count.iter().chain(&s.down_count).all(|c| c.len() == n)
+            && s.g_row.len() == self.rows
+            && s.g_col.len() == self.cols;
+        if !shape_ok {
+            return Err(StateError(format!(
+                "tile {}: saved state does not match a {}x{} tile of {} device array(s)",
+                self.id, self.rows, self.cols, arrays
+            )));
+        }
+        for (a, states) in s.states.iter().enumerate() {
+            self.arrays[a]
+                .set_states(states)
+                .map_err(|e| StateError(format!("tile {} array {a}: {e}", self.id)))?;
+        }
+        for i in 0..n {
+            self.w[i] = self.cell_weight(i);
+        }
+        self.g_row.copy_from_slice(&s.g_row);
+        self.g_col.copy_from_slice(&s.g_col);
+        self.up_count.clone_from(&s.up_count);
+        self.down_count.clone_from(&s.down_count);
+        self.tally = s.tally;
+        self.rng = s.rng.clone();
+        Ok(())
     }
 
     /// Nominal change of the normalized weight for one pulse of the cell's default routing.

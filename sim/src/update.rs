@@ -3,6 +3,7 @@
 //! Sign convention: `d` is the gradient of the loss with respect to the tile's outputs, so the desired
 //! step of the normalized weight is `dW_ij = -lr d_i x_j` (`lr` in normalized weight units).
 
+use aimsim_devices::StateError;
 use rand::Rng;
 
 use crate::ledger::{Charge, CostModel};
@@ -109,6 +110,54 @@ pub trait Controller: Send + std::fmt::Debug {
 
     /// Updates `tile` for the desired step `dW = -lr d x^T` (normalized weight units).
     fn update(&mut self, tile: &mut Tile, x: &[f32], d: &[f32], lr: f32) -> UpdateReport;
+
+    /// The rule's own state between updates (counters, accumulators), for checkpoints. Stateless rules
+    /// keep the default: an empty state.
+    fn export_state(&self) -> ControllerState {
+        ControllerState::default()
+    }
+
+    /// Restores a state made by [`Controller::export_state`] of the same rule on the same tile.
+    /// Refuses a state that does not fit this rule.
+    fn import_state(&mut self, state: &ControllerState) -> Result<(), StateError> {
+        if *state == ControllerState::default() {
+            Ok(())
+        } else {
+            Err(StateError(format!(
+                "`{}` keeps no state, but the saved controller state is not empty",
+                self.name()
+            )))
+        }
+    }
+}
+
+/// A controller's state between updates as plain data: integer counters and float values whose meaning
+/// belongs to the rule (`unidirectional`: `[updates]`; `tiki-taka`: `[updates, next column]`;
+/// `mixed-precision`: the accumulator as values).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ControllerState {
+    /// Counters.
+    pub counters: Vec<u64>,
+    /// Float values.
+    pub values: Vec<f32>,
+}
+
+/// Checks that a saved state has `counters` counters and (when given) `values` values.
+fn expect_state(
+    name: &str,
+    s: &ControllerState,
+    counters: usize,
+    values: Option<usize>,
+) -> Result<(), StateError> {
+    if s.counters.len() != counters || values.is_some_and(|v| v != s.values.len()) {
+        return Err(StateError(format!(
+            "saved state of `{name}` has {} counter(s) and {} value(s), expected {counters} and {}",
+            s.counters.len(),
+            s.values.len(),
+            values.map_or("any".to_string(), |v| v.to_string())
+        )));
+    }
+    Ok(())
 }
 
 /// Applies a pulse scheme through the tile's default cell routing. Shared by the SGD controllers and
@@ -525,6 +574,19 @@ impl Controller for Unidirectional {
         r.slots += refresh_slots;
         r
     }
+
+    fn export_state(&self) -> ControllerState {
+        ControllerState {
+            counters: vec![self.updates],
+            values: Vec::new(),
+        }
+    }
+
+    fn import_state(&mut self, state: &ControllerState) -> Result<(), StateError> {
+        expect_state(self.name(), state, 1, Some(0))?;
+        self.updates = state.counters[0];
+        Ok(())
+    }
 }
 
 /// Tiki-Taka (TTv1, `tiki-taka`) on multi-array cells: SGD pulses go to the fast pair A; every
@@ -605,6 +667,21 @@ impl Controller for TikiTaka {
         r.slots += slots + 1;
         r
     }
+
+    fn export_state(&self) -> ControllerState {
+        ControllerState {
+            counters: vec![self.updates, self.next_col as u64],
+            values: Vec::new(),
+        }
+    }
+
+    fn import_state(&mut self, state: &ControllerState) -> Result<(), StateError> {
+        expect_state(self.name(), state, 2, Some(0))?;
+        self.updates = state.counters[0];
+        self.next_col = usize::try_from(state.counters[1])
+            .map_err(|_| StateError("tiki-taka: next column out of range".into()))?;
+        Ok(())
+    }
 }
 
 /// Mixed-precision updates (`mixed-precision`): a digital accumulator `chi += -lr d x^T`; where
@@ -669,6 +746,19 @@ impl Controller for MixedPrecision {
         r.up = after.up - before.up;
         r.down = after.down - before.down;
         r
+    }
+
+    fn export_state(&self) -> ControllerState {
+        ControllerState {
+            counters: Vec::new(),
+            values: self.chi.clone(),
+        }
+    }
+
+    fn import_state(&mut self, state: &ControllerState) -> Result<(), StateError> {
+        expect_state(self.name(), state, 0, None)?;
+        self.chi.clone_from(&state.values);
+        Ok(())
     }
 }
 
