@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use rand::RngExt;
 use serde_json::json;
 
-use crate::output::{CRATE_VERSIONS, ensure_dir, sha256_hex, write_atomic};
+use crate::output::{crate_versions_json, ensure_dir, sha256_hex, write_manifest};
 use crate::plot::{self, ResponsePlot};
 use crate::scenario::{self, Loaded};
 use crate::trace::{CsvLayout, TraceSpec, TraceWriter, write_sidecar};
@@ -197,7 +197,7 @@ pub fn device(loaded: &Loaded, out: &Path) -> Result<DeviceRun> {
     let manifest = json!({
         "command": "device",
         "aimsim_version": env!("CARGO_PKG_VERSION"),
-        "crate_versions": CRATE_VERSIONS.iter().map(|(n, v)| (n.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "crate_versions": crate_versions_json(),
         "scenario": {
             "path": loaded.path.display().to_string(),
             "name": s.name,
@@ -223,10 +223,7 @@ pub fn device(loaded: &Loaded, out: &Path) -> Result<DeviceRun> {
         "files": files,
         "wall_s": started.elapsed().as_secs_f64(),
     });
-    write_atomic(
-        &out.join("manifest.json"),
-        serde_json::to_string_pretty(&manifest)?.as_bytes(),
-    )?;
+    write_manifest(out, &manifest)?;
     Ok(DeviceRun {
         out: out.to_path_buf(),
         files,

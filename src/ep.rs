@@ -1,19 +1,20 @@
 //! `aimsim ep-fidelity`: how close equilibrium propagation's update is to the exact gradient of the
 //! same network, against beta, estimator, devices and feedback path (docs/ep.md).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use aimsim_networks::ep::{self as epn, EpNetwork, FidelityPoint};
-use aimsim_networks::mlp::Hardware;
 use aimsim_sim::rng::{Purpose, stream};
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde_json::json;
 
-use crate::output::{CRATE_VERSIONS, ensure_dir, sha256_hex, write_atomic};
+use crate::output::{
+    crate_versions_json, ensure_dir, report_written, sha256_hex, write_atomic, write_manifest,
+};
 use crate::plot::{self, Chart, Series};
 use crate::run::{dataset, ep_config, mean_std};
-use crate::scenario;
+use crate::variants::{self, ScenarioSource};
 
 /// One row of `fidelity.csv`.
 #[derive(Debug, Clone)]
@@ -32,87 +33,61 @@ pub struct FidelityRow {
 /// `cosine.svg/png`, `error.svg/png` and `manifest.json` into `out`. Returns the rows.
 pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<FidelityRow>> {
     let started = Instant::now();
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the scenario file {}", path.display()))?;
-    let origin = path.display().to_string();
-    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let (base, _, _) = scenario::load_variant_str(&text, &origin, &base_dir, sets, None)?;
+    let file = ScenarioSource::read(path)?;
+    let base = file.load(sets, None)?;
     let Some(bt) = &base.train else {
         bail!(
-            "{origin}: `aimsim ep-fidelity` needs a [train] section (dataset, hidden sizes, lr) and \
-             reads [ep] (docs/ep.md)"
+            "{}: `aimsim ep-fidelity` needs a [train] section (dataset, hidden sizes, lr) and \
+             reads [ep] (docs/ep.md)",
+            file.origin
         );
     };
     ensure_dir(out)?;
-    let names: Vec<Option<String>> = if base.variants.is_empty() {
-        vec![None]
-    } else {
-        base.variants.iter().cloned().map(Some).collect()
-    };
-    let seeds: Vec<Option<u64>> = if bt.seeds.is_empty() {
-        vec![None]
-    } else {
-        bt.seeds.iter().copied().map(Some).collect()
-    };
     let mut rows = Vec::new();
-    for name in &names {
-        for seed in &seeds {
-            let mut run_sets = sets.to_vec();
-            if let Some(seed) = seed {
-                run_sets.push(format!("scenario.seed={seed}"));
-            }
-            let (s, _, _) =
-                scenario::load_variant_str(&text, &origin, &base_dir, &run_sets, name.as_deref())?;
-            let t = s.train.clone().expect("variants inherit [train]");
-            let vname = name.clone().unwrap_or_else(|| s.name.clone());
-            let data = dataset(&t, s.seed)?;
-            let mut sizes = vec![data.inputs];
-            sizes.extend(t.hidden.iter().map(|h| *h as usize));
-            sizes.push(data.classes);
-            let cfg = ep_config(&s.ep, &sizes, t.init_scale);
-            let hw = Hardware {
-                device: s.device.clone(),
-                tile: s.tile.clone(),
-                controller: s.controller.clone(),
-                w_scale: s.w_scale,
-                cost: s.cost.clone(),
-                seed: s.seed,
-            };
-            let hw_opt = (!t.software).then_some(&hw);
-            let build = || {
-                let mut init = stream(s.seed, Purpose::Init, 0);
-                EpNetwork::new(&cfg, hw_opt, &mut init, s.seed)
-            };
-            let n = (s.ep.fidelity_samples as usize).min(data.train_len());
-            let samples: Vec<(&[f32], usize)> = (0..n)
-                .map(|i| {
-                    let (x, y) = data.train_sample(i);
-                    (x, y as usize)
-                })
-                .collect();
-            eprintln!(
-                "{vname} seed {}: {} beta(s) x {} estimator(s) on {} sample(s)",
-                s.seed,
-                s.ep.fidelity_betas.len(),
-                s.ep.fidelity_nudges.len(),
-                n
-            );
-            let points = epn::fidelity(
-                &build,
-                &samples,
-                &s.ep.fidelity_betas,
-                &s.ep.fidelity_nudges,
-                t.lr,
-            )?;
-            rows.extend(points.into_iter().map(|point| FidelityRow {
-                variant: vname.clone(),
-                seed: s.seed,
-                feedback: s.ep.feedback.name(),
-                point,
-            }));
-        }
+    for (name, seed) in variants::runs(&base.variants, &bt.seeds) {
+        let s = file.load(&variants::seed_sets(sets, seed), name.as_deref())?;
+        let t = s.train.clone().expect("variants inherit [train]");
+        let vname = name.clone().unwrap_or_else(|| s.name.clone());
+        let data = dataset(&t, s.seed)?;
+        let mut sizes = vec![data.inputs];
+        sizes.extend(t.hidden.iter().map(|h| *h as usize));
+        sizes.push(data.classes);
+        let cfg = ep_config(&s.ep, &sizes, t.init_scale);
+        let hw = variants::hardware(&s);
+        let hw_opt = (!t.software).then_some(&hw);
+        let build = || {
+            let mut init = stream(s.seed, Purpose::Init, 0);
+            EpNetwork::new(&cfg, hw_opt, &mut init, s.seed)
+        };
+        let n = (s.ep.fidelity_samples as usize).min(data.train_len());
+        let samples: Vec<(&[f32], usize)> = (0..n)
+            .map(|i| {
+                let (x, y) = data.train_sample(i);
+                (x, y as usize)
+            })
+            .collect();
+        eprintln!(
+            "{vname} seed {}: {} beta(s) x {} estimator(s) on {} sample(s)",
+            s.seed,
+            s.ep.fidelity_betas.len(),
+            s.ep.fidelity_nudges.len(),
+            n
+        );
+        let points = epn::fidelity(
+            &build,
+            &samples,
+            &s.ep.fidelity_betas,
+            &s.ep.fidelity_nudges,
+            t.lr,
+        )?;
+        rows.extend(points.into_iter().map(|point| FidelityRow {
+            variant: vname.clone(),
+            seed: s.seed,
+            feedback: s.ep.feedback.name(),
+            point,
+        }));
     }
-    write_outputs(out, path, &text, &rows, started)?;
+    write_outputs(out, path, &file.text, &rows, started)?;
     Ok(rows)
 }
 
@@ -261,21 +236,14 @@ fn write_outputs(
     let manifest = json!({
         "command": "ep-fidelity",
         "aimsim_version": env!("CARGO_PKG_VERSION"),
-        "crate_versions": CRATE_VERSIONS.iter().map(|(n, v)| (n.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "crate_versions": crate_versions_json(),
         "scenario": { "path": path.display().to_string(), "sha256": sha256_hex(text.as_bytes()) },
         "exact_gradient": "implicit differentiation at the free fixed point (f64, devices' weights, no periphery)",
         "rows": rows.len(),
         "files": ["fidelity.csv", "cosine.svg", "cosine.png", "error.svg", "error.png", "manifest.json"],
         "wall_s": started.elapsed().as_secs_f64(),
     });
-    write_atomic(
-        &out.join("manifest.json"),
-        serde_json::to_string_pretty(&manifest)?.as_bytes(),
-    )?;
-    eprintln!(
-        "wrote {} in {:.1} s",
-        PathBuf::from(out).display(),
-        started.elapsed().as_secs_f64()
-    );
+    write_manifest(out, &manifest)?;
+    report_written(out, started);
     Ok(())
 }

@@ -17,6 +17,7 @@ pub mod run;
 pub mod scenario;
 pub mod sweep;
 pub mod trace;
+pub mod variants;
 
 pub use aimsim_devices as devices;
 pub use aimsim_networks as networks;

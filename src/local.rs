@@ -1,19 +1,20 @@
 //! `aimsim local`: local plasticity rules (Hebbian, anti-Hebbian, curl descent) on the tiles, every
 //! `[[variant]]` and seed of a scenario (docs/ep.md).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use aimsim_networks::local::{self, LocalConfig, LocalRule, LocalRun};
-use aimsim_networks::mlp::Hardware;
 use aimsim_sim::ledger::Phase;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde_json::json;
 
-use crate::output::{CRATE_VERSIONS, ensure_dir, sha256_hex, write_atomic};
+use crate::output::{
+    crate_versions_json, ensure_dir, report_written, sha256_hex, write_atomic, write_manifest,
+};
 use crate::plot::{self, Chart, Series};
 use crate::run::mean_std;
-use crate::scenario;
+use crate::variants::{self, ScenarioSource};
 
 /// One finished run.
 #[derive(Debug, Clone)]
@@ -43,74 +44,50 @@ impl LocalResult {
 /// `summary.csv`, `loss.svg/png`, (curl) `stability.svg/png` and `manifest.json` into `out`.
 pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<LocalResult>> {
     let started = Instant::now();
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the scenario file {}", path.display()))?;
-    let origin = path.display().to_string();
-    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let (base, _, _) = scenario::load_variant_str(&text, &origin, &base_dir, sets, None)?;
+    let file = ScenarioSource::read(path)?;
+    let base = file.load(sets, None)?;
     let Some(bl) = &base.local else {
-        bail!("{origin}: `aimsim local` needs a [local] section (docs/scenarios.md, docs/ep.md)");
+        bail!(
+            "{}: `aimsim local` needs a [local] section (docs/scenarios.md, docs/ep.md)",
+            file.origin
+        );
     };
     ensure_dir(out)?;
-    let names: Vec<Option<String>> = if base.variants.is_empty() {
-        vec![None]
-    } else {
-        base.variants.iter().cloned().map(Some).collect()
-    };
-    let seeds: Vec<Option<u64>> = if bl.seeds.is_empty() {
-        vec![None]
-    } else {
-        bl.seeds.iter().copied().map(Some).collect()
-    };
     let mut results = Vec::new();
-    for name in &names {
-        for seed in &seeds {
-            let mut run_sets = sets.to_vec();
-            if let Some(seed) = seed {
-                run_sets.push(format!("scenario.seed={seed}"));
-            }
-            let (s, _, _) =
-                scenario::load_variant_str(&text, &origin, &base_dir, &run_sets, name.as_deref())?;
-            let l = s.local.clone().expect("variants inherit [local]");
-            let vname = name.clone().unwrap_or_else(|| s.name.clone());
-            let cfg = LocalConfig {
-                rule: l.rule,
-                inputs: l.inputs as usize,
-                hidden: l.hidden as usize,
-                outputs: l.outputs as usize,
-                flip_fraction: l.flip_fraction,
-                lr: l.lr,
-                steps: l.steps as u64,
-                eval_every: l.eval_every as u64,
-                test_samples: l.test_samples as usize,
-            };
-            let hw = Hardware {
-                device: s.device.clone(),
-                tile: s.tile.clone(),
-                controller: s.controller.clone(),
-                w_scale: s.w_scale,
-                cost: s.cost.clone(),
-                seed: s.seed,
-            };
-            let r = local::run(&cfg, (!l.software).then_some(&hw), s.seed)?;
-            eprintln!(
-                "{vname} seed {}: {} {} steps, test loss {:.5} -> {:.5}",
-                s.seed,
-                l.rule.name(),
-                l.steps,
-                r.points.first().map_or(f64::NAN, |p| p.test_loss),
-                r.points.last().map_or(f64::NAN, |p| p.test_loss)
-            );
-            results.push(LocalResult {
-                variant: vname,
-                seed: s.seed,
-                rule: l.rule,
-                flip_fraction: l.flip_fraction,
-                run: r,
-            });
-        }
+    for (name, seed) in variants::runs(&base.variants, &bl.seeds) {
+        let s = file.load(&variants::seed_sets(sets, seed), name.as_deref())?;
+        let l = s.local.clone().expect("variants inherit [local]");
+        let vname = name.clone().unwrap_or_else(|| s.name.clone());
+        let cfg = LocalConfig {
+            rule: l.rule,
+            inputs: l.inputs as usize,
+            hidden: l.hidden as usize,
+            outputs: l.outputs as usize,
+            flip_fraction: l.flip_fraction,
+            lr: l.lr,
+            steps: l.steps as u64,
+            eval_every: l.eval_every as u64,
+            test_samples: l.test_samples as usize,
+        };
+        let hw = variants::hardware(&s);
+        let r = local::run(&cfg, (!l.software).then_some(&hw), s.seed)?;
+        eprintln!(
+            "{vname} seed {}: {} {} steps, test loss {:.5} -> {:.5}",
+            s.seed,
+            l.rule.name(),
+            l.steps,
+            r.points.first().map_or(f64::NAN, |p| p.test_loss),
+            r.points.last().map_or(f64::NAN, |p| p.test_loss)
+        );
+        results.push(LocalResult {
+            variant: vname,
+            seed: s.seed,
+            rule: l.rule,
+            flip_fraction: l.flip_fraction,
+            run: r,
+        });
     }
-    write_outputs(out, path, &text, &results, started)?;
+    write_outputs(out, path, &file.text, &results, started)?;
     Ok(results)
 }
 
@@ -195,12 +172,7 @@ fn write_outputs(
     write_atomic(&out.join("summary.csv"), &w.into_inner()?)?;
 
     // Table and plots: mean over seeds per variant.
-    let mut order: Vec<&str> = Vec::new();
-    for r in results {
-        if !order.contains(&r.variant.as_str()) {
-            order.push(&r.variant);
-        }
-    }
+    let order = variants::first_seen(results.iter().map(|r| r.variant.as_str()));
     println!(
         "{:<16} {:<13} {:>6} {:>5} {:>18} {:>18} {:>18}",
         "variant", "rule", "flip", "seeds", "initial loss", "final loss", "final / initial"
@@ -287,20 +259,13 @@ fn write_outputs(
     let manifest = json!({
         "command": "local",
         "aimsim_version": env!("CARGO_PKG_VERSION"),
-        "crate_versions": CRATE_VERSIONS.iter().map(|(n, v)| (n.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "crate_versions": crate_versions_json(),
         "scenario": { "path": path.display().to_string(), "sha256": sha256_hex(text.as_bytes()) },
         "runs": results.len(),
         "files": files,
         "wall_s": started.elapsed().as_secs_f64(),
     });
-    write_atomic(
-        &out.join("manifest.json"),
-        serde_json::to_string_pretty(&manifest)?.as_bytes(),
-    )?;
-    eprintln!(
-        "wrote {} in {:.1} s",
-        PathBuf::from(out).display(),
-        started.elapsed().as_secs_f64()
-    );
+    write_manifest(out, &manifest)?;
+    report_written(out, started);
     Ok(())
 }

@@ -92,6 +92,31 @@ pub const CRATE_VERSIONS: &[(&str, &str)] = &[
     ("plotters", "0.3.7"),
 ];
 
+/// [`CRATE_VERSIONS`] as the JSON object a manifest records under `crate_versions`.
+pub fn crate_versions_json() -> serde_json::Map<String, serde_json::Value> {
+    CRATE_VERSIONS
+        .iter()
+        .map(|(n, v)| (n.to_string(), serde_json::json!(v)))
+        .collect()
+}
+
+/// Writes `manifest` as pretty-printed JSON to `out/manifest.json` (atomically).
+pub fn write_manifest(out: &Path, manifest: &serde_json::Value) -> Result<()> {
+    write_atomic(
+        &out.join("manifest.json"),
+        serde_json::to_string_pretty(manifest)?.as_bytes(),
+    )
+}
+
+/// Prints `wrote <out> in <seconds> s` (stderr), the last line of a command that writes a folder.
+pub fn report_written(out: &Path, started: std::time::Instant) {
+    eprintln!(
+        "wrote {} in {:.1} s",
+        PathBuf::from(out).display(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
 /// Creates the output folder (and parents).
 pub fn ensure_dir(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir)

@@ -143,14 +143,7 @@ fn device_plot(dir: &Path, out: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
         } else {
             format!("weight ({unit})")
         },
-        series: by_device
-            .into_iter()
-            .map(|(d, points)| Series {
-                label: format!("device {d}"),
-                points,
-                markers: false,
-            })
-            .collect(),
+        series: device_series(by_device),
         y_range: None,
     };
     plot::write(out, "response", &chart)?;
@@ -284,14 +277,7 @@ fn run_plots(dir: &Path, out: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
                     subtitle: format!("{n} device(s); conductance as recorded in trace.csv"),
                     x_label: "training sample (update step)".into(),
                     y_label: "conductance (uS, or weight units for step models)".into(),
-                    series: by_device
-                        .into_iter()
-                        .map(|(d, points)| Series {
-                            label: format!("device {d}"),
-                            points,
-                            markers: false,
-                        })
-                        .collect(),
+                    series: device_series(by_device),
                     y_range: None,
                 },
             )?;
@@ -406,6 +392,18 @@ fn file_part(s: &str) -> String {
             } else {
                 '-'
             }
+        })
+        .collect()
+}
+
+/// One line per device (`device <id>`, no markers), in device order.
+fn device_series(by_device: BTreeMap<u64, Vec<(f32, f32)>>) -> Vec<Series> {
+    by_device
+        .into_iter()
+        .map(|(d, points)| Series {
+            label: format!("device {d}"),
+            points,
+            markers: false,
         })
         .collect()
 }

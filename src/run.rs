@@ -3,12 +3,12 @@
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use aimsim_networks::data::{self, Dataset};
 use aimsim_networks::ep::{EpConfig, EpNetwork, Feedback};
-use aimsim_networks::mlp::{Hardware, Mlp, MlpConfig};
+use aimsim_networks::mlp::{Mlp, MlpConfig};
 use aimsim_networks::train::{EpochMetrics, Network, Observer, TrainConfig, Training};
 use aimsim_sim::rng::{Purpose, stream};
 use anyhow::{Context, Result, bail};
@@ -17,10 +17,13 @@ use rand::RngExt;
 use serde_json::json;
 
 use crate::checkpoint::{self, Checkpoint, Histograms};
-use crate::output::{CRATE_VERSIONS, ensure_dir, sha256_hex, write_atomic};
+use crate::output::{
+    crate_versions_json, ensure_dir, report_written, sha256_hex, write_atomic, write_manifest,
+};
 use crate::plot::{self, Chart, Series};
 use crate::scenario::{self, Algorithm, DatasetSpec, EpSpec, PointSet, Scenario, TrainSpec};
 use crate::trace::TraceRecorder;
+use crate::variants::{self, ScenarioSource};
 
 /// Result of one variant.
 #[derive(Debug, Clone)]
@@ -369,17 +372,15 @@ pub fn run_with(
     opts: &RunOptions,
 ) -> Result<Vec<VariantResult>> {
     let started = Instant::now();
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the scenario file {}", path.display()))?;
-    let origin = path.display().to_string();
-    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let (base, _, _) = scenario::load_variant_str(&text, &origin, &base_dir, sets, None)?;
-    if base.train.is_none() {
+    let file = ScenarioSource::read(path)?;
+    let origin = &file.origin;
+    let base = file.load(sets, None)?;
+    let Some(bt) = &base.train else {
         bail!(
             "{origin}: `aimsim run` trains a network and needs a [train] section (docs/scenarios.md); \
              for device curves use `aimsim device`"
         );
-    }
+    };
     if base.sweep.is_some() {
         eprintln!(
             "note: {origin} has a [sweep] section; `aimsim run` trains its base configuration once, \
@@ -398,26 +399,10 @@ pub fn run_with(
             out.display()
         );
     }
-    let names: Vec<Option<String>> = if base.variants.is_empty() {
-        vec![None]
-    } else {
-        base.variants.iter().cloned().map(Some).collect()
-    };
-    let seeds: Vec<Option<u64>> = match &base.train {
-        Some(t) if !t.seeds.is_empty() => t.seeds.iter().copied().map(Some).collect(),
-        _ => vec![None],
-    };
-    let runs: Vec<(Option<String>, Option<u64>)> = names
-        .iter()
-        .flat_map(|n| seeds.iter().map(move |s| (n.clone(), *s)))
-        .collect();
     let mut cache: HashMap<String, Dataset> = HashMap::new();
     let mut results = Vec::new();
-    for (name, seed) in &runs {
-        let mut run_sets = sets.to_vec();
-        if let Some(seed) = seed {
-            run_sets.push(format!("scenario.seed={seed}"));
-        }
+    for (name, seed) in &variants::runs(&base.variants, &bt.seeds) {
+        let run_sets = variants::seed_sets(sets, *seed);
         let mut dir = match name {
             Some(n) => out.join(n),
             None => out.to_path_buf(),
@@ -428,7 +413,7 @@ pub fn run_with(
         let vname = name.clone().unwrap_or_else(|| base.name.clone());
         let done = train_one(
             &RunSpec {
-                text: &text,
+                text: &file.text,
                 path,
                 sets: &run_sets,
                 variant: name.as_deref(),
@@ -526,14 +511,7 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
         bias: t.bias,
         init_scale: t.init_scale,
     };
-    let hw = Hardware {
-        device: s.device.clone(),
-        tile: s.tile.clone(),
-        controller: s.controller.clone(),
-        w_scale: s.w_scale,
-        cost: s.cost.clone(),
-        seed: s.seed,
-    };
+    let hw = variants::hardware(&s);
     let dir = spec.dir;
     ensure_dir(dir)?;
     let ckpt_path = dir.join(checkpoint::FILE_NAME);
@@ -725,7 +703,7 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
     let manifest = json!({
         "command": if spec.point.is_empty() { "run" } else { "sweep" },
         "aimsim_version": env!("CARGO_PKG_VERSION"),
-        "crate_versions": CRATE_VERSIONS.iter().map(|(n, v)| (n.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "crate_versions": crate_versions_json(),
         "scenario": {
             "path": origin,
             "name": s.name,
@@ -743,10 +721,7 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
         "wall_s": v_started.elapsed().as_secs_f64(),
         "samples_per_s": total as f64 / v_started.elapsed().as_secs_f64().max(1e-9),
     });
-    write_atomic(
-        &dir.join("manifest.json"),
-        serde_json::to_string_pretty(&manifest)?.as_bytes(),
-    )?;
+    write_manifest(dir, &manifest)?;
     Ok(RunOutput {
         result: res,
         effective_sha256: sha256_hex(effective.as_bytes()),
@@ -841,12 +816,7 @@ fn write_summary(
     write_atomic(&out.join("summary.csv"), &w.into_inner()?)?;
 
     // The printed table: one line per variant, mean +- std over its seeds.
-    let mut order: Vec<&str> = Vec::new();
-    for r in results {
-        if !order.contains(&r.name.as_str()) {
-            order.push(&r.name);
-        }
-    }
+    let order = variants::first_seen(results.iter().map(|r| r.name.as_str()));
     println!(
         "{:<16} {:<32} {:>5} {:>16} {:>16} {:>12} {:>12} {:>9} {:>10} {:>10}",
         "variant",
@@ -913,10 +883,6 @@ fn write_summary(
             },
         )?;
     }
-    eprintln!(
-        "wrote {} in {:.1} s",
-        PathBuf::from(out).display(),
-        started.elapsed().as_secs_f64()
-    );
+    report_written(out, started);
     Ok(())
 }

@@ -23,9 +23,10 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use toml::Value;
 
-use crate::output::{CRATE_VERSIONS, ensure_dir, sha256_hex, write_atomic};
+use crate::output::{self, crate_versions_json, ensure_dir, sha256_hex, write_atomic};
 use crate::run::{RunSpec, train_one};
 use crate::scenario::{self, PointSet, Scenario, SweepSpec};
+use crate::variants::ScenarioSource;
 
 /// Version of the plan.json and point.json formats.
 const FORMAT: u32 = 1;
@@ -216,17 +217,15 @@ fn expand_indices(sweep: &SweepSpec) -> Vec<(Vec<usize>, u32)> {
 /// Expands and validates the sweep of a scenario: every point is loaded exactly as it will run, so a
 /// bad value anywhere in the grid is reported before anything runs.
 fn expand(path: &Path, sets: &[String]) -> Result<Expanded> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the scenario file {}", path.display()))?;
-    let origin = path.display().to_string();
-    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let (base, _, _) = scenario::load_variant_str(&text, &origin, &base_dir, sets, None)?;
+    let file = ScenarioSource::read(path)?;
+    let (text, origin, base_dir) = (&file.text, &file.origin, &file.base_dir);
+    let base = file.load(sets, None)?;
     let Some(sweep) = base.sweep.clone() else {
         bail!(
             "{origin}: `aimsim sweep` needs a [sweep] section (docs/sweeps.md), e.g.\n  [sweep]\n  grid = {{ \"device.levels\" = [32, 64] }}"
         );
     };
-    expand_scenario(&base, &sweep, &text, &origin, &base_dir, sets, path)
+    expand_scenario(&base, &sweep, text, origin, base_dir, sets, path)
 }
 
 fn expand_scenario(
@@ -738,7 +737,7 @@ fn write_manifest(
     let manifest = serde_json::json!({
         "command": "sweep",
         "aimsim_version": env!("CARGO_PKG_VERSION"),
-        "crate_versions": CRATE_VERSIONS.iter().map(|(n, v)| (n.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+        "crate_versions": crate_versions_json(),
         "scenario": { "path": plan.path, "name": plan.scenario, "overrides": plan.sets },
         "master_seed": plan.master_seed,
         "plan_sha256": plan.plan_sha256,
@@ -749,10 +748,7 @@ fn write_manifest(
         "tile_threads_per_point": tile_threads,
         "files": ["plan.json", "plan.csv", "results.csv", "points/<id>/"],
     });
-    write_atomic(
-        &out.join("manifest.json"),
-        serde_json::to_string_pretty(&manifest)?.as_bytes(),
-    )
+    output::write_manifest(out, &manifest)
 }
 
 /// What [`merge`] did.

@@ -22,12 +22,11 @@
 
 use aimsim_devices::SpecError;
 use aimsim_sim::ledger::Ledger;
-use aimsim_sim::matrix::AnalogMatrix;
 use aimsim_sim::rng::{Purpose, stream};
 use aimsim_sim::tile::Tile;
 use rand::{Rng, RngExt};
 
-use crate::mlp::{FloatMatrix, Hardware, Weights};
+use crate::mlp::{Hardware, Weights, new_weights};
 
 /// Neuron nonlinearity of an energy network: piecewise linear, so states are kept where it is linear.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,22 +245,6 @@ impl EpNetwork {
             "a network needs an input and an output size"
         );
         let n = cfg.sizes.len() - 1;
-        let make = |out: usize, inp: usize, id: u64| -> Result<Box<dyn Weights>, SpecError> {
-            Ok(match hw {
-                None => Box::new(FloatMatrix::new(out, inp)),
-                Some(h) => Box::new(AnalogMatrix::new(
-                    out,
-                    inp,
-                    &h.tile,
-                    &h.device,
-                    &h.controller,
-                    h.w_scale,
-                    h.cost.clone(),
-                    h.seed,
-                    id,
-                )?),
-            })
-        };
         let mut w = Vec::with_capacity(n);
         let mut fb = Vec::with_capacity(n);
         for k in 0..n {
@@ -270,11 +253,11 @@ impl EpNetwork {
             let w0: Vec<f32> = (0..out * inp)
                 .map(|_| rng.random_range(-limit..=limit))
                 .collect();
-            let mut m = make(out, inp, (k as u64) << 24)?;
+            let mut m = new_weights(out, inp, hw, (k as u64) << 24)?;
             m.program(&w0);
             w.push(m);
             fb.push(if cfg.feedback == Feedback::Separate && k > 0 {
-                let mut f = make(out, inp, ((k as u64) << 24) | (1 << 23))?;
+                let mut f = new_weights(out, inp, hw, ((k as u64) << 24) | (1 << 23))?;
                 f.program(&w0);
                 Some(f)
             } else {

@@ -17,12 +17,11 @@
 
 use aimsim_devices::SpecError;
 use aimsim_sim::ledger::Ledger;
-use aimsim_sim::matrix::AnalogMatrix;
 use aimsim_sim::rng::{Purpose, stream};
 use rand::{Rng, RngExt};
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::mlp::{FloatMatrix, Hardware, Weights};
+use crate::mlp::{Hardware, Weights, new_weights};
 
 /// A local learning rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,28 +97,6 @@ pub struct LocalRun {
 fn normal<R: Rng + ?Sized>(rng: &mut R, sd: f32) -> f32 {
     let z: f32 = StandardNormal.sample(rng);
     z * sd
-}
-
-fn matrix(
-    out: usize,
-    inp: usize,
-    hw: Option<&Hardware>,
-    id: u64,
-) -> Result<Box<dyn Weights>, SpecError> {
-    Ok(match hw {
-        None => Box::new(FloatMatrix::new(out, inp)),
-        Some(h) => Box::new(AnalogMatrix::new(
-            out,
-            inp,
-            &h.tile,
-            &h.device,
-            &h.controller,
-            h.w_scale,
-            h.cost.clone(),
-            h.seed,
-            id,
-        )?),
-    })
 }
 
 /// Mean Euclidean norm of the rows of a row-major `rows x cols` matrix.
@@ -202,8 +179,8 @@ impl CurlStudent {
         flipped: &[usize],
         hw: Option<&Hardware>,
     ) -> Result<Self, SpecError> {
-        let mut m1 = matrix(hidden, inputs, hw, 0)?;
-        let mut m2 = matrix(outputs, hidden, hw, 1 << 24)?;
+        let mut m1 = new_weights(hidden, inputs, hw, 0)?;
+        let mut m2 = new_weights(outputs, hidden, hw, 1 << 24)?;
         m1.program(w1);
         m2.program(w2);
         let mut sign = vec![1.0f32; hidden];
@@ -417,7 +394,7 @@ pub fn run(cfg: &LocalConfig, hw: Option<&Hardware>, seed: u64) -> Result<LocalR
             let dist = Correlated::new(h, n, seed);
             let sd = 0.5 / (n as f32).sqrt();
             let w0: Vec<f32> = (0..h * n).map(|_| normal(&mut init, sd)).collect();
-            let mut w = matrix(h, n, hw, 0)?;
+            let mut w = new_weights(h, n, hw, 0)?;
             w.program(&w0);
             let mut test_rng = stream(seed, Purpose::Local, 3);
             let test: Vec<Vec<f32>> = (0..cfg.test_samples)

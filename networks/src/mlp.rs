@@ -304,6 +304,30 @@ pub struct Hardware {
     pub seed: u64,
 }
 
+/// An `out x inp` weight matrix with tile id `id`: analog on `hw`, or a float matrix (software
+/// baseline) when `hw` is `None`.
+pub fn new_weights(
+    out: usize,
+    inp: usize,
+    hw: Option<&Hardware>,
+    id: u64,
+) -> Result<Box<dyn Weights>, SpecError> {
+    Ok(match hw {
+        None => Box::new(FloatMatrix::new(out, inp)),
+        Some(h) => Box::new(AnalogMatrix::new(
+            out,
+            inp,
+            &h.tile,
+            &h.device,
+            &h.controller,
+            h.w_scale,
+            h.cost.clone(),
+            h.seed,
+            id,
+        )?),
+    })
+}
+
 impl Mlp {
     /// Builds the network: analog layers on `hw`, or float layers (software baseline) when `hw` is
     /// `None`. Initial weights are drawn from `rng` and programmed.
@@ -321,20 +345,7 @@ impl Mlp {
         for l in 0..n_layers {
             let (in_dim, out_dim) = (cfg.sizes[l], cfg.sizes[l + 1]);
             let cols = in_dim + usize::from(cfg.bias == BiasMode::Tile);
-            let mut weights: Box<dyn Weights> = match hw {
-                None => Box::new(FloatMatrix::new(out_dim, cols)),
-                Some(h) => Box::new(AnalogMatrix::new(
-                    out_dim,
-                    cols,
-                    &h.tile,
-                    &h.device,
-                    &h.controller,
-                    h.w_scale,
-                    h.cost.clone(),
-                    h.seed,
-                    (l as u64) << 24,
-                )?),
-            };
+            let mut weights = new_weights(out_dim, cols, hw, (l as u64) << 24)?;
             let limit = cfg.init_scale * (6.0 / (in_dim + out_dim) as f32).sqrt();
             let mut w0 = vec![0.0f32; out_dim * cols];
             for i in 0..out_dim {

@@ -1,0 +1,91 @@
+//! The runs of a scenario file: every `[[variant]]` and listed seed, each loaded as it runs (shared by
+//! `aimsim run`, `aimsim local` and `aimsim ep-fidelity`).
+
+use std::path::{Path, PathBuf};
+
+use aimsim_networks::mlp::Hardware;
+use anyhow::{Context, Result};
+
+use crate::scenario::{self, Scenario};
+
+/// A scenario file read from disk, with what loading its variants needs.
+#[derive(Debug, Clone)]
+pub struct ScenarioSource {
+    /// The file's text.
+    pub text: String,
+    /// The path as shown in errors and manifests.
+    pub origin: String,
+    /// The folder relative data files are looked up in.
+    pub base_dir: PathBuf,
+}
+
+impl ScenarioSource {
+    /// Reads the scenario file at `path`.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the scenario file {}", path.display()))?;
+        Ok(Self {
+            text,
+            origin: path.display().to_string(),
+            base_dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        })
+    }
+
+    /// Loads the scenario with the `--set` overrides `sets` and, if given, `variant` applied.
+    pub fn load(&self, sets: &[String], variant: Option<&str>) -> Result<Scenario> {
+        let (s, _, _) =
+            scenario::load_variant_str(&self.text, &self.origin, &self.base_dir, sets, variant)?;
+        Ok(s)
+    }
+}
+
+/// `sets` followed by `scenario.seed=<seed>` when `seed` is given (a seed repeat).
+pub fn seed_sets(sets: &[String], seed: Option<u64>) -> Vec<String> {
+    let mut run_sets = sets.to_vec();
+    if let Some(seed) = seed {
+        run_sets.push(format!("scenario.seed={seed}"));
+    }
+    run_sets
+}
+
+/// Every (variant, seed) run, variants outermost. `None` stands for the scenario itself when it has
+/// no variants, and for the scenario's own seed when no seeds are listed.
+pub fn runs(variants: &[String], seeds: &[u64]) -> Vec<(Option<String>, Option<u64>)> {
+    let names: Vec<Option<String>> = if variants.is_empty() {
+        vec![None]
+    } else {
+        variants.iter().cloned().map(Some).collect()
+    };
+    let seeds: Vec<Option<u64>> = if seeds.is_empty() {
+        vec![None]
+    } else {
+        seeds.iter().copied().map(Some).collect()
+    };
+    names
+        .iter()
+        .flat_map(|n| seeds.iter().map(move |s| (n.clone(), *s)))
+        .collect()
+}
+
+/// The tiles a loaded scenario's network is built on (devices, tile, controller, scale, costs, seed).
+pub fn hardware(s: &Scenario) -> Hardware {
+    Hardware {
+        device: s.device.clone(),
+        tile: s.tile.clone(),
+        controller: s.controller.clone(),
+        w_scale: s.w_scale,
+        cost: s.cost.clone(),
+        seed: s.seed,
+    }
+}
+
+/// The distinct `names` in first-seen order (the rows of a per-variant table).
+pub fn first_seen<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut order: Vec<&str> = Vec::new();
+    for n in names {
+        if !order.contains(&n) {
+            order.push(n);
+        }
+    }
+    order
+}
