@@ -1702,6 +1702,24 @@ fn controller_spec(
     Ok(spec)
 }
 
+/// A `seeds` list (of `[train]` or `[local]`): at most 1000 seeds, none listed twice.
+fn seed_list(
+    seeds: Option<Vec<u64>>,
+    key: &[String],
+    loc: &Locator,
+) -> Result<Vec<u64>, ScenarioError> {
+    let seeds = seeds.unwrap_or_default();
+    if seeds.len() > 1000 {
+        return Err(loc.error(key, format!("at most 1000 seeds, got {}", seeds.len())));
+    }
+    for (i, a) in seeds.iter().enumerate() {
+        if seeds[..i].contains(a) {
+            return Err(loc.error(key, format!("seed {a} is listed twice")));
+        }
+    }
+    Ok(seeds)
+}
+
 fn train_spec(
     t: TrainSection,
     loc: &Locator,
@@ -1788,18 +1806,7 @@ fn train_spec(
             format!("must lie in [2, 10000], got {histogram_bins}"),
         ));
     }
-    let seeds = t.seeds.unwrap_or_default();
-    if seeds.len() > 1000 {
-        return Err(loc.error(
-            &key("seeds"),
-            format!("at most 1000 seeds, got {}", seeds.len()),
-        ));
-    }
-    for (i, a) in seeds.iter().enumerate() {
-        if seeds[..i].contains(a) {
-            return Err(loc.error(&key("seeds"), format!("seed {a} is listed twice")));
-        }
-    }
+    let seeds = seed_list(t.seeds, &key("seeds"), loc)?;
     let algorithm = match t.algorithm {
         None | Some(AlgorithmName::Bp) => Algorithm::Bp,
         Some(AlgorithmName::Ep) => Algorithm::Ep,
@@ -2171,18 +2178,7 @@ fn energy_and_local(
             format!("must lie in [1, 1000000], got {test_samples}"),
         ));
     }
-    let seeds = l.seeds.unwrap_or_default();
-    if seeds.len() > 1000 {
-        return Err(loc.error(
-            &key("seeds"),
-            format!("at most 1000 seeds, got {}", seeds.len()),
-        ));
-    }
-    for (i, a) in seeds.iter().enumerate() {
-        if seeds[..i].contains(a) {
-            return Err(loc.error(&key("seeds"), format!("seed {a} is listed twice")));
-        }
-    }
+    let seeds = seed_list(l.seeds, &key("seeds"), loc)?;
     Ok((
         spec,
         Some(LocalSpec {
