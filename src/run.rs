@@ -401,12 +401,6 @@ pub fn run_with(
     }
     let mut cache: HashMap<String, Dataset> = HashMap::new();
     let mut results = Vec::new();
-    // Training runs on a worker of its own pool (as many threads as the global one) rather than on the
-    // main thread, so its other workers stay awake during each epoch (`train::KeepAwake`).
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(rayon::current_num_threads())
-        .build()
-        .context("cannot start the training threads")?;
     for (name, seed) in &variants::runs(&base.variants, &bt.seeds) {
         let run_sets = variants::seed_sets(sets, *seed);
         let mut dir = match name {
@@ -417,26 +411,24 @@ pub fn run_with(
             dir = dir.join(format!("seed-{seed}"));
         }
         let vname = name.clone().unwrap_or_else(|| base.name.clone());
-        let done = pool.install(|| {
-            train_one(
-                &RunSpec {
-                    text: &file.text,
-                    path,
-                    sets: &run_sets,
-                    variant: name.as_deref(),
-                    point: &[],
-                    dir: &dir,
-                    label: match seed {
-                        Some(sd) => format!("{vname} seed {sd}"),
-                        None => vname.clone(),
-                    },
-                    progress: true,
-                    resume: opts.resume,
-                    stop_after_epoch: opts.stop_after_epoch,
+        let done = train_one(
+            &RunSpec {
+                text: &file.text,
+                path,
+                sets: &run_sets,
+                variant: name.as_deref(),
+                point: &[],
+                dir: &dir,
+                label: match seed {
+                    Some(sd) => format!("{vname} seed {sd}"),
+                    None => vname.clone(),
                 },
-                &mut cache,
-            )
-        })?;
+                progress: true,
+                resume: opts.resume,
+                stop_after_epoch: opts.stop_after_epoch,
+            },
+            &mut cache,
+        )?;
         if done.stopped {
             return Ok(results);
         }
