@@ -240,7 +240,6 @@ impl<'a> Training<'a> {
         observer: &mut dyn Observer,
     ) -> &EpochMetrics {
         let (data, cfg) = (self.data, self.cfg);
-        let _awake = KeepAwake::start();
         let p = &mut self.progress;
         let ns = |cycles: u64| cycles as f64 / self.cost.clock_hz * 1e9;
         let n = data.train_len();
@@ -288,54 +287,6 @@ impl<'a> Training<'a> {
     }
 }
 
-/// Keeps the other workers of the current thread pool polling for work while it lives.
-///
-/// Training runs one sample at a time, and each parallel phase of a sample (a layer's tile reads, the
-/// updates of all tiles) lasts tens of microseconds: about what a sleeping pool worker needs to wake up
-/// on a virtual machine, so without this the worker that starts a phase ends up running most of its
-/// tiles itself. While a `KeepAwake` lives, every other worker of the pool runs a task that executes
-/// pending pool work as soon as it appears and spins otherwise (it uses its core fully). Only active
-/// when the caller is itself a worker of a pool of two or more threads (`aimsim bench train`, or a
-/// `pool.install` around training); results never depend on which worker runs which tile.
-pub struct KeepAwake {
-    stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
-}
-
-impl KeepAwake {
-    /// Starts the polling tasks (or does nothing outside a pool of two or more workers).
-    pub fn start() -> Self {
-        use std::sync::Arc;
-        use std::sync::atomic::{AtomicBool, Ordering};
-        let Some(me) = rayon::current_thread_index() else {
-            return KeepAwake { stop: None };
-        };
-        if rayon::current_num_threads() < 2 {
-            return KeepAwake { stop: None };
-        }
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        rayon::spawn_broadcast(move |ctx| {
-            if ctx.index() == me {
-                return;
-            }
-            while !flag.load(Ordering::Acquire) {
-                if rayon::yield_now() != Some(rayon::Yield::Executed) {
-                    std::hint::spin_loop();
-                }
-            }
-        });
-        KeepAwake { stop: Some(stop) }
-    }
-}
-
-impl Drop for KeepAwake {
-    fn drop(&mut self) {
-        if let Some(s) = &self.stop {
-            s.store(true, std::sync::atomic::Ordering::Release);
-        }
-    }
-}
-
 /// Test accuracy, inference latency (ns) and energy (pJ) per test sample, on a fresh ledger.
 fn eval_cost<N: Network + ?Sized>(
     net: &mut N,
@@ -363,66 +314,4 @@ pub fn train<N: Network>(
         t.run_epoch(net, observer);
     }
     t.into_rows()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::mlp::{Activation, BiasMode, Hardware, Loss, MlpConfig};
-    use aimsim_devices::{DeviceSpec, Model, StepKind, StepParams};
-    use aimsim_sim::tile::{CellKind, TileConfig};
-    use aimsim_sim::update::ControllerSpec;
-
-    /// Trains a small analog network (tiles of 8x8, so every layer spans several tiles) inside a pool of
-    /// `threads` workers and returns its metrics.
-    fn run_in_pool(threads: usize) -> Vec<EpochMetrics> {
-        let mut spec = DeviceSpec::new(Model::Step(StepParams::new(StepKind::Constant, 0.01)));
-        spec.c2c = 0.2;
-        let hw = Hardware {
-            device: spec,
-            tile: TileConfig {
-                rows: 8,
-                cols: 8,
-                cell: CellKind::Pair,
-                ..TileConfig::default()
-            },
-            controller: ControllerSpec::default(),
-            w_scale: 1.0,
-            cost: CostModel::default(),
-            seed: 3,
-        };
-        let cfg = MlpConfig {
-            sizes: vec![64, 16, 10],
-            activation: Activation::Sigmoid,
-            loss: Loss::CrossEntropy,
-            bias: BiasMode::Digital,
-            init_scale: 1.0,
-        };
-        let data = crate::glyphs::glyphs(300, 100, 8, 4);
-        let tc = TrainConfig {
-            epochs: 2,
-            lr: 0.1,
-            lr_decay: 1.0,
-            shuffle: true,
-            seed: 2,
-        };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
-            let mut net = Mlp::new(&cfg, Some(&hw), &mut stream(1, Purpose::Init, 0)).unwrap();
-            train(&mut net, &data, &tc, &CostModel::default(), &mut Quiet)
-        })
-    }
-
-    #[test]
-    fn training_inside_a_pool_with_awake_workers_matches_one_thread_and_terminates() {
-        let one = run_in_pool(1);
-        let two = run_in_pool(2);
-        let three = run_in_pool(3);
-        assert_eq!(one, two);
-        assert_eq!(one, three);
-        assert!(one.last().unwrap().test_accuracy > 20.0, "{one:?}");
-    }
 }
