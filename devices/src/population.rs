@@ -537,10 +537,26 @@ impl Population {
         noise: &mut Vec<f32>,
         delta: &mut [f32],
     ) {
-        assert!(
-            idx.len() == n.len() && n.len() == delta.len(),
-            "batch shape"
-        );
+        assert_eq!(n.len(), delta.len(), "batch shape");
+        self.pulse_many_with(idx, n, rng, noise, |k, _, d| delta[k] = d);
+    }
+
+    /// [`Population::pulse_many`] that hands every write to `each(k, new_state, change)` as it happens
+    /// (`k` the position in the batch, states in native units) instead of collecting the changes, so a
+    /// caller can keep its own per-device sums in the same pass.
+    ///
+    /// # Panics
+    /// If `idx` and `n` differ in length or an index is out of range.
+    #[inline]
+    pub fn pulse_many_with<R: Rng + ?Sized>(
+        &mut self,
+        idx: &[u32],
+        n: &[i32],
+        rng: &mut R,
+        noise: &mut Vec<f32>,
+        mut each: impl FnMut(usize, f32, f32),
+    ) {
+        assert_eq!(idx.len(), n.len(), "batch shape");
         match &self.kernel {
             Kernel::Step(k)
                 if self.stuck.is_empty() && k.kind == StepKind::Constant && k.levels.is_none() =>
@@ -554,7 +570,7 @@ impl Population {
                     }
                 }
                 let mut next = 0;
-                for ((i, m), d) in idx.iter().zip(n).zip(delta.iter_mut()) {
+                for (j, (i, m)) in idx.iter().zip(n).enumerate() {
                     let i = *i as usize;
                     let w0 = self.state[i];
                     let (lo, hi) = (self.lo.get(i), self.hi.get(i));
@@ -566,10 +582,16 @@ impl Population {
                     let mut w = w0;
                     let pulses = m.unsigned_abs() as usize;
                     if c2c > 0.0 {
-                        for xi in &noise[next..next + pulses] {
+                        if pulses == 1 {
                             let mut step = dw;
-                            step *= 1.0 + c2c * xi;
+                            step *= 1.0 + c2c * noise[next];
                             w = clip(w + step, lo, hi);
+                        } else {
+                            for xi in &noise[next..next + pulses] {
+                                let mut step = dw;
+                                step *= 1.0 + c2c * xi;
+                                w = clip(w + step, lo, hi);
+                            }
                         }
                         next += pulses;
                     } else {
@@ -578,18 +600,24 @@ impl Population {
                         }
                     }
                     self.state[i] = w;
-                    *d = w - w0;
+                    each(j, w, w - w0);
                 }
             }
             _ => {
-                for ((i, m), d) in idx.iter().zip(n).zip(delta.iter_mut()) {
+                for (j, (i, m)) in idx.iter().zip(n).enumerate() {
                     let i = *i as usize;
                     let w = self.state[i];
                     self.pulse(i, *m, rng);
-                    *d = self.state[i] - w;
+                    each(j, self.state[i], self.state[i] - w);
                 }
             }
         }
+    }
+
+    /// The map from a native state to [`Population::fraction`]: `(offset, scale)` with
+    /// `fraction = (state - offset) * scale`.
+    pub fn fraction_map(&self) -> (f32, f32) {
+        (self.nominal.0, self.nominal_inv)
     }
 
     /// Conductance change per unit of native state (`dG = conductance_scale * d state`), in

@@ -97,13 +97,12 @@ pub struct PulseTally {
     pub down: u64,
 }
 
-/// Scratch space of [`Tile::pulse_row`]: device indices, pulse counts, state changes and write noise of
+/// Scratch space of [`Tile::pulse_row`]: device indices, pulse counts and write noise of
 /// one array's share of a row.
 #[derive(Debug, Clone, Default)]
 struct Batch {
     idx: Vec<u32>,
     n: Vec<i32>,
-    delta: Vec<f32>,
     noise: Vec<f32>,
 }
 
@@ -456,38 +455,48 @@ impl Tile {
             if len == 0 {
                 continue;
             }
-            b.delta.resize(len, 0.0);
-            self.arrays[a].pulse_many(
-                &b.idx[..len],
-                &b.n[..len],
-                &mut self.rng,
-                &mut b.noise,
-                &mut b.delta[..len],
-            );
             let scale = self.energy_scale[a];
             let (ups, downs) = (&mut self.up_count[a], &mut self.down_count[a]);
             let (mut up, mut down) = (0u64, 0u64);
-            for ((i, m), d) in b.idx[..len].iter().zip(&b.n[..len]).zip(&b.delta[..len]) {
-                let i = *i as usize;
-                let g = *d as f64 * scale;
-                row_sum += g;
-                self.g_col[i - base] += g;
-                if *m > 0 {
-                    ups[i] = ups[i].saturating_add(*m as u32);
-                    up += *m as u64;
-                } else {
-                    downs[i] = downs[i].saturating_add(m.unsigned_abs());
-                    down += m.unsigned_abs() as u64;
-                }
-            }
+            let g_col = &mut self.g_col;
+            // A single-device cell's weight follows from its one device: refreshed in the same pass.
+            let single = self.cell == CellKind::Single;
+            let (off, inv) = self.arrays[a].fraction_map();
+            let w = &mut self.w;
+            let (idx, counts) = (&b.idx[..len], &b.n[..len]);
+            self.arrays[a].pulse_many_with(
+                idx,
+                counts,
+                &mut self.rng,
+                &mut b.noise,
+                |k, state, d| {
+                    let i = idx[k] as usize;
+                    let m = counts[k];
+                    let g = d as f64 * scale;
+                    row_sum += g;
+                    g_col[i - base] += g;
+                    if single {
+                        w[i] = 2.0 * ((state - off) * inv) - 1.0;
+                    }
+                    if m > 0 {
+                        ups[i] = ups[i].saturating_add(m as u32);
+                        up += m as u64;
+                    } else {
+                        downs[i] = downs[i].saturating_add(m.unsigned_abs());
+                        down += m.unsigned_abs() as u64;
+                    }
+                },
+            );
             self.tally.up += up;
             self.tally.down += down;
         }
         self.batch = b;
         self.g_row[row] += row_sum;
-        for c in cols {
-            let i = base + *c as usize;
-            self.w[i] = self.cell_weight(i);
+        if self.cell != CellKind::Single {
+            for c in cols {
+                let i = base + *c as usize;
+                self.w[i] = self.cell_weight(i);
+            }
         }
     }
 

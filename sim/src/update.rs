@@ -259,6 +259,91 @@ fn train<R: Rng + ?Sized>(p: f32, bl: u32, rng: &mut R) -> u64 {
     bits
 }
 
+/// Coincidences of one row's pulse train with a set of column trains, found slot by slot: for every
+/// slot, the columns that fire in it (in column order). A row then visits only the columns that fire in
+/// one of its own slots, so the work follows the number of coincidences rather than the number of
+/// columns, while the result is exactly `popcount(row & column)` for every column with a coincidence,
+/// in column order.
+#[derive(Debug)]
+pub struct Coincidences {
+    /// Slot `s` fires in columns `cols[start[s]..start[s + 1]]`.
+    start: Vec<u32>,
+    cols: Vec<u32>,
+    /// Per column: coincidences of the current row (zero between rows).
+    counts: Vec<u8>,
+    /// Columns with a coincidence in the current row, as a bit set.
+    seen: Vec<u64>,
+}
+
+impl Coincidences {
+    /// Indexes the column trains `bits` (slots `0..bl`, `bl <= 64`).
+    pub fn new(bits: &[u64], bl: u32) -> Self {
+        let slots = bl as usize;
+        let mut start = vec![0u32; slots + 1];
+        for b in bits {
+            let mut b = *b;
+            while b != 0 {
+                start[b.trailing_zeros() as usize + 1] += 1;
+                b &= b - 1;
+            }
+        }
+        for s in 0..slots {
+            start[s + 1] += start[s];
+        }
+        let mut fill: Vec<u32> = start[..slots].to_vec();
+        let mut cols = vec![0u32; start[slots] as usize];
+        for (k, b) in bits.iter().enumerate() {
+            let mut b = *b;
+            while b != 0 {
+                let s = b.trailing_zeros() as usize;
+                cols[fill[s] as usize] = k as u32;
+                fill[s] += 1;
+                b &= b - 1;
+            }
+        }
+        Coincidences {
+            start,
+            cols,
+            counts: vec![0; bits.len()],
+            seen: vec![0; bits.len().div_ceil(64)],
+        }
+    }
+
+    /// Calls `hit(k, n)` for every column `k` (in increasing order) whose train shares `n > 0` slots with
+    /// `row`.
+    #[inline]
+    pub fn row(&mut self, row: u64, mut hit: impl FnMut(usize, i32)) {
+        let slot = |s: usize| &self.cols[self.start[s] as usize..self.start[s + 1] as usize];
+        if row.is_power_of_two() {
+            // One slot: its columns, once each, already in order.
+            for k in slot(row.trailing_zeros() as usize) {
+                hit(*k as usize, 1);
+            }
+            return;
+        }
+        let mut b = row;
+        while b != 0 {
+            let s = b.trailing_zeros() as usize;
+            for k in &self.cols[self.start[s] as usize..self.start[s + 1] as usize] {
+                let k = *k as usize;
+                self.counts[k] += 1;
+                self.seen[k / 64] |= 1 << (k % 64);
+            }
+            b &= b - 1;
+        }
+        for (w, word) in self.seen.iter_mut().enumerate() {
+            let mut m = *word;
+            while m != 0 {
+                let k = w * 64 + m.trailing_zeros() as usize;
+                hit(k, self.counts[k] as i32);
+                self.counts[k] = 0;
+                m &= m - 1;
+            }
+            *word = 0;
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn stochastic(
     tile: &mut Tile,
@@ -299,7 +384,7 @@ fn stochastic(
             col_pos.push(*v > 0.0);
         }
     }
-    let mut counts = vec![0u8; col_idx.len()];
+    let mut found = Coincidences::new(&col_bits, bl);
     let (mut hit_cols, mut hit_n) = (vec![0u32; col_idx.len()], vec![0i32; col_idx.len()]);
     let mut evaluations = 0u64;
     for (i, v) in d.iter().enumerate().take(rows) {
@@ -308,19 +393,14 @@ fn stochastic(
             continue;
         }
         evaluations += col_idx.len() as u64;
-        // Count every coincidence first (branch-free, vectorizable), then pulse where any occurred.
-        for (c, bits) in counts.iter_mut().zip(&col_bits) {
-            *c = (row_bits & bits).count_ones() as u8;
-        }
+        // dW = -lr d x: the weight rises when d and x have opposite signs.
         let d_pos = *v > 0.0;
         let mut hits = 0;
-        for ((c, j), pos) in counts.iter().zip(&col_idx).zip(&col_pos) {
-            // dW = -lr d x: the weight rises when d and x have opposite signs.
-            let n = *c as i32;
-            hit_cols[hits] = *j;
-            hit_n[hits] = if d_pos != *pos { n } else { -n };
-            hits += usize::from(*c != 0);
-        }
+        found.row(row_bits, |k, n| {
+            hit_cols[hits] = col_idx[k];
+            hit_n[hits] = if d_pos != col_pos[k] { n } else { -n };
+            hits += 1;
+        });
         if hits != 0 {
             apply(tile, i, &hit_cols[..hits], &hit_n[..hits]);
         }
@@ -892,6 +972,46 @@ mod tests {
             ..TileConfig::default()
         };
         Tile::new(1, &cfg, &spec, 3).unwrap()
+    }
+
+    #[test]
+    fn coincidences_equal_popcounts_in_column_order() {
+        use rand::{RngExt, SeedableRng};
+        let mut r = rand_pcg::Pcg64Mcg::seed_from_u64(4);
+        for bl in [1u32, 2, 5, 31, 64] {
+            let mask = if bl == 64 { u64::MAX } else { (1u64 << bl) - 1 };
+            for _ in 0..50 {
+                let cols = r.random_range(0..200);
+                // Sparse and dense trains, some columns silent.
+                let density = r.random::<f64>();
+                let bits: Vec<u64> = (0..cols)
+                    .map(|_| {
+                        (0..bl).fold(0u64, |b, s| {
+                            b | (u64::from(r.random::<f64>() < density) << s)
+                        }) & mask
+                    })
+                    .collect();
+                let mut found = Coincidences::new(&bits, bl);
+                for _ in 0..20 {
+                    let row = r.random::<u64>()
+                        & mask
+                        & if r.random() {
+                            u64::MAX
+                        } else {
+                            1 << r.random_range(0..bl)
+                        };
+                    let mut got = Vec::new();
+                    found.row(row, |k, n| got.push((k, n)));
+                    let want: Vec<(usize, i32)> = bits
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, b)| *b & row != 0)
+                        .map(|(k, b)| (k, (b & row).count_ones() as i32))
+                        .collect();
+                    assert_eq!(got, want, "bl {bl}, row {row:b}");
+                }
+            }
+        }
     }
 
     #[test]
