@@ -4,10 +4,10 @@
 use aimsim_devices::{DeviceSpec, SpecError, StateError};
 use aimsim_sim::ledger::{CostModel, Ledger};
 use aimsim_sim::matrix::{AnalogMatrix, MatrixState};
+use aimsim_sim::par::{self, Job};
 use aimsim_sim::tile::{Tile, TileConfig};
 use aimsim_sim::update::ControllerSpec;
 use rand::{Rng, RngExt};
-use rayon::prelude::*;
 
 /// Neuron nonlinearity of the hidden layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +94,12 @@ pub trait Weights: Send + std::fmt::Debug {
     fn backward(&mut self, d: &[f32], z: &mut [f32], ledger: &mut Ledger);
     /// `W -= lr d x^T`.
     fn update(&mut self, x: &[f32], d: &[f32], lr: f32, ledger: &mut Ledger);
+    /// [`Weights::update`] as independent jobs (one per tile on analog weights), so that a network can
+    /// run the updates of all its layers at once; the caller runs them with [`par::run`], then calls
+    /// [`Weights::finish_update`].
+    fn update_jobs<'a>(&'a mut self, x: &'a [f32], d: &'a [f32], lr: f32) -> Vec<Job<'a>>;
+    /// Charges `ledger` with the update made by the jobs of [`Weights::update_jobs`].
+    fn finish_update(&mut self, ledger: &mut Ledger);
     /// Current weights, row-major `out x in`.
     fn weights(&self) -> Vec<f32>;
     /// Sets initial weights (programmed with pulses on tiles).
@@ -143,6 +149,12 @@ impl Weights for AnalogMatrix {
     }
     fn update(&mut self, x: &[f32], d: &[f32], lr: f32, ledger: &mut Ledger) {
         AnalogMatrix::update(self, x, d, lr, ledger);
+    }
+    fn update_jobs<'a>(&'a mut self, x: &'a [f32], d: &'a [f32], lr: f32) -> Vec<Job<'a>> {
+        AnalogMatrix::update_jobs(self, x, d, lr)
+    }
+    fn finish_update(&mut self, ledger: &mut Ledger) {
+        AnalogMatrix::finish_update(self, ledger);
     }
     fn weights(&self) -> Vec<f32> {
         AnalogMatrix::weights(self)
@@ -203,6 +215,13 @@ impl Weights for FloatMatrix {
             }
         }
     }
+    fn update_jobs<'a>(&'a mut self, x: &'a [f32], d: &'a [f32], lr: f32) -> Vec<Job<'a>> {
+        let cost = self.w.len() as u64;
+        vec![Job::new(cost, move || {
+            self.update(x, d, lr, &mut Ledger::default())
+        })]
+    }
+    fn finish_update(&mut self, _: &mut Ledger) {}
     fn weights(&self) -> Vec<f32> {
         self.w.clone()
     }
@@ -521,17 +540,19 @@ impl Mlp {
         // tiles) write at the same time; each layer charges its own ledger, merged in layer order so the
         // totals do not depend on the thread count.
         let mut ledgers = vec![Ledger::default(); n];
-        self.layers
-            .par_iter_mut()
-            .zip(ledgers.par_iter_mut())
-            .for_each(|(layer, own)| {
-                layer.weights.update(&layer.x, &layer.d, lr, own);
-                if layer.bias_mode == BiasMode::Digital {
-                    for (b, d) in layer.bias.iter_mut().zip(&layer.d) {
-                        *b -= lr * d;
-                    }
+        let mut jobs = Vec::new();
+        for layer in &mut self.layers {
+            jobs.extend(layer.weights.update_jobs(&layer.x, &layer.d, lr));
+        }
+        par::run(jobs);
+        for (layer, own) in self.layers.iter_mut().zip(&mut ledgers) {
+            layer.weights.finish_update(own);
+            if layer.bias_mode == BiasMode::Digital {
+                for (b, d) in layer.bias.iter_mut().zip(&layer.d) {
+                    *b -= lr * d;
                 }
-            });
+            }
+        }
         for own in &ledgers {
             ledger.absorb(own);
         }

@@ -1,6 +1,7 @@
 //! The training loop: epochs of on-chip SGD, evaluation on the test set, metrics from the ledger.
 
 use aimsim_sim::ledger::{CostModel, Ledger, Phase};
+use aimsim_sim::par::Team;
 use aimsim_sim::rng::{Purpose, stream};
 use rand::RngExt;
 
@@ -162,7 +163,7 @@ impl<'a> Training<'a> {
         cost: &'a CostModel,
         observer: &mut dyn Observer,
     ) -> Self {
-        let (acc, lat, en) = eval_cost(net, data, cost);
+        let (acc, lat, en) = Team::scope(rayon::current_num_threads(), || eval_cost(net, data, cost));
         let zero = EpochMetrics {
             epoch: 0,
             test_accuracy: acc,
@@ -233,12 +234,17 @@ impl<'a> Training<'a> {
         self.progress.rows
     }
 
-    /// Runs the next epoch (shuffle, one update per sample, evaluation) and returns its metrics.
+    /// Runs the next epoch (shuffle, one update per sample, evaluation) and returns its metrics. The
+    /// tiles' parallel phases run on a [`Team`] as large as rayon's current pool.
     pub fn run_epoch<N: Network>(
         &mut self,
         net: &mut N,
         observer: &mut dyn Observer,
     ) -> &EpochMetrics {
+        Team::scope(rayon::current_num_threads(), || self.epoch(net, observer))
+    }
+
+    fn epoch<N: Network>(&mut self, net: &mut N, observer: &mut dyn Observer) -> &EpochMetrics {
         let (data, cfg) = (self.data, self.cfg);
         let p = &mut self.progress;
         let ns = |cycles: u64| cycles as f64 / self.cost.clock_hz * 1e9;

@@ -10,6 +10,7 @@
 pub mod io;
 pub mod ledger;
 pub mod matrix;
+pub mod par;
 pub mod protocol;
 pub mod rng;
 pub mod tile;

@@ -8,6 +8,8 @@
 use aimsim_devices::{DeviceSpec, SpecError, StateError};
 use rayon::prelude::*;
 
+use crate::par::{self, Job};
+
 use crate::ledger::{Charge, CostModel, Ledger, Phase};
 use crate::tile::{Tile, TileConfig, TileState};
 use crate::update::{Controller, ControllerSpec, ControllerState, UpdateReport};
@@ -26,6 +28,8 @@ pub struct AnalogMatrix {
     controllers: Vec<Box<dyn Controller>>,
     /// Per-tile output buffers of the last pass.
     partial: Vec<Vec<f32>>,
+    /// Per-tile reports of the update in progress.
+    reports: Vec<UpdateReport>,
     cost: CostModel,
 }
 
@@ -94,6 +98,7 @@ impl AnalogMatrix {
             controllers: tiles.iter().map(|_| controller.build()).collect(),
             tiles,
             partial,
+            reports: Vec::new(),
             cost,
         })
     }
@@ -236,20 +241,26 @@ impl AnalogMatrix {
             })
             .collect();
         let cost = &self.cost;
-        let charges: Vec<Charge> = self
+        let mut charges = vec![Charge::default(); self.tiles.len()];
+        let jobs = self
             .tiles
-            .par_iter_mut()
-            .zip(self.partial.par_iter_mut())
-            .zip(blocks.par_iter())
-            .map(|((t, out), ((i0, i1), (o0, o1)))| {
-                let r = if forward {
-                    t.forward(&input[*i0..*i1], &mut out[..o1 - o0])
-                } else {
-                    t.backward(&input[*i0..*i1], &mut out[..o1 - o0])
-                };
-                cost.read(&r)
+            .iter_mut()
+            .zip(self.partial.iter_mut())
+            .zip(&blocks)
+            .zip(charges.iter_mut())
+            .map(|(((t, out), ((i0, i1), (o0, o1))), charge)| {
+                let work = (t.rows() * t.cols()) as u64;
+                Job::new(work, move || {
+                    let r = if forward {
+                        t.forward(&input[*i0..*i1], &mut out[..o1 - o0])
+                    } else {
+                        t.backward(&input[*i0..*i1], &mut out[..o1 - o0])
+                    };
+                    *charge = cost.read(&r);
+                })
             })
             .collect();
+        par::run(jobs);
         output.iter_mut().for_each(|v| *v = 0.0);
         for (out, (_, (o0, o1))) in self.partial.iter().zip(&blocks) {
             for (o, v) in output[*o0..*o1].iter_mut().zip(out) {
@@ -268,20 +279,46 @@ impl AnalogMatrix {
         lr: f32,
         ledger: &mut Ledger,
     ) -> Vec<UpdateReport> {
+        par::run(self.update_jobs(x, d, lr));
+        self.finish_update(ledger)
+    }
+
+    /// [`AnalogMatrix::update`] as one job per tile, for a caller that runs the updates of several
+    /// layers at once: run the jobs (see [`par::run`]), then call [`AnalogMatrix::finish_update`].
+    pub fn update_jobs<'a>(&'a mut self, x: &'a [f32], d: &'a [f32], lr: f32) -> Vec<Job<'a>> {
         assert_eq!(
             (x.len(), d.len()),
             (self.in_dim, self.out_dim),
             "update shapes"
         );
-        let blocks: Vec<_> = (0..self.tiles.len()).map(|k| self.tile_block(k)).collect();
         let lr_norm = lr / self.w_scale;
-        let reports: Vec<UpdateReport> = self
-            .tiles
-            .par_iter_mut()
-            .zip(self.controllers.par_iter_mut())
-            .zip(blocks.par_iter())
-            .map(|((t, c), ((r0, r1), (c0, c1)))| c.update(t, &x[*c0..*c1], &d[*r0..*r1], lr_norm))
-            .collect();
+        let blocks: Vec<_> = (0..self.tiles.len()).map(|k| self.tile_block(k)).collect();
+        self.reports.clear();
+        self.reports
+            .resize(self.tiles.len(), UpdateReport::default());
+        self.tiles
+            .iter_mut()
+            .zip(self.controllers.iter_mut())
+            .zip(self.reports.iter_mut())
+            .zip(blocks)
+            .map(|(((t, c), report), ((r0, r1), (c0, c1)))| {
+                // Expected pulses of a stochastic or counted update, lr |d|_1 |x|_1 / step, plus the
+                // pulse trains of the rows and columns.
+                let l1 = |v: &[f32]| v.iter().map(|a| a.abs() as f64).sum::<f64>();
+                let pulses = lr_norm as f64 * l1(&x[c0..c1]) * l1(&d[r0..r1])
+                    / t.cell_step().max(f32::MIN_POSITIVE) as f64;
+                let work = pulses.min(1e15) as u64 + 2 * (t.rows() + t.cols()) as u64;
+                Job::new(work, move || {
+                    *report = c.update(t, &x[c0..c1], &d[r0..r1], lr_norm);
+                })
+            })
+            .collect()
+    }
+
+    /// Charges the ledger with the updates made by the jobs of [`AnalogMatrix::update_jobs`] and returns
+    /// their reports in tile order.
+    pub fn finish_update(&mut self, ledger: &mut Ledger) -> Vec<UpdateReport> {
+        let reports = std::mem::take(&mut self.reports);
         let charges: Vec<Charge> = reports.iter().map(|r| r.charge(&self.cost)).collect();
         ledger.charge(Phase::Update, &charges);
         reports
