@@ -24,6 +24,16 @@ impl<T: Copy> PerDevice<T> {
             PerDevice::Each(v) => v[i],
         }
     }
+
+    /// `(values, mask)` with `values[i & mask]` the value of device `i`, for loops that should not
+    /// branch on the representation.
+    #[inline]
+    fn indexed(&self) -> (&[T], usize) {
+        match self {
+            PerDevice::Shared(v) => (std::slice::from_ref(v), 0),
+            PerDevice::Each(v) => (v, usize::MAX),
+        }
+    }
 }
 
 /// Per-device parameters of a step model, already combined into up/down step sizes.
@@ -564,41 +574,51 @@ impl Population {
                 let c2c = self.c2c;
                 let total: usize = n.iter().map(|m| m.unsigned_abs() as usize).sum();
                 if c2c > 0.0 {
-                    noise.resize(total, 0.0);
-                    for xi in noise.iter_mut() {
+                    noise.resize(total + 2, 0.0);
+                    for xi in &mut noise[..total] {
                         *xi = standard_normal(rng);
                     }
                 }
+                // Per-device columns as (values, index mask): a shared value is read at index 0. The
+                // polarity of a write picks its step without a branch (signs come in random order).
+                let (lo_v, lo_m) = self.lo.indexed();
+                let (hi_v, hi_m) = self.hi.indexed();
+                let (up_v, up_m) = k.dw_up.indexed();
+                let (dn_v, dn_m) = k.dw_down.indexed();
                 let mut next = 0;
                 for (j, (i, m)) in idx.iter().zip(n).enumerate() {
                     let i = *i as usize;
                     let w0 = self.state[i];
-                    let (lo, hi) = (self.lo.get(i), self.hi.get(i));
-                    let dw = if *m > 0 {
-                        k.dw_up.get(i)
-                    } else {
-                        -k.dw_down.get(i)
-                    };
-                    let mut w = w0;
+                    let (lo, hi) = (lo_v[i & lo_m], hi_v[i & hi_m]);
+                    let dw = [-dn_v[i & dn_m], up_v[i & up_m]][usize::from(*m > 0)];
                     let pulses = m.unsigned_abs() as usize;
-                    if c2c > 0.0 {
-                        if pulses == 1 {
-                            let mut step = dw;
-                            step *= 1.0 + c2c * noise[next];
-                            w = clip(w + step, lo, hi);
-                        } else {
-                            for xi in &noise[next..next + pulses] {
+                    let w = if c2c > 0.0 {
+                        // The first two pulses are computed whatever the count and the result picked
+                        // without a branch (counts of 1 and 2 alternate unpredictably); longer trains
+                        // continue in a loop. `noise` has two spare entries for the unused reads.
+                        let mut step = dw;
+                        step *= 1.0 + c2c * noise[next];
+                        let w1 = clip(w0 + step, lo, hi);
+                        let mut step = dw;
+                        step *= 1.0 + c2c * noise[next + 1];
+                        let w2 = clip(w1 + step, lo, hi);
+                        let mut w = [w0, w1, w2][pulses.min(2)];
+                        if pulses > 2 {
+                            for xi in &noise[next + 2..next + pulses] {
                                 let mut step = dw;
                                 step *= 1.0 + c2c * xi;
                                 w = clip(w + step, lo, hi);
                             }
                         }
                         next += pulses;
+                        w
                     } else {
+                        let mut w = w0;
                         for _ in 0..pulses {
                             w = clip(w + dw, lo, hi);
                         }
-                    }
+                        w
+                    };
                     self.state[i] = w;
                     each(j, w, w - w0);
                 }

@@ -163,7 +163,8 @@ impl<'a> Training<'a> {
         cost: &'a CostModel,
         observer: &mut dyn Observer,
     ) -> Self {
-        let (acc, lat, en) = Team::scope(rayon::current_num_threads(), || eval_cost(net, data, cost));
+        let (acc, lat, en) =
+            Team::scope(rayon::current_num_threads(), || eval_cost(net, data, cost));
         let zero = EpochMetrics {
             epoch: 0,
             test_accuracy: acc,

@@ -170,7 +170,8 @@ fn helper(s: &Shared, me: usize) {
             // (both sequentially consistent), so one of the two sees the other: no lost wake-up.
             let mut g_lock = s.lock.lock().unwrap_or_else(|e| e.into_inner());
             s.sleepers.fetch_add(1, Ordering::SeqCst);
-            while s.generation.load(Ordering::SeqCst) == seen && !s.shutdown.load(Ordering::SeqCst) {
+            while s.generation.load(Ordering::SeqCst) == seen && !s.shutdown.load(Ordering::SeqCst)
+            {
                 g_lock = s.wake.wait(g_lock).unwrap_or_else(|e| e.into_inner());
             }
             s.sleepers.fetch_sub(1, Ordering::SeqCst);
@@ -212,13 +213,17 @@ fn run_on(s: &Shared, jobs: Vec<Job<'_>>) {
     let threads = s.slots.len() + 1;
     // Largest first: every thread takes the next job in this order when it is free.
     let mut jobs = jobs;
-    jobs.sort_by(|a, b| b.cost.cmp(&a.cost));
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.cost));
     let batch: Vec<Mutex<Option<Job<'static>>>> = jobs
         .into_iter()
         // SAFETY: the jobs borrow data that outlives this call, and this function does not return (nor
         // unwind) before every helper has reported the batch finished, by which time each job has run
         // (or been dropped with the batch, here).
-        .map(|j| Mutex::new(Some(unsafe { std::mem::transmute::<Job<'_>, Job<'static>>(j) })))
+        .map(|j| {
+            Mutex::new(Some(unsafe {
+                std::mem::transmute::<Job<'_>, Job<'static>>(j)
+            }))
+        })
         .collect();
     let batch = Arc::new(Batch {
         jobs: batch,
@@ -291,7 +296,9 @@ mod tests {
                     .enumerate()
                     .map(|(k, c)| {
                         Job::new(k as u64 % 3 + 1, move || {
-                            *c = c.wrapping_mul(6364136223846793005).wrapping_add((k + r) as u64);
+                            *c = c
+                                .wrapping_mul(6364136223846793005)
+                                .wrapping_add((k + r) as u64);
                         })
                     })
                     .collect();
@@ -361,7 +368,10 @@ mod tests {
                 .map(|o| {
                     Job::new(1, move || {
                         let mut inner = [0u32; 4];
-                        run(inner.iter_mut().map(|v| Job::new(1, move || *v = 1)).collect());
+                        run(inner
+                            .iter_mut()
+                            .map(|v| Job::new(1, move || *v = 1))
+                            .collect());
                         *o = inner.iter().sum();
                     })
                 })

@@ -456,11 +456,12 @@ impl Tile {
                 continue;
             }
             let scale = self.energy_scale[a];
-            let (ups, downs) = (&mut self.up_count[a], &mut self.down_count[a]);
-            let (mut up, mut down) = (0u64, 0u64);
+            let single = self.cell == CellKind::Single;
+            // Counters by polarity, picked without a branch (signs come in random order).
+            let mut counters = [&mut self.down_count[a], &mut self.up_count[a]];
+            let mut by_sign = [0u64; 2];
             let g_col = &mut self.g_col;
             // A single-device cell's weight follows from its one device: refreshed in the same pass.
-            let single = self.cell == CellKind::Single;
             let (off, inv) = self.arrays[a].fraction_map();
             let w = &mut self.w;
             let (idx, counts) = (&b.idx[..len], &b.n[..len]);
@@ -478,15 +479,13 @@ impl Tile {
                     if single {
                         w[i] = 2.0 * ((state - off) * inv) - 1.0;
                     }
-                    if m > 0 {
-                        ups[i] = ups[i].saturating_add(m as u32);
-                        up += m as u64;
-                    } else {
-                        downs[i] = downs[i].saturating_add(m.unsigned_abs());
-                        down += m.unsigned_abs() as u64;
-                    }
+                    let up = usize::from(m > 0);
+                    let c = &mut counters[up][i];
+                    *c = c.saturating_add(m.unsigned_abs());
+                    by_sign[up] += m.unsigned_abs() as u64;
                 },
             );
+            let (down, up) = (by_sign[0], by_sign[1]);
             self.tally.up += up;
             self.tally.down += down;
         }
@@ -671,7 +670,25 @@ const LANES: usize = 16;
 
 /// `y = W x` for a row-major `rows x cols` matrix. Each row's dot product keeps `LANES` independent
 /// partial sums (a fixed summation order, so results are reproducible) that the compiler vectorizes.
+/// On x86-64 CPUs with AVX2 the same loop runs in 256-bit registers: the same multiplications and
+/// additions in the same order (no fused multiply-add), so the results are bit-identical.
 pub fn gemv(w: &[f32], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2.
+        return unsafe { gemv_avx2(w, rows, cols, x, y) };
+    }
+    gemv_body(w, rows, cols, x, y)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn gemv_avx2(w: &[f32], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
+    gemv_body(w, rows, cols, x, y)
+}
+
+#[inline(always)]
+fn gemv_body(w: &[f32], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
     debug_assert_eq!(w.len(), rows * cols);
     let chunks = cols / LANES;
     for (row, out) in w.chunks_exact(cols).zip(y.iter_mut()) {
@@ -690,8 +707,24 @@ pub fn gemv(w: &[f32], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
 }
 
 /// `z = W^T d` for a row-major `rows x cols` matrix: rows are added in order, scaled by `d`, so the inner
-/// loop is a vectorizable axpy.
+/// loop is a vectorizable axpy (in 256-bit registers on CPUs with AVX2, bit-identically).
 pub fn gemv_t(w: &[f32], rows: usize, cols: usize, d: &[f32], z: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2.
+        return unsafe { gemv_t_avx2(w, rows, cols, d, z) };
+    }
+    gemv_t_body(w, rows, cols, d, z)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn gemv_t_avx2(w: &[f32], rows: usize, cols: usize, d: &[f32], z: &mut [f32]) {
+    gemv_t_body(w, rows, cols, d, z)
+}
+
+#[inline(always)]
+fn gemv_t_body(w: &[f32], rows: usize, cols: usize, d: &[f32], z: &mut [f32]) {
     debug_assert_eq!(w.len(), rows * cols);
     z.iter_mut().for_each(|v| *v = 0.0);
     for (row, di) in w.chunks_exact(cols).zip(d) {

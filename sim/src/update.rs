@@ -244,19 +244,20 @@ fn train<R: Rng + ?Sized>(p: f32, bl: u32, rng: &mut R) -> u64 {
         return if bl == 64 { u64::MAX } else { (1u64 << bl) - 1 };
     }
     let threshold = (p as f64 * 4_294_967_296.0) as u64;
+    // Two slots per draw (low half first), set without branches; a spare slot past `bl` is masked off.
     let mut bits = 0u64;
     let mut slot = 0;
     while slot < bl {
         let r = rng.next_u64();
-        if (r & 0xFFFF_FFFF) < threshold {
-            bits |= 1 << slot;
-        }
-        if slot + 1 < bl && (r >> 32) < threshold {
-            bits |= 1 << (slot + 1);
-        }
+        bits |= u64::from((r & 0xFFFF_FFFF) < threshold) << slot;
+        bits |= u64::from((r >> 32) < threshold) << (slot + 1);
         slot += 2;
     }
-    bits
+    if bl >= 64 {
+        bits
+    } else {
+        bits & ((1u64 << bl) - 1)
+    }
 }
 
 /// Coincidences of one row's pulse train with a set of column trains, found slot by slot: for every
@@ -375,13 +376,13 @@ fn stochastic(
     // Column trains: only active columns are kept (index, bits, sign).
     let mut col_idx = Vec::with_capacity(cols);
     let mut col_bits = Vec::with_capacity(cols);
-    let mut col_pos = Vec::with_capacity(cols);
+    let mut col_sign: Vec<i32> = Vec::with_capacity(cols);
     for (j, v) in x.iter().enumerate() {
         let bits = train(b * v.abs(), bl, tile.rng());
         if bits != 0 {
             col_idx.push(j as u32);
             col_bits.push(bits);
-            col_pos.push(*v > 0.0);
+            col_sign.push(if *v > 0.0 { 1 } else { -1 });
         }
     }
     let mut found = Coincidences::new(&col_bits, bl);
@@ -394,11 +395,11 @@ fn stochastic(
         }
         evaluations += col_idx.len() as u64;
         // dW = -lr d x: the weight rises when d and x have opposite signs.
-        let d_pos = *v > 0.0;
+        let flip = if *v > 0.0 { -1 } else { 1 };
         let mut hits = 0;
         found.row(row_bits, |k, n| {
             hit_cols[hits] = col_idx[k];
-            hit_n[hits] = if d_pos != col_pos[k] { n } else { -n };
+            hit_n[hits] = n * col_sign[k] * flip;
             hits += 1;
         });
         if hits != 0 {
