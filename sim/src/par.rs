@@ -320,14 +320,13 @@ mod tests {
     fn helpers_wake_after_sleeping() {
         let mut hits = [0u32; 4];
         Team::scope(3, || {
-            for round in 0..3 {
+            for _ in 0..3 {
                 // Longer than the polling window: the helpers are asleep when the next batch comes.
                 std::thread::sleep(POLL * 5);
                 run(hits
                     .iter_mut()
                     .map(|h| Job::new(1, move || *h += 1))
                     .collect());
-                assert!(round < 3);
             }
         });
         assert_eq!(hits, [3; 4]);

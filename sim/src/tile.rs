@@ -871,6 +871,27 @@ mod tests {
     }
 
     #[test]
+    fn dispatched_kernels_give_the_portable_bits() {
+        // Whatever instruction set `gemv`/`gemv_t` pick at run time, results equal the portable loops
+        // bit for bit, so outputs do not depend on the CPU.
+        for (rows, cols) in [(37, 53), (256, 256), (10, 128), (5, 16)] {
+            let w: Vec<f32> = (0..rows * cols)
+                .map(|k| ((k * 7919) % 1009) as f32 / 500.0 - 1.0)
+                .collect();
+            let x: Vec<f32> = (0..cols).map(|k| (k as f32 * 0.37).sin()).collect();
+            let d: Vec<f32> = (0..rows).map(|k| (k as f32 * 0.11).cos()).collect();
+            let (mut y, mut y0) = (vec![0.0; rows], vec![0.0; rows]);
+            gemv(&w, rows, cols, &x, &mut y);
+            gemv_body(&w, rows, cols, &x, &mut y0);
+            assert_eq!(y, y0, "{rows}x{cols} forward");
+            let (mut z, mut z0) = (vec![0.0; cols], vec![0.0; cols]);
+            gemv_t(&w, rows, cols, &d, &mut z);
+            gemv_t_body(&w, rows, cols, &d, &mut z0);
+            assert_eq!(z, z0, "{rows}x{cols} backward");
+        }
+    }
+
+    #[test]
     fn programming_reaches_targets_within_a_step() {
         for cell in [
             CellKind::Single,
