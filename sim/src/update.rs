@@ -314,7 +314,13 @@ impl Coincidences {
     /// `row`.
     #[inline]
     pub fn row(&mut self, row: u64, mut hit: impl FnMut(usize, i32)) {
-        let slot = |s: usize| &self.cols[self.start[s] as usize..self.start[s + 1] as usize];
+        let Coincidences {
+            start,
+            cols,
+            counts,
+            seen,
+        } = self;
+        let slot = |s: usize| &cols[start[s] as usize..start[s + 1] as usize];
         if row.is_power_of_two() {
             // One slot: its columns, once each, already in order.
             for k in slot(row.trailing_zeros() as usize) {
@@ -324,20 +330,19 @@ impl Coincidences {
         }
         let mut b = row;
         while b != 0 {
-            let s = b.trailing_zeros() as usize;
-            for k in &self.cols[self.start[s] as usize..self.start[s + 1] as usize] {
+            for k in slot(b.trailing_zeros() as usize) {
                 let k = *k as usize;
-                self.counts[k] += 1;
-                self.seen[k / 64] |= 1 << (k % 64);
+                counts[k] += 1;
+                seen[k / 64] |= 1 << (k % 64);
             }
             b &= b - 1;
         }
-        for (w, word) in self.seen.iter_mut().enumerate() {
+        for (w, word) in seen.iter_mut().enumerate() {
             let mut m = *word;
             while m != 0 {
                 let k = w * 64 + m.trailing_zeros() as usize;
-                hit(k, self.counts[k] as i32);
-                self.counts[k] = 0;
+                hit(k, counts[k] as i32);
+                counts[k] = 0;
                 m &= m - 1;
             }
             *word = 0;
