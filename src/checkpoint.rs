@@ -21,6 +21,7 @@
 
 use std::path::Path;
 
+use aimsim_devices::lanes::WORDS;
 use aimsim_networks::mlp::{LayerState, MlpState, WeightsState};
 use aimsim_networks::train::{EpochMetrics, TrainProgress};
 use aimsim_sim::matrix::MatrixState;
@@ -41,7 +42,7 @@ pub const FILE_NAME: &str = "checkpoint.bin";
 pub const MAGIC: &[u8; 8] = b"AIMSIMCK";
 
 /// Version of the file layout and payload; bumped whenever either changes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 const VERSION_BYTES: usize = 32;
 const HEADER_BYTES: usize = 8 + 4 + VERSION_BYTES + 32 + 8;
@@ -123,6 +124,7 @@ struct TileSnap {
     tally_up: u64,
     tally_down: u64,
     rng: Pcg64,
+    lanes: Vec<u32>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -197,6 +199,7 @@ impl From<&Checkpoint> for Payload {
                                     tally_up: t.tally.up,
                                     tally_down: t.tally.down,
                                     rng: t.rng.clone(),
+                                    lanes: t.lanes.to_vec(),
                                 })
                                 .collect(),
                             controllers: m
@@ -252,6 +255,9 @@ impl From<Payload> for Checkpoint {
                                                 down: t.tally_down,
                                             },
                                             rng: t.rng,
+                                            // A wrong length reads as no lanes, which the tile
+                                            // refuses with an error when the state is restored.
+                                            lanes: t.lanes.try_into().unwrap_or([0; WORDS]),
                                         })
                                         .collect(),
                                     controllers: controllers
@@ -430,6 +436,7 @@ mod tests {
                                 down_count: vec![vec![0, 0], vec![5, 6]],
                                 tally: PulseTally { up: 10, down: 11 },
                                 rng,
+                                lanes: std::array::from_fn(|k| 3 * k as u32 + 1),
                             }],
                             controllers: vec![ControllerState {
                                 counters: vec![7],
@@ -510,7 +517,8 @@ mod tests {
         let mut b = bytes.clone();
         b[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
         let e = format!("{:#}", decode(&b, name, &HASH).unwrap_err());
-        assert!(e.contains("format version 2"), "{e}");
+        let want = format!("format version {}", FORMAT_VERSION + 1);
+        assert!(e.contains(&want), "{e}");
         // Another aimsim version, with a valid checksum.
         let mut b = bytes[..bytes.len() - CHECKSUM_BYTES].to_vec();
         b[12..12 + VERSION_BYTES].fill(0);

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod curves;
+pub mod lanes;
 pub mod normal;
 pub mod population;
 pub mod spec;

@@ -3,6 +3,7 @@
 use rand::{Rng, RngExt};
 use rand_distr::{Distribution, StandardNormal};
 
+use crate::lanes::NormalLanes;
 use crate::normal::standard_normal;
 
 use crate::curves::{ExpCurve, MonotoneCurve};
@@ -482,6 +483,42 @@ impl Population {
         }
     }
 
+    /// True when [`Population::pulse_many`] draws this population's write noise from its `lanes`
+    /// argument (the continuous constant-step model with c2c noise and no stuck devices) rather than
+    /// calling [`Population::pulse`].
+    pub fn batched_noise(&self) -> bool {
+        matches!(&self.kernel, Kernel::Step(k)
+            if self.stuck.is_empty() && k.kind == StepKind::Constant && k.levels.is_none())
+            && self.c2c > 0.0
+    }
+
+    /// One write of the batched constant-step path with given standard-normal draws `z`, one per
+    /// pulse: `|n| = z.len()` pulses, each `w <- clip(w + dw (1 + c2c z))`. The reference that
+    /// [`Population::pulse_many`] follows when [`Population::batched_noise`] holds.
+    ///
+    /// # Panics
+    /// If [`Population::batched_noise`] does not hold, `z.len() != |n|` or `i` is out of range.
+    pub fn pulse_with_normals(&mut self, i: usize, n: i32, z: &[f32]) {
+        assert!(self.batched_noise(), "not the batched constant-step model");
+        assert_eq!(z.len(), n.unsigned_abs() as usize, "one draw per pulse");
+        let Kernel::Step(k) = &self.kernel else {
+            unreachable!()
+        };
+        let (lo, hi) = (self.lo.get(i), self.hi.get(i));
+        let dw = if n > 0 {
+            k.dw_up.get(i)
+        } else {
+            -k.dw_down.get(i)
+        };
+        let mut w = self.state[i];
+        for x in z {
+            let mut step = dw;
+            step *= 1.0 + self.c2c * x;
+            w = clip(w + step, lo, hi);
+        }
+        self.state[i] = w;
+    }
+
     /// Applies `n` pulses to device `i`: potentiation for `n > 0`, depression for `n < 0`.
     ///
     /// Step models apply each pulse on its own (its own c2c draw); `neurosim` and `table` move `|n|`
@@ -531,11 +568,13 @@ impl Population {
     /// Applies `n[k]` pulses to device `idx[k]` for every `k` in order, and writes each device's change of
     /// state (native units) into `delta[k]`.
     ///
-    /// Equivalent to calling [`Population::pulse`] for every pair in turn: the same random draws in the
-    /// same order and bit-identical states. A device may appear more than once. For the constant-step
-    /// model (the reference of the speed benchmarks) the write noise of the whole batch is drawn first
-    /// into `noise` (scratch space, reused between calls), so that the write loop itself holds no random
-    /// generator and runs as a tight loop.
+    /// For every model but one this is exactly a sequence of [`Population::pulse`] calls: the same random
+    /// draws from `rng` in the same order and bit-identical states. The exception is the continuous
+    /// constant-step model (the reference of the speed benchmarks) with write noise: there the standard
+    /// normal draws of the whole batch, one per pulse in write order, come from `lanes` in one bulk fill
+    /// into `noise` (scratch space, reused between calls), and every pulse is then the same
+    /// `w <- clip(w + dw (1 + c2c z))` as in [`Population::pulse`]; `rng` is not used. A device may
+    /// appear more than once.
     ///
     /// # Panics
     /// If the three slices differ in length or an index is out of range.
@@ -544,11 +583,12 @@ impl Population {
         idx: &[u32],
         n: &[i32],
         rng: &mut R,
+        lanes: &mut NormalLanes,
         noise: &mut Vec<f32>,
         delta: &mut [f32],
     ) {
         assert_eq!(n.len(), delta.len(), "batch shape");
-        self.pulse_many_with(idx, n, rng, noise, |k, _, d| delta[k] = d);
+        self.pulse_many_with(idx, n, rng, lanes, noise, |k, _, d| delta[k] = d);
     }
 
     /// [`Population::pulse_many`] that hands every write to `each(k, new_state, change)` as it happens
@@ -563,6 +603,7 @@ impl Population {
         idx: &[u32],
         n: &[i32],
         rng: &mut R,
+        lanes: &mut NormalLanes,
         noise: &mut Vec<f32>,
         mut each: impl FnMut(usize, f32, f32),
     ) {
@@ -575,9 +616,7 @@ impl Population {
                 let total: usize = n.iter().map(|m| m.unsigned_abs() as usize).sum();
                 if c2c > 0.0 {
                     noise.resize(total + 2, 0.0);
-                    for xi in &mut noise[..total] {
-                        *xi = standard_normal(rng);
-                    }
+                    lanes.fill(&mut noise[..total]);
                 }
                 // Per-device columns as (values, index mask): a shared value is read at index 0. The
                 // polarity of a write picks its step without a branch (signs come in random order).
@@ -585,22 +624,53 @@ impl Population {
                 let (hi_v, hi_m) = self.hi.indexed();
                 let (up_v, up_m) = k.dw_up.indexed();
                 let (dn_v, dn_m) = k.dw_down.indexed();
+                // Every index is checked once here, so the loop below reads without bounds checks.
+                let n_dev = self.state.len();
+                let top = idx.iter().fold(0u32, |a, b| a.max(*b)) as usize;
+                assert!(idx.is_empty() || top < n_dev, "device index out of range");
+                for (v, m) in [(lo_v, lo_m), (hi_v, hi_m), (up_v, up_m), (dn_v, dn_m)] {
+                    assert!(
+                        v.len() == n_dev || (m == 0 && !v.is_empty()),
+                        "parameter column"
+                    );
+                }
+                let state = &mut self.state[..];
                 let mut next = 0;
                 for (j, (i, m)) in idx.iter().zip(n).enumerate() {
                     let i = *i as usize;
-                    let w0 = self.state[i];
-                    let (lo, hi) = (lo_v[i & lo_m], hi_v[i & hi_m]);
-                    let dw = [-dn_v[i & dn_m], up_v[i & up_m]][usize::from(*m > 0)];
+                    // SAFETY: `i < n_dev` (checked above); a column of `n_dev` values is read at `i`, a
+                    // shared one (mask 0) at 0; `noise` holds `total + 2` values and `next + 1 <= total
+                    // + 1` (the sum of the counts before this write is at most `total`).
+                    let (w0, lo, hi, up, dn, z0, z1) = unsafe {
+                        (
+                            *state.get_unchecked(i),
+                            *lo_v.get_unchecked(i & lo_m),
+                            *hi_v.get_unchecked(i & hi_m),
+                            *up_v.get_unchecked(i & up_m),
+                            *dn_v.get_unchecked(i & dn_m),
+                            if c2c > 0.0 {
+                                *noise.get_unchecked(next)
+                            } else {
+                                0.0
+                            },
+                            if c2c > 0.0 {
+                                *noise.get_unchecked(next + 1)
+                            } else {
+                                0.0
+                            },
+                        )
+                    };
+                    let dw = [-dn, up][usize::from(*m > 0)];
                     let pulses = m.unsigned_abs() as usize;
                     let w = if c2c > 0.0 {
                         // The first two pulses are computed whatever the count and the result picked
                         // without a branch (counts of 1 and 2 alternate unpredictably); longer trains
                         // continue in a loop. `noise` has two spare entries for the unused reads.
                         let mut step = dw;
-                        step *= 1.0 + c2c * noise[next];
+                        step *= 1.0 + c2c * z0;
                         let w1 = clip(w0 + step, lo, hi);
                         let mut step = dw;
-                        step *= 1.0 + c2c * noise[next + 1];
+                        step *= 1.0 + c2c * z1;
                         let w2 = clip(w1 + step, lo, hi);
                         let mut w = [w0, w1, w2][pulses.min(2)];
                         if pulses > 2 {
@@ -619,7 +689,8 @@ impl Population {
                         }
                         w
                     };
-                    self.state[i] = w;
+                    // SAFETY: as above.
+                    unsafe { *state.get_unchecked_mut(i) = w };
                     each(j, w, w - w0);
                 }
             }

@@ -8,6 +8,7 @@
 //! Run with `cargo test -p aimsim-devices --release`.
 
 use aimsim_devices::curves::{ExpCurve, a_norm};
+use aimsim_devices::lanes::NormalLanes;
 use aimsim_devices::{
     DeviceSpec, Dist, Model, NeuroSimParams, Param, Population, Spread, StepKind, StepParams,
     TableCurve, Variation,
@@ -379,26 +380,42 @@ fn check_device(p: &Population, i: usize, stuck_at: &[Option<f32>]) -> Result<()
     Ok(())
 }
 
-/// Property 1b: [`Population::pulse_many`] is exactly a sequence of [`Population::pulse`] calls: the same
-/// states bit for bit, the same random draws (the generators end in the same state), and the reported
-/// changes are the state differences.
+/// Property 1b: [`Population::pulse_many`] is exactly a sequence of single writes: of
+/// [`Population::pulse`] calls (the same random draws, the generators end in the same state), or, for the
+/// batched constant-step model, of [`Population::pulse_with_normals`] calls fed with one bulk fill of the
+/// lanes in write order. The states agree bit for bit and the reported changes are the state differences.
 fn check_batch(spec: &DeviceSpec, writes: &[(usize, i32)], seed: u64) -> Result<(), TestCaseError> {
     let mut r = rng(seed);
     let mut a =
         Population::new(spec, N_DEV, &mut r).map_err(|e| TestCaseError::fail(e.to_string()))?;
     let mut b = a.clone();
     let (mut ra, mut rb) = (rng(seed ^ 1), rng(seed ^ 1));
+    let mut lanes_b = NormalLanes::from_rng(&mut rng(seed ^ 2));
+    let mut lanes_a = lanes_b.clone();
+    let batched = a.batched_noise();
+    let total: usize = writes.iter().map(|(_, n)| n.unsigned_abs() as usize).sum();
+    let mut z = vec![0.0f32; total];
+    if batched {
+        lanes_a.fill(&mut z);
+    }
     let before: Vec<f32> = (0..N_DEV).map(|i| a.state(i)).collect();
     let mut want = Vec::with_capacity(writes.len());
+    let mut next = 0;
     for (i, n) in writes {
         let s = a.state(*i);
-        a.pulse(*i, *n, &mut ra);
+        if batched {
+            let m = n.unsigned_abs() as usize;
+            a.pulse_with_normals(*i, *n, &z[next..next + m]);
+            next += m;
+        } else {
+            a.pulse(*i, *n, &mut ra);
+        }
         want.push(a.state(*i) - s);
     }
     let idx: Vec<u32> = writes.iter().map(|(i, _)| *i as u32).collect();
     let n: Vec<i32> = writes.iter().map(|(_, n)| *n).collect();
     let mut delta = vec![f32::NAN; writes.len()];
-    b.pulse_many(&idx, &n, &mut rb, &mut Vec::new(), &mut delta);
+    b.pulse_many(&idx, &n, &mut rb, &mut lanes_b, &mut Vec::new(), &mut delta);
     for (i, from) in before.iter().enumerate() {
         prop_assert!(
             a.state(i).to_bits() == b.state(i).to_bits(),
@@ -414,6 +431,7 @@ fn check_batch(spec: &DeviceSpec, writes: &[(usize, i32)], seed: u64) -> Result<
         );
     }
     prop_assert_eq!(ra.next_u64(), rb.next_u64(), "random streams diverged");
+    prop_assert_eq!(lanes_a, lanes_b, "noise lanes diverged");
     Ok(())
 }
 

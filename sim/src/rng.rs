@@ -26,6 +26,8 @@ pub enum Purpose {
     Nudge = 8,
     /// Local-rule experiments: teachers, inputs, flipped neurons.
     Local = 9,
+    /// Seeds of a tile's bulk write-noise lanes (the batched constant-step write path).
+    WriteNoise = 10,
 }
 
 /// SplitMix64 finaliser: spreads nearby seeds over the whole state space.

@@ -1,6 +1,7 @@
 //! A crossbar tile: `rows x cols` unit cells of devices, its periphery, its random stream and its
 //! pulse counters.
 
+use aimsim_devices::lanes::{NormalLanes, WORDS};
 use aimsim_devices::{DeviceSpec, Population, SpecError, StateError};
 use rand_pcg::Pcg64;
 
@@ -128,6 +129,8 @@ pub struct Tile {
     down_count: Vec<Vec<u32>>,
     tally: PulseTally,
     rng: Pcg64,
+    /// Bulk write noise of the batched constant-step path (see [`Population::pulse_many`]).
+    lanes: NormalLanes,
     scratch: Vec<f32>,
     /// Scratch of the batched row writes.
     batch: Batch,
@@ -157,6 +160,8 @@ pub struct TileState {
     pub tally: PulseTally,
     /// The tile's random stream, where it stands.
     pub rng: Pcg64,
+    /// The tile's bulk write-noise lanes, where they stand ([`NormalLanes::words`]).
+    pub lanes: [u32; WORDS],
 }
 
 /// What a converted MVM of a tile did, for the ledger.
@@ -175,7 +180,8 @@ pub struct ReadReport {
 
 impl Tile {
     /// Builds a tile of devices drawn from `spec`. Device draws come from the stream
-    /// `(seed, DeviceDraw, id * 4 + array)`, write and read noise from `(seed, Write, id)`.
+    /// `(seed, DeviceDraw, id * 4 + array)`, write and read noise from `(seed, Write, id)`, the lanes of
+    /// the batched constant-step write noise are seeded from `(seed, WriteNoise, id)`.
     pub fn new(id: u64, cfg: &TileConfig, spec: &DeviceSpec, seed: u64) -> Result<Self, SpecError> {
         let n = cfg.rows * cfg.cols;
         let mut arrays = Vec::with_capacity(cfg.cell.arrays());
@@ -198,6 +204,7 @@ impl Tile {
             g_col: vec![0.0; cfg.cols],
             tally: PulseTally::default(),
             rng: stream(seed, Purpose::Write, id),
+            lanes: NormalLanes::from_rng(&mut stream(seed, Purpose::WriteNoise, id)),
             scratch: vec![0.0; cfg.rows.max(cfg.cols)],
             energy_scale: Vec::new(),
             batch: Batch::default(),
@@ -274,6 +281,7 @@ impl Tile {
             down_count: self.down_count.clone(),
             tally: self.tally,
             rng: self.rng.clone(),
+            lanes: self.lanes.words(),
         }
     }
 
@@ -295,6 +303,12 @@ impl Tile {
                 self.id, self.rows, self.cols, arrays
             )));
         }
+        let lanes = NormalLanes::from_words(&s.lanes).ok_or_else(|| {
+            StateError(format!(
+                "tile {}: saved write-noise lanes are missing or all zero",
+                self.id
+            ))
+        })?;
         for (a, states) in s.states.iter().enumerate() {
             self.arrays[a]
                 .set_states(states)
@@ -309,6 +323,7 @@ impl Tile {
         self.down_count.clone_from(&s.down_count);
         self.tally = s.tally;
         self.rng = s.rng.clone();
+        self.lanes = lanes;
         Ok(())
     }
 
@@ -427,6 +442,8 @@ impl Tile {
     pub fn pulse_row(&mut self, row: usize, cols: &[u32], n: &[i32], routing: Routing) {
         assert_eq!(cols.len(), n.len(), "row batch shape");
         assert!(row < self.rows, "row out of range");
+        let top = cols.iter().fold(0u32, |a, b| a.max(*b)) as usize;
+        assert!(cols.is_empty() || top < self.cols, "column out of range");
         let unidirectional = match routing {
             Routing::Cell => self.cell == CellKind::OneSided,
             Routing::Bidirectional => false,
@@ -469,20 +486,26 @@ impl Tile {
                 idx,
                 counts,
                 &mut self.rng,
+                &mut self.lanes,
                 &mut b.noise,
+                #[inline(always)]
                 |k, state, d| {
-                    let i = idx[k] as usize;
-                    let m = counts[k];
-                    let g = d as f64 * scale;
-                    row_sum += g;
-                    g_col[i - base] += g;
-                    if single {
-                        w[i] = 2.0 * ((state - off) * inv) - 1.0;
+                    // SAFETY: `k < len` (the batch position), and every column is below `self.cols`
+                    // (checked on entry), so `i = base + column` indexes the tile's devices.
+                    unsafe {
+                        let i = *idx.get_unchecked(k) as usize;
+                        let m = *counts.get_unchecked(k);
+                        let g = d as f64 * scale;
+                        row_sum += g;
+                        *g_col.get_unchecked_mut(i - base) += g;
+                        if single {
+                            *w.get_unchecked_mut(i) = 2.0 * ((state - off) * inv) - 1.0;
+                        }
+                        let up = usize::from(m > 0);
+                        let c = counters.get_unchecked_mut(up).get_unchecked_mut(i);
+                        *c = c.saturating_add(m.unsigned_abs());
+                        *by_sign.get_unchecked_mut(up) += m.unsigned_abs() as u64;
                     }
-                    let up = usize::from(m > 0);
-                    let c = &mut counters[up][i];
-                    *c = c.saturating_add(m.unsigned_abs());
-                    by_sign[up] += m.unsigned_abs() as u64;
                 },
             );
             let (down, up) = (by_sign[0], by_sign[1]);
@@ -831,17 +854,41 @@ mod tests {
             forward: IoConfig::ideal(),
             backward: IoConfig::ideal(),
         };
-        let mut a = Tile::new(0, &cfg, &noisy_device(), 2).unwrap();
-        a.program(&[0.2; 24]);
-        let mut b = a.clone();
         let cols = [0u32, 2, 3, 5];
         let n = [3, -2, 1, -7];
+        // Without write noise both paths are the same arithmetic.
+        let mut quiet = noisy_device();
+        quiet.c2c = 0.0;
+        let mut a = Tile::new(0, &cfg, &quiet, 2).unwrap();
+        a.program(&[0.2; 24]);
+        let mut b = a.clone();
         a.pulse_row(2, &cols, &n, Routing::Cell);
         for (c, k) in cols.iter().zip(&n) {
             b.pulse_routed(2 * 6 + *c as usize, *k, Routing::Cell);
         }
         assert_eq!(a.weights(), b.weights());
         assert_eq!(a.tally(), b.tally());
+        // With write noise the row write takes the batch's draws from the tile's lanes, in write order.
+        let mut a = Tile::new(0, &cfg, &noisy_device(), 2).unwrap();
+        a.program(&[0.2; 24]);
+        let mut devices = a.array(0).clone();
+        assert!(devices.batched_noise());
+        let mut lanes = NormalLanes::from_words(&a.export_state().lanes).unwrap();
+        let mut z = vec![0.0f32; 14];
+        lanes.fill(&mut z);
+        a.pulse_row(2, &cols, &n, Routing::Cell);
+        let mut next = 0;
+        for (c, k) in cols.iter().zip(&n) {
+            let m = k.unsigned_abs() as usize;
+            devices.pulse_with_normals(2 * 6 + *c as usize, *k, &z[next..next + m]);
+            next += m;
+        }
+        assert_eq!(a.array(0).states(), devices.states());
+        assert_eq!(a.export_state().lanes, lanes.words());
+        let (off, inv) = devices.fraction_map();
+        for (i, s) in devices.states().iter().enumerate() {
+            assert_eq!(a.weights()[i], 2.0 * ((s - off) * inv) - 1.0, "weight {i}");
+        }
     }
 
     #[test]
