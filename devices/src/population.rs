@@ -492,6 +492,45 @@ impl Population {
             && self.c2c > 0.0
     }
 
+    /// The fused-loop view of a continuous constant-step population whose write noise comes in
+    /// batches (`Some` exactly when [`Population::batched_noise`] holds).
+    pub fn constant_step_view(&mut self) -> Option<ConstantStepView<'_>> {
+        if !self.batched_noise() {
+            return None;
+        }
+        let c2c = self.c2c;
+        Some(self.view_parts(c2c))
+    }
+
+    /// The view of a constant-step population without stuck devices (any c2c).
+    fn view_parts(&mut self, c2c: f32) -> ConstantStepView<'_> {
+        let Kernel::Step(k) = &self.kernel else {
+            unreachable!("constant-step view of another model")
+        };
+        let n = self.state.len();
+        let cols = [
+            self.lo.indexed(),
+            self.hi.indexed(),
+            k.dw_up.indexed(),
+            k.dw_down.indexed(),
+        ];
+        for (v, m) in cols {
+            assert!(
+                v.len() == n || (m == 0 && !v.is_empty()),
+                "parameter column"
+            );
+        }
+        let [lo, hi, up, down] = cols;
+        ConstantStepView {
+            state: &mut self.state,
+            lo,
+            hi,
+            up,
+            down,
+            c2c,
+        }
+    }
+
     /// One write of the batched constant-step path with given standard-normal draws `z`, one per
     /// pulse: `|n| = z.len()` pulses, each `w <- clip(w + dw (1 + c2c z))`. The reference that
     /// [`Population::pulse_many`] follows when [`Population::batched_noise`] holds.
@@ -612,85 +651,29 @@ impl Population {
             Kernel::Step(k)
                 if self.stuck.is_empty() && k.kind == StepKind::Constant && k.levels.is_none() =>
             {
-                let c2c = self.c2c;
                 let total: usize = n.iter().map(|m| m.unsigned_abs() as usize).sum();
-                if c2c > 0.0 {
+                if self.c2c > 0.0 {
                     noise.resize(total + 2, 0.0);
                     lanes.fill(&mut noise[..total]);
+                } else {
+                    // Zeros, read again for every write (multiplied by c2c = 0, they leave the steps
+                    // exact).
+                    let longest = n
+                        .iter()
+                        .map(|m| m.unsigned_abs() as usize)
+                        .max()
+                        .unwrap_or(0);
+                    noise.clear();
+                    noise.resize(longest.max(2), 0.0);
                 }
-                // Per-device columns as (values, index mask): a shared value is read at index 0. The
-                // polarity of a write picks its step without a branch (signs come in random order).
-                let (lo_v, lo_m) = self.lo.indexed();
-                let (hi_v, hi_m) = self.hi.indexed();
-                let (up_v, up_m) = k.dw_up.indexed();
-                let (dn_v, dn_m) = k.dw_down.indexed();
-                // Every index is checked once here, so the loop below reads without bounds checks.
-                let n_dev = self.state.len();
-                let top = idx.iter().fold(0u32, |a, b| a.max(*b)) as usize;
-                assert!(idx.is_empty() || top < n_dev, "device index out of range");
-                for (v, m) in [(lo_v, lo_m), (hi_v, hi_m), (up_v, up_m), (dn_v, dn_m)] {
-                    assert!(
-                        v.len() == n_dev || (m == 0 && !v.is_empty()),
-                        "parameter column"
-                    );
-                }
-                let state = &mut self.state[..];
+                let c2c = self.c2c;
+                let mut view = self.view_parts(c2c);
                 let mut next = 0;
                 for (j, (i, m)) in idx.iter().zip(n).enumerate() {
-                    let i = *i as usize;
-                    // SAFETY: `i < n_dev` (checked above); a column of `n_dev` values is read at `i`, a
-                    // shared one (mask 0) at 0; `noise` holds `total + 2` values and `next + 1 <= total
-                    // + 1` (the sum of the counts before this write is at most `total`).
-                    let (w0, lo, hi, up, dn, z0, z1) = unsafe {
-                        (
-                            *state.get_unchecked(i),
-                            *lo_v.get_unchecked(i & lo_m),
-                            *hi_v.get_unchecked(i & hi_m),
-                            *up_v.get_unchecked(i & up_m),
-                            *dn_v.get_unchecked(i & dn_m),
-                            if c2c > 0.0 {
-                                *noise.get_unchecked(next)
-                            } else {
-                                0.0
-                            },
-                            if c2c > 0.0 {
-                                *noise.get_unchecked(next + 1)
-                            } else {
-                                0.0
-                            },
-                        )
-                    };
-                    let dw = [-dn, up][usize::from(*m > 0)];
-                    let pulses = m.unsigned_abs() as usize;
-                    let w = if c2c > 0.0 {
-                        // The first two pulses are computed whatever the count and the result picked
-                        // without a branch (counts of 1 and 2 alternate unpredictably); longer trains
-                        // continue in a loop. `noise` has two spare entries for the unused reads.
-                        let mut step = dw;
-                        step *= 1.0 + c2c * z0;
-                        let w1 = clip(w0 + step, lo, hi);
-                        let mut step = dw;
-                        step *= 1.0 + c2c * z1;
-                        let w2 = clip(w1 + step, lo, hi);
-                        let mut w = [w0, w1, w2][pulses.min(2)];
-                        if pulses > 2 {
-                            for xi in &noise[next + 2..next + pulses] {
-                                let mut step = dw;
-                                step *= 1.0 + c2c * xi;
-                                w = clip(w + step, lo, hi);
-                            }
-                        }
-                        next += pulses;
-                        w
-                    } else {
-                        let mut w = w0;
-                        for _ in 0..pulses {
-                            w = clip(w + dw, lo, hi);
-                        }
-                        w
-                    };
-                    // SAFETY: as above.
-                    unsafe { *state.get_unchecked_mut(i) = w };
+                    let (w0, w) = view.write(*i as usize, *m, &noise[next..]);
+                    if c2c > 0.0 {
+                        next += m.unsigned_abs() as usize;
+                    }
                     each(j, w, w - w0);
                 }
             }
@@ -720,6 +703,75 @@ impl Population {
     /// `1 / (nominal upper - nominal lower)`: the change of [`Population::fraction`] per native unit.
     pub fn fraction_scale(&self) -> f32 {
         self.nominal_inv
+    }
+}
+
+/// A mutable view of a continuous constant-step population for fused write loops (see
+/// [`Population::constant_step_view`]): one [`ConstantStepView::write`] is one device's batch of pulses,
+/// with the arithmetic of [`Population::pulse_with_normals`].
+#[derive(Debug)]
+pub struct ConstantStepView<'a> {
+    state: &'a mut [f32],
+    /// Per-device columns as (values, index mask): `values[i & mask]` is device `i`'s value.
+    lo: (&'a [f32], usize),
+    hi: (&'a [f32], usize),
+    up: (&'a [f32], usize),
+    down: (&'a [f32], usize),
+    c2c: f32,
+}
+
+impl ConstantStepView<'_> {
+    /// Devices in the view.
+    pub fn len(&self) -> usize {
+        self.state.len()
+    }
+
+    /// True for an empty population.
+    pub fn is_empty(&self) -> bool {
+        self.state.is_empty()
+    }
+
+    /// Applies `m` pulses to device `i` (potentiation for `m > 0`), pulse `k` scaled by
+    /// `1 + c2c z[k]`, and returns `(state before, state after)`. `z` must hold at least
+    /// `max(|m|, 2)` values: the first two are read whatever the count, so that counts of 1 and 2
+    /// (which alternate unpredictably) take the same branch-free path; longer trains continue in a
+    /// loop. The polarity picks its step without a branch too.
+    ///
+    /// # Panics
+    /// If `i` is out of range or `z` is too short.
+    #[inline(always)]
+    pub fn write(&mut self, i: usize, m: i32, z: &[f32]) -> (f32, f32) {
+        let w0 = self.state[i];
+        let (z0, z1) = (z[0], z[1]);
+        // SAFETY: `i < state.len()` (checked by the read above) and every column holds either
+        // `state.len()` values (mask all ones) or one value (mask 0); checked when the view was made.
+        let (lo, hi, up, dn) = unsafe {
+            (
+                *self.lo.0.get_unchecked(i & self.lo.1),
+                *self.hi.0.get_unchecked(i & self.hi.1),
+                *self.up.0.get_unchecked(i & self.up.1),
+                *self.down.0.get_unchecked(i & self.down.1),
+            )
+        };
+        let dw = [-dn, up][usize::from(m > 0)];
+        let pulses = m.unsigned_abs() as usize;
+        let c2c = self.c2c;
+        let mut step = dw;
+        step *= 1.0 + c2c * z0;
+        let w1 = clip(w0 + step, lo, hi);
+        let mut step = dw;
+        step *= 1.0 + c2c * z1;
+        let w2 = clip(w1 + step, lo, hi);
+        let mut w = [w0, w1, w2][pulses.min(2)];
+        if pulses > 2 {
+            for x in &z[2..pulses] {
+                let mut step = dw;
+                step *= 1.0 + c2c * x;
+                w = clip(w + step, lo, hi);
+            }
+        }
+        self.state[i] = w;
+        (w0, w)
     }
 }
 

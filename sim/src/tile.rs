@@ -450,6 +450,11 @@ impl Tile {
             Routing::Unidirectional => self.cell != CellKind::Single,
         };
         let base = row * self.cols;
+        if self.cell == CellKind::Single && self.arrays[0].batched_noise() {
+            let row_sum = self.pulse_row_single(base, cols, n);
+            self.g_row[row] += row_sum;
+            return;
+        }
         let arrays = if self.cell == CellKind::Single { 1 } else { 2 };
         let mut b = std::mem::take(&mut self.batch);
         let mut row_sum = 0.0f64;
@@ -520,6 +525,48 @@ impl Tile {
                 self.w[i] = self.cell_weight(i);
             }
         }
+    }
+
+    /// [`Tile::pulse_row`] for single-device cells with batched write noise, fused into one loop: the
+    /// row's draws in one fill, then per device its pulses, weight, energy sums and counters. Returns
+    /// the change of the row's energy sum.
+    fn pulse_row_single(&mut self, base: usize, cols: &[u32], n: &[i32]) -> f64 {
+        let total: usize = n.iter().map(|m| m.unsigned_abs() as usize).sum();
+        let noise = &mut self.batch.noise;
+        noise.resize(total + 2, 0.0);
+        self.lanes.fill(&mut noise[..total]);
+        let (off, inv) = self.arrays[0].fraction_map();
+        let scale = self.energy_scale[0];
+        let width = self.cols;
+        let w = &mut self.w[base..base + width];
+        let up_count = &mut self.up_count[0][base..base + width];
+        let down_count = &mut self.down_count[0][base..base + width];
+        let g_col = &mut self.g_col[..width];
+        let mut view = self.arrays[0]
+            .constant_step_view()
+            .expect("batched-noise population");
+        let (mut row_sum, mut by_sign, mut next) = (0.0f64, [0u64; 2], 0usize);
+        for (c, m) in cols.iter().zip(n) {
+            let c = *c as usize;
+            let (w0, w1) = view.write(base + c, *m, &noise[next..]);
+            let a = m.unsigned_abs();
+            next += a as usize;
+            let g = (w1 - w0) as f64 * scale;
+            row_sum += g;
+            g_col[c] += g;
+            w[c] = 2.0 * ((w1 - off) * inv) - 1.0;
+            let up = usize::from(*m > 0);
+            let counter = if up == 1 {
+                &mut up_count[c]
+            } else {
+                &mut down_count[c]
+            };
+            *counter = counter.saturating_add(a);
+            by_sign[up] += a as u64;
+        }
+        self.tally.down += by_sign[0];
+        self.tally.up += by_sign[1];
+        row_sum
     }
 
     /// Erases device `i` of array `a` and writes it to the fraction `goal` of its range with closed-loop
@@ -876,6 +923,10 @@ mod tests {
         let mut lanes = NormalLanes::from_words(&a.export_state().lanes).unwrap();
         let mut z = vec![0.0f32; 14];
         lanes.fill(&mut z);
+        let counted: Vec<(u32, u32)> = cols
+            .iter()
+            .map(|c| a.device_pulses(0, 2 * 6 + *c as usize))
+            .collect();
         a.pulse_row(2, &cols, &n, Routing::Cell);
         let mut next = 0;
         for (c, k) in cols.iter().zip(&n) {
@@ -885,6 +936,18 @@ mod tests {
         }
         assert_eq!(a.array(0).states(), devices.states());
         assert_eq!(a.export_state().lanes, lanes.words());
+        for ((c, k), (up, down)) in cols.iter().zip(&n).zip(&counted) {
+            let want = if *k > 0 {
+                (up + *k as u32, *down)
+            } else {
+                (*up, down + k.unsigned_abs())
+            };
+            assert_eq!(
+                a.device_pulses(0, 2 * 6 + *c as usize),
+                want,
+                "counters of column {c}"
+            );
+        }
         let (off, inv) = devices.fraction_map();
         for (i, s) in devices.states().iter().enumerate() {
             assert_eq!(a.weights()[i], 2.0 * ((s - off) * inv) - 1.0, "weight {i}");
