@@ -310,6 +310,19 @@ impl Coincidences {
         }
     }
 
+    /// Column visits that [`Coincidences::row`] makes for `row`: the summed size of its slots' lists.
+    #[inline]
+    pub fn work(&self, row: u64) -> usize {
+        let mut b = row;
+        let mut n = 0;
+        while b != 0 {
+            let s = b.trailing_zeros() as usize;
+            n += (self.start[s + 1] - self.start[s]) as usize;
+            b &= b - 1;
+        }
+        n
+    }
+
     /// Calls `hit(k, n)` for every column `k` (in increasing order) whose train shares `n > 0` slots with
     /// `row`.
     #[inline]
@@ -330,10 +343,22 @@ impl Coincidences {
         }
         let mut b = row;
         while b != 0 {
+            // A slot's columns are in order: bits of the same word gather in a register, so the bit
+            // set is not read back from memory after every column.
+            let (mut word, mut bits) = (usize::MAX, 0u64);
             for k in slot(b.trailing_zeros() as usize) {
                 let k = *k as usize;
                 counts[k] += 1;
-                seen[k / 64] |= 1 << (k % 64);
+                if k / 64 != word {
+                    if word != usize::MAX {
+                        seen[word] |= bits;
+                    }
+                    (word, bits) = (k / 64, 0);
+                }
+                bits |= 1 << (k % 64);
+            }
+            if word != usize::MAX {
+                seen[word] |= bits;
             }
             b &= b - 1;
         }
@@ -391,7 +416,8 @@ fn stochastic(
         }
     }
     let mut found = Coincidences::new(&col_bits, bl);
-    let (mut hit_cols, mut hit_n) = (vec![0u32; col_idx.len()], vec![0i32; col_idx.len()]);
+    // One spare entry: the branch-free pass writes the entry after the last hit.
+    let (mut hit_cols, mut hit_n) = (vec![0u32; col_idx.len() + 1], vec![0i32; col_idx.len() + 1]);
     let mut evaluations = 0u64;
     for (i, v) in d.iter().enumerate().take(rows) {
         let row_bits = train(a * v.abs(), bl, tile.rng());
@@ -402,11 +428,22 @@ fn stochastic(
         // dW = -lr d x: the weight rises when d and x have opposite signs.
         let flip = if *v > 0.0 { -1 } else { 1 };
         let mut hits = 0;
-        found.row(row_bits, |k, n| {
-            hit_cols[hits] = col_idx[k];
-            hit_n[hits] = n * col_sign[k] * flip;
-            hits += 1;
-        });
+        if found.work(row_bits) * 2 > col_idx.len() {
+            // Many coincidences: one branch-free pass over the active columns is cheaper than the slot
+            // lists (same hits, same order).
+            for ((c, bits), sign) in col_idx.iter().zip(&col_bits).zip(&col_sign) {
+                let n = (row_bits & bits).count_ones() as i32;
+                hit_cols[hits] = *c;
+                hit_n[hits] = n * sign * flip;
+                hits += usize::from(n != 0);
+            }
+        } else {
+            found.row(row_bits, |k, n| {
+                hit_cols[hits] = col_idx[k];
+                hit_n[hits] = n * col_sign[k] * flip;
+                hits += 1;
+            });
+        }
         if hits != 0 {
             apply(tile, i, &hit_cols[..hits], &hit_n[..hits]);
         }
