@@ -49,6 +49,8 @@ struct StepKernel {
     b: PerDevice<f32>,
     a_up: PerDevice<f32>,
     a_down: PerDevice<f32>,
+    /// `dw_up == dw_down` for every device: a write's step is then its sign times one column.
+    symmetric: bool,
     /// Nominal bounds (linear-step slopes are referenced to them).
     w_min: f32,
     w_max: f32,
@@ -210,6 +212,7 @@ impl Population {
                 let nonneg = s.kind == StepKind::Pow;
                 let kernel = StepKernel {
                     kind: s.kind,
+                    symmetric: dw_up == dw_down,
                     dw_up,
                     dw_down,
                     gamma_up: column(d(Param::GammaUp), s.gamma_up, |v| {
@@ -527,6 +530,7 @@ impl Population {
             hi,
             up,
             down,
+            symmetric: k.symmetric,
             c2c,
         }
     }
@@ -717,6 +721,8 @@ pub struct ConstantStepView<'a> {
     hi: (&'a [f32], usize),
     up: (&'a [f32], usize),
     down: (&'a [f32], usize),
+    /// Up and down steps are the same column.
+    symmetric: bool,
     c2c: f32,
 }
 
@@ -753,7 +759,16 @@ impl ConstantStepView<'_> {
                 *self.down.0.get_unchecked(i & self.down.1),
             )
         };
-        let dw = [-dn, up][usize::from(m > 0)];
+        // The step is exactly `up` or `-dn`, picked with arithmetic: a select on the sign compiles to
+        // a branch that random signs defeat. Symmetric devices copy the sign bit of `-m` onto `dn`
+        // (`m = 0` gives `-dn`, harmless: no pulse is applied); otherwise `p` is 1 or 0 and each
+        // product is exact.
+        let dw = if self.symmetric {
+            f32::from_bits(dn.to_bits() | ((m.wrapping_neg() as u32) & 0x8000_0000) ^ 0x8000_0000)
+        } else {
+            let p = f32::from(u8::from(m > 0));
+            p * up - (1.0 - p) * dn
+        };
         let pulses = m.unsigned_abs() as usize;
         let c2c = self.c2c;
         let mut step = dw;

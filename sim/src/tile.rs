@@ -545,7 +545,7 @@ impl Tile {
         let mut view = self.arrays[0]
             .constant_step_view()
             .expect("batched-noise population");
-        let (mut row_sum, mut by_sign, mut next) = (0.0f64, [0u64; 2], 0usize);
+        let (mut row_sum, mut up_sum, mut next) = (0.0f64, 0u64, 0usize);
         for (c, m) in cols.iter().zip(n) {
             let c = *c as usize;
             let (w0, w1) = view.write(base + c, *m, &noise[next..]);
@@ -555,17 +555,15 @@ impl Tile {
             row_sum += g;
             g_col[c] += g;
             w[c] = 2.0 * ((w1 - off) * inv) - 1.0;
-            let up = usize::from(*m > 0);
-            let counter = if up == 1 {
-                &mut up_count[c]
-            } else {
-                &mut down_count[c]
-            };
-            *counter = counter.saturating_add(a);
-            by_sign[up] += a as u64;
+            // Both counters take an add (one of them of zero): a select on the sign would compile to a
+            // branch that random signs defeat.
+            let up = a * u32::from(*m > 0);
+            up_count[c] = up_count[c].saturating_add(up);
+            down_count[c] = down_count[c].saturating_add(a - up);
+            up_sum += u64::from(up);
         }
-        self.tally.down += by_sign[0];
-        self.tally.up += by_sign[1];
+        self.tally.down += total as u64 - up_sum;
+        self.tally.up += up_sum;
         row_sum
     }
 
