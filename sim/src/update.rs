@@ -428,9 +428,10 @@ fn stochastic(
         // dW = -lr d x: the weight rises when d and x have opposite signs.
         let flip = if *v > 0.0 { -1 } else { 1 };
         let mut hits = 0;
-        if found.work(row_bits) * 2 > col_idx.len() {
-            // Many coincidences: one branch-free pass over the active columns is cheaper than the slot
-            // lists (same hits, same order).
+        if !row_bits.is_power_of_two() && found.work(row_bits) * 2 > col_idx.len() {
+            // Many coincidences over several slots: one branch-free pass over the active columns is
+            // cheaper than counting through the slot lists (same hits, same order). A single slot's list
+            // is already the hit list.
             for ((c, bits), sign) in col_idx.iter().zip(&col_bits).zip(&col_sign) {
                 let n = (row_bits & bits).count_ones() as i32;
                 hit_cols[hits] = *c;
