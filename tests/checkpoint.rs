@@ -397,3 +397,22 @@ every = 4
     assert_eq!(o.code, Some(1));
     assert!(o.stderr.contains("trace.devices.0"), "{}", o.stderr);
 }
+
+#[test]
+fn resumed_run_is_bit_identical_with_batched_constant_step_noise() {
+    // Single cells of a continuous constant-step device with c2c noise: the rows are written by the fused
+    // loop with the tiles' noise lanes, whose state the checkpoint must carry.
+    let device = "[device]\nmodel = \"constant-step\"\ndw_min = 0.01\nup_down = 0.0\nw_min = -1.0\n\
+                  w_max = 1.0\nc2c = 0.3\n\n[device.d2d]\ndw_min = { dist = \"normal\", cv = 0.3 }\n";
+    let start = BASE.find("[device]").unwrap();
+    let end = BASE.find("[tile]").unwrap();
+    let text = format!("{}{}\n{}", &BASE[..start], device, &BASE[end..]);
+    let update = "controller = \"sgd-stochastic\"\nbl = 31";
+    let text = text
+        .replace("{cell}", "single")
+        .replace("{update}", update)
+        .replace("{every}", "1")
+        .replace("{trace_every}", "9")
+        .replace("{unit}", "updates");
+    assert_resume_is_bit_identical(&text, 2);
+}

@@ -869,6 +869,12 @@ struct RunResult {
 }
 
 fn threaded_run(threads: usize, seed: u64) -> RunResult {
+    threaded_run_of(threads, seed, false)
+}
+
+/// `batched`: single cells of a continuous constant-step device with c2c noise, whose rows take the
+/// fused write loop and the tiles' noise lanes; otherwise pairs of soft-bounds devices.
+fn threaded_run_of(threads: usize, seed: u64, batched: bool) -> RunResult {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -877,20 +883,26 @@ fn threaded_run(threads: usize, seed: u64) -> RunResult {
         assert_eq!(rayon::current_num_threads(), threads);
         let (out, inp) = (40, 50);
         let mut spec = constant(0.01);
-        if let Model::Step(p) = &mut spec.model {
-            p.kind = StepKind::SoftBounds;
-            p.up_down = 0.1;
-        }
         spec.c2c = 0.3;
-        spec.stuck_random = 0.05;
-        spec.d2d = vec![
-            (Param::DwMin, vary(Dist::LogNormal, Spread::Relative(0.3))),
-            (Param::WMax, vary(Dist::Normal, Spread::Absolute(0.1))),
-        ];
+        let cell = if batched {
+            spec.d2d = vec![(Param::DwMin, vary(Dist::Normal, Spread::Relative(0.3)))];
+            CellKind::Single
+        } else {
+            if let Model::Step(p) = &mut spec.model {
+                p.kind = StepKind::SoftBounds;
+                p.up_down = 0.1;
+            }
+            spec.stuck_random = 0.05;
+            spec.d2d = vec![
+                (Param::DwMin, vary(Dist::LogNormal, Spread::Relative(0.3))),
+                (Param::WMax, vary(Dist::Normal, Spread::Absolute(0.1))),
+            ];
+            CellKind::Pair
+        };
         let mut m = matrix(
             out,
             inp,
-            &cfg(16, 16, CellKind::Pair, IoConfig::default()),
+            &cfg(16, 16, cell, IoConfig::default()),
             &spec,
             &ControllerSpec::default(),
             0.5,
@@ -944,6 +956,26 @@ fn results_do_not_depend_on_thread_count() {
         "a different seed gives the same weights"
     );
     assert!(one.outputs != other_seed.outputs);
+}
+
+#[test]
+fn batched_constant_step_writes_do_not_depend_on_thread_count() {
+    let one = threaded_run_of(1, 42, true);
+    let two = threaded_run_of(2, 42, true);
+    let four = threaded_run_of(4, 42, true);
+    for (n, other) in [(2, &two), (4, &four)] {
+        assert!(
+            one.outputs == other.outputs,
+            "outputs differ with {n} threads"
+        );
+        assert!(
+            one.weights == other.weights,
+            "weights differ with {n} threads"
+        );
+        assert_eq!(one.ledger, other.ledger, "ledger differs with {n} threads");
+    }
+    assert!(one.ledger.phase(Phase::Update).pulses_up > 0);
+    assert!(one.weights != threaded_run_of(2, 43, true).weights);
 }
 
 #[test]
