@@ -216,24 +216,9 @@ fn block(s: &mut [[u32; LANES]; 4]) -> [f32; BLOCK] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::normal::tests::phi;
     use rand::SeedableRng;
     use rand_pcg::Pcg64;
-
-    /// Standard normal CDF (Abramowitz-Stegun 7.1.26 erf approximation, |error| < 1.5e-7).
-    fn phi(x: f64) -> f64 {
-        let z = x.abs() / std::f64::consts::SQRT_2;
-        let t = 1.0 / (1.0 + 0.327_591_1 * z);
-        let poly = t
-            * (0.254_829_592
-                + t * (-0.284_496_736
-                    + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
-        let erf = 1.0 - poly * (-z * z).exp();
-        if x >= 0.0 {
-            0.5 * (1.0 + erf)
-        } else {
-            0.5 * (1.0 - erf)
-        }
-    }
 
     fn lanes(seed: u64) -> NormalLanes {
         NormalLanes::from_rng(&mut Pcg64::seed_from_u64(seed))

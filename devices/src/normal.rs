@@ -99,13 +99,13 @@ fn slow<G: Rng + ?Sized>(rng: &mut G, t: &Tables, mut hz: i32, mut i: usize) -> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand_pcg::Pcg64;
 
     /// Standard normal CDF (Abramowitz-Stegun 7.1.26 erf approximation, |error| < 1.5e-7).
-    fn phi(x: f64) -> f64 {
+    pub(crate) fn phi(x: f64) -> f64 {
         let z = x.abs() / std::f64::consts::SQRT_2;
         let t = 1.0 / (1.0 + 0.327_591_1 * z);
         let poly = t
