@@ -216,7 +216,7 @@ fn block(s: &mut [[u32; LANES]; 4]) -> [f32; BLOCK] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::normal::tests::phi;
+    use crate::normal::tests::{assert_standard_normal, phi};
     use rand::SeedableRng;
     use rand_pcg::Pcg64;
 
@@ -288,12 +288,7 @@ mod tests {
         let mut buf = vec![0.0f32; n];
         g.fill(&mut buf);
         let mut xs: Vec<f64> = buf.iter().map(|v| *v as f64).collect();
-        let mean = xs.iter().sum::<f64>() / n as f64;
-        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
-        let kurt = xs.iter().map(|x| (x - mean).powi(4)).sum::<f64>() / n as f64 / (var * var);
-        assert!(mean.abs() < 0.005, "mean {mean}");
-        assert!((var - 1.0).abs() < 0.006, "variance {var}");
-        assert!((kurt - 3.0).abs() < 0.05, "kurtosis {kurt}");
+        assert_standard_normal(&mut xs);
         // The two samples of a pair are uncorrelated, and so are neighbouring lanes.
         let pair: f64 = buf
             .chunks_exact(BLOCK)
@@ -306,18 +301,6 @@ mod tests {
             .sum::<f64>()
             / n as f64;
         assert!(pair.abs() < 0.01 && lane.abs() < 0.01, "{pair} {lane}");
-        xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let d = xs
-            .iter()
-            .enumerate()
-            .map(|(k, x)| {
-                let c = phi(*x);
-                (c - k as f64 / n as f64)
-                    .abs()
-                    .max(((k + 1) as f64 / n as f64 - c).abs())
-            })
-            .fold(0.0, f64::max);
-        assert!(d < 1.63 / (n as f64).sqrt(), "KS distance {d}");
         // Tail mass beyond 3 sigma.
         let tail = xs.iter().filter(|x| x.abs() > 3.0).count() as f64 / n as f64;
         let want = 2.0 * (1.0 - phi(3.0));
