@@ -51,7 +51,12 @@ unit = "{unit}"
 "#;
 
 fn scenario(cell: &str, update: &str, every: u32, trace_every: u32, unit: &str) -> String {
-    BASE.replace("{cell}", cell)
+    fill(BASE, cell, update, every, trace_every, unit)
+}
+
+/// `base` (a scenario text with `BASE`'s placeholders) filled in.
+fn fill(base: &str, cell: &str, update: &str, every: u32, trace_every: u32, unit: &str) -> String {
+    base.replace("{cell}", cell)
         .replace("{update}", update)
         .replace("{every}", &every.to_string())
         .replace("{trace_every}", &trace_every.to_string())
@@ -406,13 +411,8 @@ fn resumed_run_is_bit_identical_with_batched_constant_step_noise() {
                   w_max = 1.0\nc2c = 0.3\n\n[device.d2d]\ndw_min = { dist = \"normal\", cv = 0.3 }\n";
     let start = BASE.find("[device]").unwrap();
     let end = BASE.find("[tile]").unwrap();
-    let text = format!("{}{}\n{}", &BASE[..start], device, &BASE[end..]);
+    let base = format!("{}{}\n{}", &BASE[..start], device, &BASE[end..]);
     let update = "controller = \"sgd-stochastic\"\nbl = 31";
-    let text = text
-        .replace("{cell}", "single")
-        .replace("{update}", update)
-        .replace("{every}", "1")
-        .replace("{trace_every}", "9")
-        .replace("{unit}", "updates");
+    let text = fill(&base, "single", update, 1, 9, "updates");
     assert_resume_is_bit_identical(&text, 2);
 }
