@@ -759,9 +759,19 @@ fn gemv_avx2(w: &[f32], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
 fn gemv_body(w: &[f32], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
     debug_assert_eq!(w.len(), rows * cols);
     let chunks = cols / LANES;
+    // Chunks of the input that are all zero are skipped in every row: their products are +-0, which
+    // leave a partial sum unchanged (a sum that starts at +0 never becomes -0), so the result is the
+    // same bits, and sparse inputs (dark pixels) skip whole cache lines of weights.
+    let live: Vec<usize> = (0..chunks)
+        .filter(|c| x[c * LANES..(c + 1) * LANES].iter().any(|v| *v != 0.0))
+        .collect();
     for (row, out) in w.chunks_exact(cols).zip(y.iter_mut()) {
         let mut acc = [0.0f32; LANES];
-        for (wc, xc) in row.chunks_exact(LANES).zip(x.chunks_exact(LANES)) {
+        for c in &live {
+            let (wc, xc) = (
+                &row[c * LANES..(c + 1) * LANES],
+                &x[c * LANES..(c + 1) * LANES],
+            );
             for l in 0..LANES {
                 acc[l] += wc[l] * xc[l];
             }
@@ -976,6 +986,47 @@ mod tests {
                 .sum();
             assert!((z[j] as f64 - r).abs() < 1e-4, "col {j}");
         }
+    }
+
+    #[test]
+    fn skipping_zero_input_chunks_keeps_the_bits() {
+        // The same lane order without the skip: every product added, including the +-0 ones.
+        fn full(w: &[f32], rows: usize, cols: usize, x: &[f32]) -> Vec<f32> {
+            (0..rows)
+                .map(|i| {
+                    let row = &w[i * cols..(i + 1) * cols];
+                    let mut acc = [0.0f32; LANES];
+                    for (wc, xc) in row.chunks_exact(LANES).zip(x.chunks_exact(LANES)) {
+                        for l in 0..LANES {
+                            acc[l] += wc[l] * xc[l];
+                        }
+                    }
+                    let mut s = acc.iter().sum::<f32>();
+                    for j in cols / LANES * LANES..cols {
+                        s += row[j] * x[j];
+                    }
+                    s
+                })
+                .collect()
+        }
+        let (rows, cols) = (29, 16 * 6 + 5);
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|k| ((k * 7919) % 1009) as f32 / 500.0 - 1.0)
+            .collect();
+        // Chunks 0, 2 and 5 all zero (some of them -0), the tail partly zero.
+        let x: Vec<f32> = (0..cols)
+            .map(|k| match k / LANES {
+                0 | 5 => 0.0,
+                2 => -0.0,
+                _ if k % 3 == 0 => 0.0,
+                _ => (k as f32 * 0.37).sin(),
+            })
+            .collect();
+        let mut y = vec![0.0; rows];
+        gemv(&w, rows, cols, &x, &mut y);
+        let want = full(&w, rows, cols, &x);
+        let bits = |v: &[f32]| v.iter().map(|a| a.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&y), bits(&want));
     }
 
     #[test]
