@@ -751,21 +751,22 @@ impl ConstantStepView<'_> {
         let (z0, z1) = (z[0], z[1]);
         // SAFETY: `i < state.len()` (checked by the read above) and every column holds either
         // `state.len()` values (mask all ones) or one value (mask 0); checked when the view was made.
-        let (lo, hi, up, dn) = unsafe {
+        let (lo, hi, dn) = unsafe {
             (
                 *self.lo.0.get_unchecked(i & self.lo.1),
                 *self.hi.0.get_unchecked(i & self.hi.1),
-                *self.up.0.get_unchecked(i & self.up.1),
                 *self.down.0.get_unchecked(i & self.down.1),
             )
         };
         // The step is exactly `up` or `-dn`, picked with arithmetic: a select on the sign compiles to
         // a branch that random signs defeat. Symmetric devices copy the sign bit of `-m` onto `dn`
-        // (`m = 0` gives `-dn`, harmless: no pulse is applied); otherwise `p` is 1 or 0 and each
-        // product is exact.
+        // (`m = 0` gives `-dn`, harmless: no pulse is applied) and never read the `up` column;
+        // otherwise `p` is 1 or 0 and each product is exact.
         let dw = if self.symmetric {
             f32::from_bits(dn.to_bits() | ((m.wrapping_neg() as u32) & 0x8000_0000) ^ 0x8000_0000)
         } else {
+            // SAFETY: as above.
+            let up = unsafe { *self.up.0.get_unchecked(i & self.up.1) };
             let p = f32::from(u8::from(m > 0));
             p * up - (1.0 - p) * dn
         };

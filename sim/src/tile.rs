@@ -539,8 +539,10 @@ impl Tile {
         let scale = self.energy_scale[0];
         let width = self.cols;
         let w = &mut self.w[base..base + width];
-        let up_count = &mut self.up_count[0][base..base + width];
-        let down_count = &mut self.down_count[0][base..base + width];
+        let counters = [
+            &mut self.down_count[0][base..base + width],
+            &mut self.up_count[0][base..base + width],
+        ];
         let g_col = &mut self.g_col[..width];
         let mut view = self.arrays[0]
             .constant_step_view()
@@ -555,12 +557,12 @@ impl Tile {
             row_sum += g;
             g_col[c] += g;
             w[c] = 2.0 * ((w1 - off) * inv) - 1.0;
-            // Both counters take an add (one of them of zero): a select on the sign would compile to a
-            // branch that random signs defeat.
-            let up = a * u32::from(*m > 0);
-            up_count[c] = up_count[c].saturating_add(up);
-            down_count[c] = down_count[c].saturating_add(a - up);
-            up_sum += u64::from(up);
+            // The polarity's counter is picked by indexing a pair of slices (a select on the sign
+            // would compile to a branch that random signs defeat).
+            let up = usize::from(*m > 0);
+            let n = &mut counters[up][c];
+            *n = n.saturating_add(a);
+            up_sum += u64::from(a) * up as u64;
         }
         self.tally.down += total as u64 - up_sum;
         self.tally.up += up_sum;
