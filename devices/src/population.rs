@@ -727,16 +727,6 @@ pub struct ConstantStepView<'a> {
 }
 
 impl ConstantStepView<'_> {
-    /// Devices in the view.
-    pub fn len(&self) -> usize {
-        self.state.len()
-    }
-
-    /// True for an empty population.
-    pub fn is_empty(&self) -> bool {
-        self.state.is_empty()
-    }
-
     /// Applies `m` pulses to device `i` (potentiation for `m > 0`), pulse `k` scaled by
     /// `1 + c2c z[k]`, and returns `(state before, state after)`. `z` must hold at least
     /// `max(|m|, 2)` values: the first two are read whatever the count, so that counts of 1 and 2

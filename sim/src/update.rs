@@ -416,8 +416,9 @@ fn stochastic(
         }
     }
     let mut found = Coincidences::new(&col_bits, bl);
-    // One spare entry: the branch-free pass writes the entry after the last hit.
-    let (mut hit_cols, mut hit_n) = (vec![0u32; col_idx.len() + 1], vec![0i32; col_idx.len() + 1]);
+    // The branch-free pass writes at most at the index of the column it is on, so one entry per active
+    // column is enough.
+    let (mut hit_cols, mut hit_n) = (vec![0u32; col_idx.len()], vec![0i32; col_idx.len()]);
     let mut evaluations = 0u64;
     for (i, v) in d.iter().enumerate().take(rows) {
         let row_bits = train(a * v.abs(), bl, tile.rng());
