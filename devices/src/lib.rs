@@ -14,7 +14,7 @@ pub mod normal;
 pub mod population;
 pub mod spec;
 
-pub use population::{ConstantStepView, Population, StateError};
+pub use population::{ConstantStepView, Population, StateError, StepColumns};
 pub use spec::{
     DeviceSpec, Dist, Model, NeuroSimParams, Param, SpecError, Spread, StepKind, StepParams,
     TableCurve, Variation,

@@ -781,6 +781,45 @@ impl ConstantStepView<'_> {
     }
 }
 
+/// The raw per-device columns of a [`ConstantStepView`], for kernels that write several neighbouring
+/// devices at once with the arithmetic of [`ConstantStepView::write`].
+///
+/// Guarantee (checked when the view was made): each parameter column holds either one value per
+/// device (index mask `usize::MAX`) or a single shared value (index mask 0), so `values[i & mask]`
+/// is in bounds for every `i < state.len()`.
+#[derive(Debug)]
+pub struct StepColumns<'a> {
+    /// Device states (native units).
+    pub state: &'a mut [f32],
+    /// Lower bounds as (values, index mask).
+    pub lo: (&'a [f32], usize),
+    /// Upper bounds as (values, index mask).
+    pub hi: (&'a [f32], usize),
+    /// Potentiation steps as (values, index mask); not read when `symmetric`.
+    pub up: (&'a [f32], usize),
+    /// Depression step magnitudes as (values, index mask).
+    pub down: (&'a [f32], usize),
+    /// Up and down steps are the same column (`down`).
+    pub symmetric: bool,
+    /// Relative cycle-to-cycle spread of a step.
+    pub c2c: f32,
+}
+
+impl ConstantStepView<'_> {
+    /// The view's columns, borrowed for a multi-device kernel.
+    pub fn columns(&mut self) -> StepColumns<'_> {
+        StepColumns {
+            state: &mut *self.state,
+            lo: self.lo,
+            hi: self.hi,
+            up: self.up,
+            down: self.down,
+            symmetric: self.symmetric,
+            c2c: self.c2c,
+        }
+    }
+}
+
 /// `w` limited to `[lo, hi]` (`lo <= hi`, no NaN): [`f32::clamp`] without its argument check.
 #[inline(always)]
 fn clip(w: f32, lo: f32, hi: f32) -> f32 {

@@ -643,7 +643,7 @@ pub fn teacher_student(
     let classes = classes.clamp(1, 256);
     let h = TEACHER_HIDDEN;
     let mut rng = stream(seed, Purpose::Data, TEACHER_STREAM);
-    let normal = |rng: &mut rand_pcg::Pcg64, sd: f32| -> f32 {
+    let normal = |rng: &mut aimsim_sim::rng::Pcg, sd: f32| -> f32 {
         let z: f32 = StandardNormal.sample(rng);
         z * sd
     };

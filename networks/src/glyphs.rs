@@ -8,10 +8,9 @@
 
 use std::f32::consts::PI;
 
-use aimsim_sim::rng::{Purpose, stream};
+use aimsim_sim::rng::{Pcg, Purpose, stream};
 use rand::RngExt;
 use rand_distr::{Distribution, StandardNormal};
-use rand_pcg::Pcg64;
 
 use crate::data::Dataset;
 
@@ -93,7 +92,7 @@ struct Style {
 }
 
 impl Style {
-    fn draw(rng: &mut Pcg64) -> Style {
+    fn draw(rng: &mut Pcg) -> Style {
         let scale = rng.random_range(0.72..1.0f32);
         let aspect = rng.random_range(0.85..1.15f32);
         let rot = rng.random_range(-0.2..0.2f32);
@@ -170,7 +169,7 @@ fn stroke_segment(img: &mut [f32], side: usize, a: Pt, b: Pt, hw: f32) {
 }
 
 /// Draws one sample of digit `digit` into `out` (`side * side` values, overwritten).
-fn render(out: &mut [f32], side: usize, digit: usize, rng: &mut Pcg64) {
+fn render(out: &mut [f32], side: usize, digit: usize, rng: &mut Pcg) {
     let style = Style::draw(rng);
     out.iter_mut().for_each(|v| *v = 0.0);
     let px = side as f32;

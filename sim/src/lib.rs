@@ -13,5 +13,6 @@ pub mod matrix;
 pub mod par;
 pub mod protocol;
 pub mod rng;
+mod rowwrite;
 pub mod tile;
 pub mod update;

@@ -2,11 +2,11 @@
 //! pulse counters.
 
 use aimsim_devices::lanes::{NormalLanes, WORDS};
-use aimsim_devices::{DeviceSpec, Population, SpecError, StateError};
-use rand_pcg::Pcg64;
+use aimsim_devices::{ConstantStepView, DeviceSpec, Population, SpecError, StateError};
 
 use crate::io::{IoConfig, MvmReport, convert};
-use crate::rng::{Purpose, stream};
+use crate::rng::{Pcg, Purpose, stream};
+use crate::rowwrite::{RowBook, RowTrain, Scratch, Trains};
 
 /// How the devices of a unit cell make one weight. Weights are kept in normalized units: a device's
 /// state as a fraction `u` of its nominal range, combined per cell.
@@ -128,12 +128,14 @@ pub struct Tile {
     up_count: Vec<Vec<u32>>,
     down_count: Vec<Vec<u32>>,
     tally: PulseTally,
-    rng: Pcg64,
+    rng: Pcg,
     /// Bulk write noise of the batched constant-step path (see [`Population::pulse_many`]).
     lanes: NormalLanes,
     scratch: Vec<f32>,
     /// Scratch of the batched row writes.
     batch: Batch,
+    /// Scratch of the row kernel.
+    row_scratch: Scratch,
     /// Per array: change of the read-energy conductance per unit of native device state.
     energy_scale: Vec<f64>,
     /// Per array: true when its devices report weight units (read energy then uses the fraction of a
@@ -159,7 +161,7 @@ pub struct TileState {
     /// Pulses applied so far.
     pub tally: PulseTally,
     /// The tile's random stream, where it stands.
-    pub rng: Pcg64,
+    pub rng: Pcg,
     /// The tile's bulk write-noise lanes, where they stand ([`NormalLanes::words`]).
     pub lanes: [u32; WORDS],
 }
@@ -208,6 +210,7 @@ impl Tile {
             scratch: vec![0.0; cfg.rows.max(cfg.cols)],
             energy_scale: Vec::new(),
             batch: Batch::default(),
+            row_scratch: Scratch::default(),
             weight_units: Vec::new(),
         };
         tile.weight_units = tile.arrays.iter().map(|p| p.unit() != "uS").collect();
@@ -257,7 +260,7 @@ impl Tile {
     }
 
     /// The tile's random stream (write noise, read noise, stochastic pulse trains).
-    pub fn rng(&mut self) -> &mut Pcg64 {
+    pub fn rng(&mut self) -> &mut Pcg {
         &mut self.rng
     }
 
@@ -535,38 +538,106 @@ impl Tile {
         let noise = &mut self.batch.noise;
         noise.resize(total + 2, 0.0);
         self.lanes.fill(&mut noise[..total]);
+        let width = self.cols;
+        let (mut book, mut view) = row_book(
+            &mut self.arrays[0],
+            &mut self.w,
+            &mut self.up_count[0],
+            &mut self.down_count[0],
+            &mut self.g_col,
+            self.energy_scale[0],
+            base,
+            width,
+        );
+        let mut next = 0usize;
+        for (c, m) in cols.iter().zip(n) {
+            next += book.write(&mut view, base, *c as usize, *m, &noise[next..]);
+        }
+        self.tally.down += total as u64 - book.up;
+        self.tally.up += book.up;
+        book.row_sum
+    }
+
+    /// True when [`Tile::pulse_row_trains`] can run: single-device cells of the batched constant-step
+    /// model, on a CPU with AVX2.
+    pub(crate) fn trains_kernel(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self.cell == CellKind::Single
+            && self.arrays[0].batched_noise()
+            && std::arch::is_x86_feature_detected!("avx2")
+        {
+            return true;
+        }
+        false
+    }
+
+    /// Writes the rows `rows` (each with its pulse train and sign word, in row order) from the column
+    /// trains `t` (see [`crate::rowwrite::write_row`]): bit-identical to finding each row's hits and
+    /// passing them to [`Tile::pulse_row`] one row after the other.
+    ///
+    /// # Panics
+    /// If [`Tile::trains_kernel`] does not hold, the trains do not match the tile's columns or a row is
+    /// out of range.
+    pub(crate) fn pulse_rows_trains(&mut self, t: &Trains, rows: &[RowTrain]) {
+        assert!(self.trains_kernel(), "row kernel unavailable");
+        let width = self.cols;
+        assert!(
+            t.bits.len() == width && t.neg.len() == width,
+            "train columns"
+        );
+        assert!(
+            t.chunks.iter().all(|k| (*k as usize + 1) * 8 <= width),
+            "train chunks"
+        );
+        assert!(
+            rows.iter().all(|r| (r.row as usize) < self.rows),
+            "row out of range"
+        );
         let (off, inv) = self.arrays[0].fraction_map();
         let scale = self.energy_scale[0];
-        let width = self.cols;
-        let w = &mut self.w[base..base + width];
-        let counters = [
-            &mut self.down_count[0][base..base + width],
-            &mut self.up_count[0][base..base + width],
-        ];
-        let g_col = &mut self.g_col[..width];
         let mut view = self.arrays[0]
             .constant_step_view()
             .expect("batched-noise population");
-        let (mut row_sum, mut up_sum, mut next) = (0.0f64, 0u64, 0usize);
-        for (c, m) in cols.iter().zip(n) {
-            let c = *c as usize;
-            let (w0, w1) = view.write(base + c, *m, &noise[next..]);
-            let a = m.unsigned_abs();
-            next += a as usize;
-            let g = (w1 - w0) as f64 * scale;
-            row_sum += g;
-            g_col[c] += g;
-            w[c] = 2.0 * ((w1 - off) * inv) - 1.0;
-            // The polarity's counter is picked by indexing a pair of slices (a select on the sign
-            // would compile to a branch that random signs defeat).
-            let up = usize::from(*m > 0);
-            let n = &mut counters[up][c];
-            *n = n.saturating_add(a);
-            up_sum += u64::from(a) * up as u64;
+        for r in rows {
+            let base = r.row as usize * width;
+            let mut book = RowBook {
+                w: &mut self.w[base..base + width],
+                counters: [
+                    &mut self.down_count[0][base..base + width],
+                    &mut self.up_count[0][base..base + width],
+                ],
+                g_col: &mut self.g_col[..width],
+                off,
+                inv,
+                scale,
+                row_sum: 0.0,
+                up: 0,
+            };
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX2 is present (`trains_kernel`), the trains span the row's `width` columns
+            // and their chunks lie inside it, the row is in range (all checked above), and the
+            // book's slices span the row.
+            let total = unsafe {
+                crate::rowwrite::write_row(
+                    &mut view,
+                    &mut book,
+                    base,
+                    width,
+                    t,
+                    r.bits,
+                    r.neg,
+                    &mut self.lanes,
+                    &mut self.row_scratch,
+                )
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let total: u64 = unreachable!("row kernel on a CPU without AVX2");
+            if total != 0 {
+                self.tally.down += total - book.up;
+                self.tally.up += book.up;
+                self.g_row[r.row as usize] += book.row_sum;
+            }
         }
-        self.tally.down += total as u64 - up_sum;
-        self.tally.up += up_sum;
-        row_sum
     }
 
     /// Erases device `i` of array `a` and writes it to the fraction `goal` of its range with closed-loop
@@ -688,6 +759,38 @@ impl Tile {
             g_x2,
         }
     }
+}
+
+/// The book of row `base / width` of a single-device tile, and the constant-step view of its devices.
+#[allow(clippy::too_many_arguments)]
+fn row_book<'a>(
+    array: &'a mut Population,
+    w: &'a mut [f32],
+    up_count: &'a mut [u32],
+    down_count: &'a mut [u32],
+    g_col: &'a mut [f64],
+    scale: f64,
+    base: usize,
+    width: usize,
+) -> (RowBook<'a>, ConstantStepView<'a>) {
+    let (off, inv) = array.fraction_map();
+    let book = RowBook {
+        w: &mut w[base..base + width],
+        counters: [
+            &mut down_count[base..base + width],
+            &mut up_count[base..base + width],
+        ],
+        g_col: &mut g_col[..width],
+        off,
+        inv,
+        scale,
+        row_sum: 0.0,
+        up: 0,
+    };
+    let view = array
+        .constant_step_view()
+        .expect("batched-noise population");
+    (book, view)
 }
 
 /// Closed-loop write with potentiation pulses only: pulses device `i` until its fraction is within half a

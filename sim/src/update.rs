@@ -4,9 +4,9 @@
 //! step of the normalized weight is `dW_ij = -lr d_i x_j` (`lr` in normalized weight units).
 
 use aimsim_devices::StateError;
-use rand::Rng;
 
 use crate::ledger::{Charge, CostModel};
+use crate::rowwrite::{RowTrain, Trains};
 use crate::tile::{CellKind, Routing, Tile};
 
 /// How a desired outer-product step becomes pulses.
@@ -184,6 +184,8 @@ pub fn apply_scheme_with(
     mut touched: Option<&mut Vec<u32>>,
 ) -> UpdateReport {
     let before = tile.tally();
+    // The row kernel writes straight from the trains; it cannot report touched cells.
+    let kernel = touched.is_none();
     let mut apply = |tile: &mut Tile, row: usize, cols: &[u32], n: &[i32]| {
         tile.pulse_row(row, cols, n, routing);
         if let Some(t) = touched.as_deref_mut() {
@@ -204,6 +206,7 @@ pub fn apply_scheme_with(
             *bl,
             *update_management,
             *bl_management,
+            kernel,
             &mut apply,
         ),
         PulseScheme::Count { max_pulses } => {
@@ -232,32 +235,6 @@ pub fn apply_scheme_with(
 
 fn abs_max(v: &[f32]) -> f32 {
     v.iter().fold(0.0f32, |m, a| m.max(a.abs()))
-}
-
-/// Draws a `bl`-slot pulse train with firing probability `p` per slot.
-#[inline]
-fn train<R: Rng + ?Sized>(p: f32, bl: u32, rng: &mut R) -> u64 {
-    if p <= 0.0 {
-        return 0;
-    }
-    if p >= 1.0 {
-        return if bl == 64 { u64::MAX } else { (1u64 << bl) - 1 };
-    }
-    let threshold = (p as f64 * 4_294_967_296.0) as u64;
-    // Two slots per draw (low half first), set without branches; a spare slot past `bl` is masked off.
-    let mut bits = 0u64;
-    let mut slot = 0;
-    while slot < bl {
-        let r = rng.next_u64();
-        bits |= u64::from((r & 0xFFFF_FFFF) < threshold) << slot;
-        bits |= u64::from((r >> 32) < threshold) << (slot + 1);
-        slot += 2;
-    }
-    if bl >= 64 {
-        bits
-    } else {
-        bits & ((1u64 << bl) - 1)
-    }
 }
 
 /// Coincidences of one row's pulse train with a set of column trains, found slot by slot: for every
@@ -384,6 +361,7 @@ fn stochastic(
     bl_max: u32,
     um: bool,
     blm: bool,
+    kernel: bool,
     apply: &mut impl FnMut(&mut Tile, usize, &[u32], &[i32]),
 ) -> UpdateReport {
     let (rows, cols) = (tile.rows(), tile.cols());
@@ -403,12 +381,47 @@ fn stochastic(
     } else {
         (gain.sqrt(), gain.sqrt())
     };
+    if kernel && bl <= 32 && tile.trains_kernel() {
+        // Dense column trains for the row kernel: the same draws, in the same order, as below.
+        let mut t = Trains {
+            bits: vec![0; cols],
+            neg: vec![0; cols],
+            chunks: Vec::new(),
+        };
+        let mut active = 0u64;
+        for (j, v) in x.iter().enumerate() {
+            let bits = tile.rng().train(b * v.abs(), bl) as u32;
+            t.bits[j] = bits;
+            t.neg[j] = if *v > 0.0 { 0 } else { u32::MAX };
+            active += u64::from(bits != 0);
+        }
+        t.index_chunks();
+        let mut firing = Vec::new();
+        for (i, v) in d.iter().enumerate().take(rows) {
+            let bits = tile.rng().train(a * v.abs(), bl) as u32;
+            if bits != 0 && active != 0 {
+                let neg = if *v > 0.0 { 0 } else { u32::MAX };
+                firing.push(RowTrain {
+                    row: i as u32,
+                    bits,
+                    neg,
+                });
+            }
+        }
+        let evaluations = active * firing.len() as u64;
+        tile.pulse_rows_trains(&t, &firing);
+        return UpdateReport {
+            evaluations,
+            slots: bl as u64,
+            ..UpdateReport::default()
+        };
+    }
     // Column trains: only active columns are kept (index, bits, sign).
     let mut col_idx = Vec::with_capacity(cols);
     let mut col_bits = Vec::with_capacity(cols);
     let mut col_sign: Vec<i32> = Vec::with_capacity(cols);
     for (j, v) in x.iter().enumerate() {
-        let bits = train(b * v.abs(), bl, tile.rng());
+        let bits = tile.rng().train(b * v.abs(), bl);
         if bits != 0 {
             col_idx.push(j as u32);
             col_bits.push(bits);
@@ -421,7 +434,7 @@ fn stochastic(
     let (mut hit_cols, mut hit_n) = (vec![0u32; col_idx.len()], vec![0i32; col_idx.len()]);
     let mut evaluations = 0u64;
     for (i, v) in d.iter().enumerate().take(rows) {
-        let row_bits = train(a * v.abs(), bl, tile.rng());
+        let row_bits = tile.rng().train(a * v.abs(), bl);
         if row_bits == 0 || col_idx.is_empty() {
             continue;
         }
@@ -1017,6 +1030,135 @@ mod tests {
             ..TileConfig::default()
         };
         Tile::new(1, &cfg, &spec, 3).unwrap()
+    }
+
+    /// A single-cell tile of the batched constant-step model (continuous, c2c noise): `d2d` spreads
+    /// the step and the bounds device by device, `up_down` makes it asymmetric.
+    fn batched_tile(rows: usize, cols: usize, d2d: bool, up_down: f64, g_range: bool) -> Tile {
+        use aimsim_devices::{Dist, Param, Spread, StepKind, StepParams, Variation};
+        let mut p = StepParams::new(StepKind::Constant, 0.02);
+        p.up_down = up_down;
+        if g_range {
+            p.g_range = Some((0.5, 20.0));
+        }
+        let mut spec = DeviceSpec::new(Model::Step(p));
+        spec.c2c = 0.4;
+        if d2d {
+            for param in [Param::DwMin, Param::WMin, Param::WMax] {
+                spec.d2d.push((
+                    param,
+                    Variation {
+                        dist: Dist::Normal,
+                        spread: Spread::Relative(0.3),
+                    },
+                ));
+            }
+        }
+        let cfg = TileConfig {
+            rows,
+            cols,
+            cell: CellKind::Single,
+            ..TileConfig::default()
+        };
+        Tile::new(7, &cfg, &spec, 11).unwrap()
+    }
+
+    /// The row kernel (AVX2) against the hit-list path: same states, weights, energy sums, counters,
+    /// tallies, random streams and reports, bit for bit, across shapes with and without a column tail,
+    /// symmetric and asymmetric steps, shared and per-device parameters, train lengths up to 32,
+    /// sparse and dense inputs (few and many pulses per device, so that every way of fetching draws
+    /// runs), and devices driven into their bounds.
+    #[test]
+    fn the_row_kernel_writes_exactly_what_the_hit_list_path_writes() {
+        use rand::{RngExt, SeedableRng};
+        let probe = batched_tile(2, 8, false, 0.0, false);
+        if !probe.trains_kernel() {
+            eprintln!("no AVX2 here: the row kernel is not used, nothing to compare");
+            return;
+        }
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(5);
+        let cases = [
+            (24, 64, false, 0.0, false),
+            (17, 21, true, 0.0, false),
+            (9, 40, true, 0.3, true),
+            (12, 7, true, -0.2, false),
+            (5, 35, false, 0.5, true),
+        ];
+        for (k, (rows, cols, d2d, up_down, g_range)) in cases.into_iter().enumerate() {
+            let mut fast = batched_tile(rows, cols, d2d, up_down, g_range);
+            let mut reference = fast.clone();
+            assert!(fast.trains_kernel());
+            for step in 0..40 {
+                // Inputs with zeros and both signs; every fourth step a large rate saturates devices.
+                let x: Vec<f32> = (0..cols)
+                    .map(|_| match rng.random_range(0..4) {
+                        0 => 0.0,
+                        _ => rng.random_range(-1.0f32..1.0),
+                    })
+                    .collect();
+                let d: Vec<f32> = (0..rows)
+                    .map(|_| match rng.random_range(0..3) {
+                        0 => 0.0,
+                        _ => rng.random_range(-1.0f32..1.0),
+                    })
+                    .collect();
+                let lr = if step % 4 == 3 { 5.0 } else { 0.05 };
+                let bl = [31, 32, 7, 1, 16][step % 5];
+                let (um, blm) = (step % 2 == 0, step % 3 == 0);
+                let a = stochastic(
+                    &mut fast,
+                    &x,
+                    &d,
+                    lr,
+                    bl,
+                    um,
+                    blm,
+                    true,
+                    &mut |t, r, c, n| t.pulse_row(r, c, n, Routing::Cell),
+                );
+                let b = stochastic(
+                    &mut reference,
+                    &x,
+                    &d,
+                    lr,
+                    bl,
+                    um,
+                    blm,
+                    false,
+                    &mut |t, r, c, n| t.pulse_row(r, c, n, Routing::Cell),
+                );
+                let what = format!("case {k}, step {step}");
+                assert_eq!(a.evaluations, b.evaluations, "{what}");
+                assert_eq!(a.slots, b.slots, "{what}");
+                let (sa, sb) = (fast.export_state(), reference.export_state());
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                let bits64 = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&sa.states[0]), bits(&sb.states[0]), "{what}: states");
+                assert_eq!(
+                    bits(fast.weights()),
+                    bits(reference.weights()),
+                    "{what}: weights"
+                );
+                assert_eq!(bits64(&sa.g_row), bits64(&sb.g_row), "{what}: row sums");
+                assert_eq!(bits64(&sa.g_col), bits64(&sb.g_col), "{what}: column sums");
+                assert_eq!(sa.up_count, sb.up_count, "{what}: up counters");
+                assert_eq!(sa.down_count, sb.down_count, "{what}: down counters");
+                assert_eq!(sa.tally, sb.tally, "{what}: tallies");
+                assert_eq!(sa.rng, sb.rng, "{what}: train stream");
+                assert_eq!(sa.lanes, sb.lanes, "{what}: noise lanes");
+            }
+            // The inputs moved the devices, and some of them into a bound.
+            let s = fast.export_state();
+            let p = fast.array(0);
+            assert!(s.tally.up > 0 && s.tally.down > 0, "case {k}");
+            assert!(
+                (0..rows * cols).any(|i| {
+                    let (lo, hi) = p.bounds(i);
+                    s.states[0][i] == lo || s.states[0][i] == hi
+                }),
+                "case {k}: no device reached a bound"
+            );
+        }
     }
 
     #[test]
