@@ -136,23 +136,48 @@ impl Pcg {
         if p >= 1.0 {
             return mask;
         }
-        let threshold = (p as f64 * 4_294_967_296.0) as u64;
+        // `p < 1`, so the threshold fits 32 bits.
+        let threshold = (p as f64 * 4_294_967_296.0) as u32;
         let draws = bl.div_ceil(2) as usize;
         let (mut bits, mut done, mut s) = (0u64, 0usize, self.state);
         while done < draws {
             let next = self.jumps.map(|(m, c)| s.wrapping_mul(m).wrapping_add(c));
+            // Four draws decide eight slots; draws past the train only set bits that `mask` drops.
+            bits |= u64::from(slots_below(next.map(Self::output), threshold)) << (2 * done);
             let take = (draws - done).min(4);
-            for (k, state) in next.iter().enumerate().take(take) {
-                let r = Self::output(*state);
-                let slot = 2 * (done + k);
-                bits |= u64::from((r & 0xFFFF_FFFF) < threshold) << slot;
-                bits |= u64::from((r >> 32) < threshold) << (slot + 1);
-            }
             s = next[take - 1];
             done += take;
         }
         self.state = s;
         bits & mask
+    }
+}
+
+/// The slot decisions of four draws: bit `2k` set when the low 32 bits of draw `k` are below `t`,
+/// bit `2k + 1` when its high 32 bits are.
+#[inline(always)]
+fn slots_below(r: [u64; 4], t: u32) -> u8 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SSE2 (every x86-64 CPU), in registers: unsigned `a < t` is signed `a ^ MIN < t ^ MIN`.
+        // SAFETY: SSE2 is part of x86-64.
+        unsafe {
+            let flip = _mm_set1_epi32(i32::MIN);
+            let tv = _mm_xor_si128(_mm_set1_epi32(t as i32), flip);
+            let lo = _mm_xor_si128(_mm_set_epi64x(r[1] as i64, r[0] as i64), flip);
+            let hi = _mm_xor_si128(_mm_set_epi64x(r[3] as i64, r[2] as i64), flip);
+            let a = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmplt_epi32(lo, tv)));
+            let b = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmplt_epi32(hi, tv)));
+            (a | (b << 4)) as u8
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        r.iter().enumerate().fold(0u8, |b, (k, r)| {
+            b | (u8::from((*r as u32) < t) << (2 * k))
+                | (u8::from(((*r >> 32) as u32) < t) << (2 * k + 1))
+        })
     }
 }
 

@@ -148,17 +148,32 @@ pub(crate) unsafe fn write_row(
     );
     let (ones8, ones16) = (_mm256_set1_epi8(1), _mm256_set1_epi16(1));
     let mut sum = _mm256_setzero_si256();
-    for k in &t.chunks {
-        let c = *k as usize * 8;
-        // SAFETY: `c + 8 <= width` (the caller's chunk guarantee).
-        let v = _mm256_and_si256(row, unsafe { _mm256_loadu_si256(bits.add(c).cast()) });
-        let lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(v, nibble));
-        let hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble));
-        let bytes = _mm256_add_epi8(lo, hi);
-        let n = _mm256_madd_epi16(_mm256_maddubs_epi16(bytes, ones8), ones16);
-        // SAFETY: as above (`counts` holds `width` values).
-        unsafe { _mm256_storeu_si256(counts.add(c).cast(), n) };
-        sum = _mm256_add_epi32(sum, n);
+    if row_bits.is_power_of_two() {
+        // One slot: a column's count is its bit of that slot.
+        let slot = _mm_cvtsi32_si128(row_bits.trailing_zeros() as i32);
+        let one = _mm256_set1_epi32(1);
+        for k in &t.chunks {
+            let c = *k as usize * 8;
+            // SAFETY: `c + 8 <= width` (the caller's chunk guarantee).
+            let v = unsafe { _mm256_loadu_si256(bits.add(c).cast()) };
+            let n = _mm256_and_si256(_mm256_srl_epi32(v, slot), one);
+            // SAFETY: as above (`counts` holds `width` values).
+            unsafe { _mm256_storeu_si256(counts.add(c).cast(), n) };
+            sum = _mm256_add_epi32(sum, n);
+        }
+    } else {
+        for k in &t.chunks {
+            let c = *k as usize * 8;
+            // SAFETY: as above.
+            let v = _mm256_and_si256(row, unsafe { _mm256_loadu_si256(bits.add(c).cast()) });
+            let lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(v, nibble));
+            let hi = _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble));
+            let bytes = _mm256_add_epi8(lo, hi);
+            let n = _mm256_madd_epi16(_mm256_maddubs_epi16(bytes, ones8), ones16);
+            // SAFETY: as above.
+            unsafe { _mm256_storeu_si256(counts.add(c).cast(), n) };
+            sum = _mm256_add_epi32(sum, n);
+        }
     }
     let mut lane_sums = [0i32; 8];
     // SAFETY: eight i32 fit the array.
@@ -200,6 +215,7 @@ pub(crate) unsafe fn write_row(
     let row_neg_v = _mm256_set1_epi32(row_neg as i32);
     let zero = _mm256_setzero_si256();
     let all = _mm256_set1_epi32(-1);
+    let seven = _mm256_set1_epi32(7);
     let (w_cache, g_col) = (book.w.as_mut_ptr(), book.g_col.as_mut_ptr());
     let (down_n, up_n) = (book.counters[0].as_mut_ptr(), book.counters[1].as_mut_ptr());
     let mut up_acc = _mm256_setzero_si256();
@@ -214,11 +230,8 @@ pub(crate) unsafe fn write_row(
         if _mm256_testz_si256(n, n) != 0 {
             continue;
         }
-        let hit = _mm256_cmpgt_epi32(n, zero);
-        let up = _mm256_and_si256(
-            _mm256_xor_si256(unsafe { _mm256_loadu_si256(neg.add(c).cast()) }, row_neg_v),
-            hit,
-        );
+        // All ones where the pulses potentiate (lanes without pulses do not matter).
+        let up = _mm256_xor_si256(unsafe { _mm256_loadu_si256(neg.add(c).cast()) }, row_neg_v);
         let w0 = unsafe { _mm256_loadu_ps(state.add(i)) };
         let (lo, hi, dn) = (param(lo_v, i), param(hi_v, i), param(dn_v, i));
         let dw = if cols.symmetric {
@@ -242,20 +255,18 @@ pub(crate) unsafe fn write_row(
         // SAFETY: the chunk's draws start at `next < total`; `noise` holds `total + PAD` values.
         let z0 = unsafe { noise.add(next as usize) };
         next += pulses;
-        // The draw of lane `j` in round `p` is `z0[first_j + p]`: within the chunk's first eight (or
-        // sixteen) draws it is picked by a permutation, further on it is gathered.
+        // The draw of lane `j` in round `p` is `z0[first_j + p]`: among the chunk's first sixteen
+        // draws it is picked by two permutations, further on it is gathered.
         let near = [unsafe { _mm256_loadu_ps(z0) }, unsafe {
             _mm256_loadu_ps(z0.add(8))
         }];
         let draws = |at: __m256i, pulse: __m256i| -> __m256 {
-            if pulses <= 8 {
-                _mm256_permutevar8x32_ps(near[0], at)
-            } else if pulses <= 16 {
-                let far = _mm256_cmpgt_epi32(at, _mm256_set1_epi32(7));
+            if pulses <= 16 {
+                let far = _mm256_castsi256_ps(_mm256_cmpgt_epi32(at, seven));
                 _mm256_blendv_ps(
                     _mm256_permutevar8x32_ps(near[0], at),
                     _mm256_permutevar8x32_ps(near[1], at),
-                    _mm256_castsi256_ps(far),
+                    far,
                 )
             } else {
                 // SAFETY: a pulsing lane's draw lies among the chunk's `pulses` draws.
@@ -270,8 +281,9 @@ pub(crate) unsafe fn write_row(
             }
         };
         let pulse_round = |w: __m256, p: i32| -> __m256 {
-            let pulse = _mm256_cmpgt_epi32(n, _mm256_set1_epi32(p));
-            let z = draws(_mm256_add_epi32(first, _mm256_set1_epi32(p)), pulse);
+            let pv = _mm256_set1_epi32(p);
+            let pulse = _mm256_cmpgt_epi32(n, pv);
+            let z = draws(_mm256_add_epi32(first, pv), pulse);
             let step = _mm256_mul_ps(dw, _mm256_add_ps(one, _mm256_mul_ps(c2c, z)));
             // `max(lo, v)` is `v < lo ? lo : v` and `min(hi, v)` is `v > hi ? hi : v`: the scalar clip.
             let v = _mm256_min_ps(hi, _mm256_max_ps(lo, _mm256_add_ps(w, step)));
@@ -280,16 +292,14 @@ pub(crate) unsafe fn write_row(
         // Two rounds always (counts of 1 and 2 alternate unpredictably), more while some lane has
         // pulses left.
         let mut w = pulse_round(pulse_round(w0, 0), 1);
-        if pulses > 2 {
-            let most = _mm256_max_epu32(
-                n,
-                _mm256_permutevar8x32_epi32(n, _mm256_setr_epi32(4, 5, 6, 7, 0, 1, 2, 3)),
-            );
-            let most = _mm256_max_epu32(most, _mm256_shuffle_epi32(most, 0b01_00_11_10));
-            let most = _mm256_max_epu32(most, _mm256_shuffle_epi32(most, 0b10_11_00_01));
-            for p in 2.._mm256_cvtsi256_si32(most) {
-                w = pulse_round(w, p);
+        let mut p = 2;
+        loop {
+            let more = _mm256_cmpgt_epi32(n, _mm256_set1_epi32(p));
+            if _mm256_testz_si256(more, more) != 0 {
+                break;
             }
+            w = pulse_round(w, p);
+            p += 1;
         }
         unsafe { _mm256_storeu_ps(state.add(i), w) };
         // Weights and energy sums of all eight columns: a lane without pulses keeps its state, so it
@@ -305,17 +315,18 @@ pub(crate) unsafe fn write_row(
             _mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(d)), scale),
             _mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(d, 1)), scale),
         ];
-        let mut gs = [0.0f64; 8];
         for (h, g) in g.into_iter().enumerate() {
             unsafe {
                 let at = g_col.add(c + 4 * h);
                 _mm256_storeu_pd(at, _mm256_add_pd(_mm256_loadu_pd(at), g));
-                _mm256_storeu_pd(gs.as_mut_ptr().add(4 * h), g);
             }
-        }
-        // In column order (lanes without pulses add +0, which leaves a sum that never is -0 unchanged).
-        for v in gs {
-            row_sum += v;
+            // In column order (lanes without pulses add +0, which leaves a sum that never is -0
+            // unchanged).
+            let (a, b) = (_mm256_castpd256_pd128(g), _mm256_extractf128_pd(g, 1));
+            row_sum += _mm_cvtsd_f64(a);
+            row_sum += _mm_cvtsd_f64(_mm_unpackhi_pd(a, a));
+            row_sum += _mm_cvtsd_f64(b);
+            row_sum += _mm_cvtsd_f64(_mm_unpackhi_pd(b, b));
         }
         // Counters: saturating adds of the pulse counts to the polarity's counter.
         let sat_add = |at: *mut u32, a: __m256i| {
