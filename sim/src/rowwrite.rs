@@ -232,7 +232,22 @@ pub(crate) unsafe fn write_row(
         }
         // All ones where the pulses potentiate (lanes without pulses do not matter).
         let up = _mm256_xor_si256(unsafe { _mm256_loadu_si256(neg.add(c).cast()) }, row_neg_v);
+        // Every load of the chunk comes before its first store: the tile's arrays share their
+        // offsets within a page, so a load issued after a store to another array at the same
+        // offset would wait on a false dependency.
         let w0 = unsafe { _mm256_loadu_ps(state.add(i)) };
+        let gc = unsafe {
+            [
+                _mm256_loadu_pd(g_col.add(c)),
+                _mm256_loadu_pd(g_col.add(c + 4)),
+            ]
+        };
+        let counted = unsafe {
+            [
+                _mm256_loadu_si256(up_n.add(c).cast()),
+                _mm256_loadu_si256(down_n.add(c).cast()),
+            ]
+        };
         let (lo, hi, dn) = (param(lo_v, i), param(hi_v, i), param(dn_v, i));
         let dw = if cols.symmetric {
             // `dn` with the sign bit set where the pulses depress.
@@ -301,7 +316,6 @@ pub(crate) unsafe fn write_row(
             w = pulse_round(w, p);
             p += 1;
         }
-        unsafe { _mm256_storeu_ps(state.add(i), w) };
         // Weights and energy sums of all eight columns: a lane without pulses keeps its state, so it
         // rewrites the weight it had (the cache always equals this map of the state) and adds +0 to
         // its column sum (never -0: a sum of such terms never rounds to -0).
@@ -309,38 +323,37 @@ pub(crate) unsafe fn write_row(
             _mm256_mul_ps(two, _mm256_mul_ps(_mm256_sub_ps(w, off), inv)),
             one,
         );
-        unsafe { _mm256_storeu_ps(w_cache.add(c), weight) };
         let d = _mm256_sub_ps(w, w0);
         let g = [
             _mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(d)), scale),
             _mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(d, 1)), scale),
         ];
-        for (h, g) in g.into_iter().enumerate() {
-            unsafe {
-                let at = g_col.add(c + 4 * h);
-                _mm256_storeu_pd(at, _mm256_add_pd(_mm256_loadu_pd(at), g));
-            }
-            // In column order (lanes without pulses add +0, which leaves a sum that never is -0
-            // unchanged).
+        // Counters: saturating adds of the pulse counts to the polarity's counter.
+        let sat_add = |old: __m256i, a: __m256i| {
+            let sum = _mm256_add_epi32(old, a);
+            let fits = _mm256_cmpeq_epi32(_mm256_max_epu32(sum, old), sum);
+            _mm256_or_si256(sum, _mm256_xor_si256(fits, all))
+        };
+        let a_up = _mm256_and_si256(n, up);
+        let new_up = sat_add(counted[0], a_up);
+        let new_down = sat_add(counted[1], _mm256_andnot_si256(up, n));
+        unsafe {
+            _mm256_storeu_ps(state.add(i), w);
+            _mm256_storeu_ps(w_cache.add(c), weight);
+            _mm256_storeu_pd(g_col.add(c), _mm256_add_pd(gc[0], g[0]));
+            _mm256_storeu_pd(g_col.add(c + 4), _mm256_add_pd(gc[1], g[1]));
+            _mm256_storeu_si256(up_n.add(c).cast(), new_up);
+            _mm256_storeu_si256(down_n.add(c).cast(), new_down);
+        }
+        // In column order (lanes without pulses add +0, which leaves a sum that never is -0
+        // unchanged).
+        for g in g {
             let (a, b) = (_mm256_castpd256_pd128(g), _mm256_extractf128_pd(g, 1));
             row_sum += _mm_cvtsd_f64(a);
             row_sum += _mm_cvtsd_f64(_mm_unpackhi_pd(a, a));
             row_sum += _mm_cvtsd_f64(b);
             row_sum += _mm_cvtsd_f64(_mm_unpackhi_pd(b, b));
         }
-        // Counters: saturating adds of the pulse counts to the polarity's counter.
-        let sat_add = |at: *mut u32, a: __m256i| {
-            // SAFETY: as above.
-            unsafe {
-                let old = _mm256_loadu_si256(at.cast());
-                let sum = _mm256_add_epi32(old, a);
-                let fits = _mm256_cmpeq_epi32(_mm256_max_epu32(sum, old), sum);
-                _mm256_storeu_si256(at.cast(), _mm256_or_si256(sum, _mm256_xor_si256(fits, all)));
-            }
-        };
-        let a_up = _mm256_and_si256(n, up);
-        sat_add(unsafe { up_n.add(c) }, a_up);
-        sat_add(unsafe { down_n.add(c) }, _mm256_andnot_si256(up, n));
         up_acc = _mm256_add_epi32(up_acc, a_up);
     }
     book.row_sum = row_sum;
