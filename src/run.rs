@@ -60,6 +60,19 @@ impl Network for Net {
             Net::Ep(n) => n.learn(input, label, lr, ledger),
         }
     }
+    fn learn_ahead(
+        &mut self,
+        input: &[f32],
+        label: usize,
+        lr: f32,
+        ledger: &mut aimsim_sim::ledger::Ledger,
+        next: Option<&[f32]>,
+    ) -> f32 {
+        match self {
+            Net::Bp(n) => n.learn_ahead(input, label, lr, ledger, next),
+            Net::Ep(n) => n.learn_ahead(input, label, lr, ledger, next),
+        }
+    }
     fn infer(&mut self, input: &[f32], ledger: &mut aimsim_sim::ledger::Ledger) -> usize {
         match self {
             Net::Bp(n) => n.infer(input, ledger),

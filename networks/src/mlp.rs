@@ -98,6 +98,19 @@ pub trait Weights: Send + std::fmt::Debug {
     /// run the updates of all its layers at once; the caller runs them with [`par::run`], then calls
     /// [`Weights::finish_update`].
     fn update_jobs<'a>(&'a mut self, x: &'a [f32], d: &'a [f32], lr: f32) -> Vec<Job<'a>>;
+    /// [`Weights::update_jobs`] that may also read ahead: given `next`, the jobs may make the forward
+    /// read of `next` after their updates, which the next [`Weights::forward`] (of `next`) then
+    /// returns, with the same results. By default they do not.
+    fn update_jobs_ahead<'a>(
+        &'a mut self,
+        x: &'a [f32],
+        d: &'a [f32],
+        lr: f32,
+        next: Option<&'a [f32]>,
+    ) -> Vec<Job<'a>> {
+        let _ = next;
+        self.update_jobs(x, d, lr)
+    }
     /// Charges `ledger` with the update made by the jobs of [`Weights::update_jobs`].
     fn finish_update(&mut self, ledger: &mut Ledger);
     /// Current weights, row-major `out x in`.
@@ -152,6 +165,15 @@ impl Weights for AnalogMatrix {
     }
     fn update_jobs<'a>(&'a mut self, x: &'a [f32], d: &'a [f32], lr: f32) -> Vec<Job<'a>> {
         AnalogMatrix::update_jobs(self, x, d, lr)
+    }
+    fn update_jobs_ahead<'a>(
+        &'a mut self,
+        x: &'a [f32],
+        d: &'a [f32],
+        lr: f32,
+        next: Option<&'a [f32]>,
+    ) -> Vec<Job<'a>> {
+        AnalogMatrix::update_jobs_ahead(self, x, d, lr, next)
     }
     fn finish_update(&mut self, ledger: &mut Ledger) {
         AnalogMatrix::finish_update(self, ledger);
@@ -502,6 +524,20 @@ impl Mlp {
     /// One on-chip learning step on one sample: forward, error at the output, backward through the
     /// tiles' transposes, pulsed updates of every layer. Returns the sample's loss.
     pub fn train_step(&mut self, input: &[f32], label: usize, lr: f32, ledger: &mut Ledger) -> f32 {
+        self.train_step_ahead(input, label, lr, ledger, None)
+    }
+
+    /// [`Mlp::train_step`] that, given the next training sample `next`, lets the first layer's tiles
+    /// make its forward read right after their own updates (while other tiles still update). The next
+    /// call must then train on `next` (or infer on it); results are the same bits either way.
+    pub fn train_step_ahead(
+        &mut self,
+        input: &[f32],
+        label: usize,
+        lr: f32,
+        ledger: &mut Ledger,
+        next: Option<&[f32]>,
+    ) -> f32 {
         self.forward(input, ledger);
         let n = self.layers.len();
         let loss = {
@@ -540,9 +576,21 @@ impl Mlp {
         // tiles) write at the same time; each layer charges its own ledger, merged in layer order so the
         // totals do not depend on the thread count.
         let mut ledgers = vec![Ledger::default(); n];
+        // The first layer's input for `next`, as `forward` will build it.
+        let next_x = next.map(|v| {
+            let first = &self.layers[0];
+            let mut x = first.x.clone();
+            x[..first.in_dim].copy_from_slice(v);
+            x
+        });
         let mut jobs = Vec::new();
-        for layer in &mut self.layers {
-            jobs.extend(layer.weights.update_jobs(&layer.x, &layer.d, lr));
+        for (k, layer) in self.layers.iter_mut().enumerate() {
+            let ahead = if k == 0 { next_x.as_deref() } else { None };
+            jobs.extend(
+                layer
+                    .weights
+                    .update_jobs_ahead(&layer.x, &layer.d, lr, ahead),
+            );
         }
         par::run(jobs);
         for (layer, own) in self.layers.iter_mut().zip(&mut ledgers) {

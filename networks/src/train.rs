@@ -16,6 +16,19 @@ use crate::mlp::Mlp;
 pub trait Network {
     /// One on-chip learning step on one sample; returns the sample's loss.
     fn learn(&mut self, input: &[f32], label: usize, lr: f32, ledger: &mut Ledger) -> f32;
+    /// [`Network::learn`] told the next training sample, which the next call must learn (a network
+    /// may start reading it early, with the same results). By default the hint is ignored.
+    fn learn_ahead(
+        &mut self,
+        input: &[f32],
+        label: usize,
+        lr: f32,
+        ledger: &mut Ledger,
+        next: Option<&[f32]>,
+    ) -> f32 {
+        let _ = next;
+        self.learn(input, label, lr, ledger)
+    }
     /// Inference on one sample, charged to `ledger`; returns the predicted class.
     fn infer(&mut self, input: &[f32], ledger: &mut Ledger) -> usize;
     /// Class predicted for the last sample seen by [`Network::learn`] or [`Network::infer`].
@@ -27,6 +40,16 @@ pub trait Network {
 impl Network for Mlp {
     fn learn(&mut self, input: &[f32], label: usize, lr: f32, ledger: &mut Ledger) -> f32 {
         self.train_step(input, label, lr, ledger)
+    }
+    fn learn_ahead(
+        &mut self,
+        input: &[f32],
+        label: usize,
+        lr: f32,
+        ledger: &mut Ledger,
+        next: Option<&[f32]>,
+    ) -> f32 {
+        self.train_step_ahead(input, label, lr, ledger, next)
     }
     fn infer(&mut self, input: &[f32], ledger: &mut Ledger) -> usize {
         self.forward(input, ledger);
@@ -261,9 +284,11 @@ impl<'a> Training<'a> {
         }
         let mut ledger = Ledger::default();
         let (mut loss, mut correct) = (0.0f64, 0usize);
-        for &i in &p.order {
+        for (k, &i) in p.order.iter().enumerate() {
             let (x, y) = data.train_sample(i as usize);
-            loss += net.learn(x, y as usize, p.lr, &mut ledger) as f64;
+            // The next sample of this epoch (the epoch's evaluation comes after its last one).
+            let next = p.order.get(k + 1).map(|j| data.train_sample(*j as usize).0);
+            loss += net.learn_ahead(x, y as usize, p.lr, &mut ledger, next) as f64;
             correct += usize::from(net.prediction() == y as usize);
             p.step += 1;
             observer.after_update(&*net, p.step);

@@ -30,6 +30,11 @@ pub struct AnalogMatrix {
     partial: Vec<Vec<f32>>,
     /// Per-tile reports of the update in progress.
     reports: Vec<UpdateReport>,
+    /// The input of a forward read the update jobs already made (see
+    /// [`AnalogMatrix::update_jobs_ahead`]): its outputs wait in `partial`, its charges in
+    /// `ahead_charges`.
+    ahead: Option<Vec<f32>>,
+    ahead_charges: Vec<Charge>,
     cost: CostModel,
 }
 
@@ -99,6 +104,8 @@ impl AnalogMatrix {
             tiles,
             partial,
             reports: Vec::new(),
+            ahead: None,
+            ahead_charges: Vec::new(),
             cost,
         })
     }
@@ -135,6 +142,7 @@ impl AnalogMatrix {
 
     /// What training has changed in this layer (see [`MatrixState`]).
     pub fn export_state(&self) -> MatrixState {
+        assert!(self.ahead.is_none(), "a forward read ahead is waiting");
         MatrixState {
             tiles: self.tiles.iter().map(Tile::export_state).collect(),
             controllers: self.controllers.iter().map(|c| c.export_state()).collect(),
@@ -210,13 +218,40 @@ impl AnalogMatrix {
     }
 
     /// Forward pass `y = W x` on every tile in parallel; charges the ledger.
+    ///
+    /// When the last update jobs already read `x` (see [`AnalogMatrix::update_jobs_ahead`]), their
+    /// outputs and charges are used: the same values, charged at the same point.
+    ///
+    /// # Panics
+    /// If a read ahead is waiting for a different input.
     pub fn forward(&mut self, x: &[f32], y: &mut [f32], ledger: &mut Ledger) {
         assert_eq!(
             (x.len(), y.len()),
             (self.in_dim, self.out_dim),
             "forward shapes"
         );
+        if let Some(read) = self.ahead.take() {
+            assert!(
+                read.iter().map(|v| v.to_bits()).eq(x.iter().map(|v| v.to_bits())),
+                "a forward read ahead waits for another input"
+            );
+            self.sum_partials(Phase::Forward, y);
+            ledger.charge(Phase::Forward, &self.ahead_charges);
+            return;
+        }
         self.read(Phase::Forward, x, y, ledger);
+    }
+
+    /// Adds the tiles' partial outputs of the last read into `output`, in tile order.
+    fn sum_partials(&self, phase: Phase, output: &mut [f32]) {
+        output.iter_mut().for_each(|v| *v = 0.0);
+        for (k, out) in self.partial.iter().enumerate() {
+            let (rows, cols) = self.tile_block(k);
+            let (o0, o1) = if phase == Phase::Forward { rows } else { cols };
+            for (o, v) in output[o0..o1].iter_mut().zip(out) {
+                *o += self.w_scale * v;
+            }
+        }
     }
 
     /// Backward pass `z = W^T d` on every tile in parallel; charges the ledger.
@@ -232,6 +267,7 @@ impl AnalogMatrix {
     /// One read phase: every tile converts its block of `input` in parallel; the partial outputs are
     /// added in tile order on this thread.
     fn read(&mut self, phase: Phase, input: &[f32], output: &mut [f32], ledger: &mut Ledger) {
+        assert!(self.ahead.is_none(), "a forward read ahead is waiting");
         let forward = phase == Phase::Forward;
         // (input block, output block) of each tile.
         let blocks: Vec<_> = (0..self.tiles.len())
@@ -261,12 +297,7 @@ impl AnalogMatrix {
             })
             .collect();
         par::run(jobs);
-        output.iter_mut().for_each(|v| *v = 0.0);
-        for (out, (_, (o0, o1))) in self.partial.iter().zip(&blocks) {
-            for (o, v) in output[*o0..*o1].iter_mut().zip(out) {
-                *o += self.w_scale * v;
-            }
-        }
+        self.sum_partials(phase, output);
         ledger.charge(phase, &charges);
     }
 
@@ -286,11 +317,35 @@ impl AnalogMatrix {
     /// [`AnalogMatrix::update`] as one job per tile, for a caller that runs the updates of several
     /// layers at once: run the jobs (see [`par::run`]), then call [`AnalogMatrix::finish_update`].
     pub fn update_jobs<'a>(&'a mut self, x: &'a [f32], d: &'a [f32], lr: f32) -> Vec<Job<'a>> {
+        self.update_jobs_ahead(x, d, lr, None)
+    }
+
+    /// [`AnalogMatrix::update_jobs`] that also read ahead: with `next`, each tile's job makes the
+    /// tile's forward read of `next` right after its update, and the next [`AnalogMatrix::forward`]
+    /// (which must be of `next`) returns that result. Every tile does the same reads and writes in the
+    /// same order as an update followed by a forward pass, so results are the same bits; the forward
+    /// read just runs among the other tiles' updates instead of after all of them.
+    pub fn update_jobs_ahead<'a>(
+        &'a mut self,
+        x: &'a [f32],
+        d: &'a [f32],
+        lr: f32,
+        next: Option<&'a [f32]>,
+    ) -> Vec<Job<'a>> {
         assert_eq!(
             (x.len(), d.len()),
             (self.in_dim, self.out_dim),
             "update shapes"
         );
+        assert!(self.ahead.is_none(), "a forward read ahead is waiting");
+        if let Some(n) = next {
+            assert_eq!(n.len(), self.in_dim, "forward shapes");
+        }
+        self.ahead = next.map(|n| n.to_vec());
+        self.ahead_charges.clear();
+        self.ahead_charges
+            .resize(self.tiles.len(), Charge::default());
+        let cost = &self.cost;
         let lr_norm = lr / self.w_scale;
         let blocks: Vec<_> = (0..self.tiles.len()).map(|k| self.tile_block(k)).collect();
         self.reports.clear();
@@ -300,16 +355,24 @@ impl AnalogMatrix {
             .iter_mut()
             .zip(self.controllers.iter_mut())
             .zip(self.reports.iter_mut())
+            .zip(self.partial.iter_mut().zip(self.ahead_charges.iter_mut()))
             .zip(blocks)
-            .map(|(((t, c), report), ((r0, r1), (c0, c1)))| {
+            .map(|((((t, c), report), (out, charge)), ((r0, r1), (c0, c1)))| {
                 // Expected pulses of a stochastic or counted update, lr |d|_1 |x|_1 / step, plus the
                 // pulse trains of the rows and columns.
                 let l1 = |v: &[f32]| v.iter().map(|a| a.abs() as f64).sum::<f64>();
                 let pulses = lr_norm as f64 * l1(&x[c0..c1]) * l1(&d[r0..r1])
                     / t.cell_step().max(f32::MIN_POSITIVE) as f64;
-                let work = pulses.min(1e15) as u64 + 2 * (t.rows() + t.cols()) as u64;
+                let mut work = pulses.min(1e15) as u64 + 2 * (t.rows() + t.cols()) as u64;
+                if next.is_some() {
+                    work += (t.rows() * t.cols()) as u64 / 8;
+                }
                 Job::new(work, move || {
                     *report = c.update(t, &x[c0..c1], &d[r0..r1], lr_norm);
+                    if let Some(n) = next {
+                        let r = t.forward(&n[c0..c1], &mut out[..r1 - r0]);
+                        *charge = cost.read(&r);
+                    }
                 })
             })
             .collect()
