@@ -225,6 +225,25 @@ mod tests {
     }
 
     #[test]
+    fn fills_are_consecutive_blocks() {
+        // Whatever the length, a fill is the next blocks of the stream in order, and the unused rest
+        // of the last block is dropped.
+        for len in [0, 1, 15, 16, 17, 31, 32, 33, 47, 48, 64, 100, 257] {
+            let (mut a, mut b) = (lanes(3), lanes(3));
+            let mut out = vec![0.0f32; len];
+            a.fill(&mut out);
+            let mut want = Vec::new();
+            while want.len() < len {
+                want.extend_from_slice(&block(&mut b.s));
+            }
+            want.truncate(len);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&out), bits(&want), "length {len}");
+            assert_eq!(a, b, "stream position after {len}");
+        }
+    }
+
+    #[test]
     fn the_generator_is_xoshiro128_plus_plus() {
         // Reference values of xoshiro128++ from the state (1, 2, 3, 4), stepped with plain scalar code.
         let mut s = [[0u32; LANES]; 4];
