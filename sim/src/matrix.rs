@@ -232,7 +232,9 @@ impl AnalogMatrix {
         );
         if let Some(read) = self.ahead.take() {
             assert!(
-                read.iter().map(|v| v.to_bits()).eq(x.iter().map(|v| v.to_bits())),
+                read.iter()
+                    .map(|v| v.to_bits())
+                    .eq(x.iter().map(|v| v.to_bits())),
                 "a forward read ahead waits for another input"
             );
             self.sum_partials(Phase::Forward, y);
@@ -357,24 +359,26 @@ impl AnalogMatrix {
             .zip(self.reports.iter_mut())
             .zip(self.partial.iter_mut().zip(self.ahead_charges.iter_mut()))
             .zip(blocks)
-            .map(|((((t, c), report), (out, charge)), ((r0, r1), (c0, c1)))| {
-                // Expected pulses of a stochastic or counted update, lr |d|_1 |x|_1 / step, plus the
-                // pulse trains of the rows and columns.
-                let l1 = |v: &[f32]| v.iter().map(|a| a.abs() as f64).sum::<f64>();
-                let pulses = lr_norm as f64 * l1(&x[c0..c1]) * l1(&d[r0..r1])
-                    / t.cell_step().max(f32::MIN_POSITIVE) as f64;
-                let mut work = pulses.min(1e15) as u64 + 2 * (t.rows() + t.cols()) as u64;
-                if next.is_some() {
-                    work += (t.rows() * t.cols()) as u64 / 8;
-                }
-                Job::new(work, move || {
-                    *report = c.update(t, &x[c0..c1], &d[r0..r1], lr_norm);
-                    if let Some(n) = next {
-                        let r = t.forward(&n[c0..c1], &mut out[..r1 - r0]);
-                        *charge = cost.read(&r);
+            .map(
+                |((((t, c), report), (out, charge)), ((r0, r1), (c0, c1)))| {
+                    // Expected pulses of a stochastic or counted update, lr |d|_1 |x|_1 / step, plus the
+                    // pulse trains of the rows and columns.
+                    let l1 = |v: &[f32]| v.iter().map(|a| a.abs() as f64).sum::<f64>();
+                    let pulses = lr_norm as f64 * l1(&x[c0..c1]) * l1(&d[r0..r1])
+                        / t.cell_step().max(f32::MIN_POSITIVE) as f64;
+                    let mut work = pulses.min(1e15) as u64 + 2 * (t.rows() + t.cols()) as u64;
+                    if next.is_some() {
+                        work += (t.rows() * t.cols()) as u64 / 8;
                     }
-                })
-            })
+                    Job::new(work, move || {
+                        *report = c.update(t, &x[c0..c1], &d[r0..r1], lr_norm);
+                        if let Some(n) = next {
+                            let r = t.forward(&n[c0..c1], &mut out[..r1 - r0]);
+                            *charge = cost.read(&r);
+                        }
+                    })
+                },
+            )
             .collect()
     }
 
