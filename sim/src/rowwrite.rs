@@ -34,7 +34,29 @@ pub(crate) struct RowBook<'a> {
     pub up: u64,
 }
 
-impl RowBook<'_> {
+impl<'a> RowBook<'a> {
+    /// The book of one row: the weight map `(off, inv)` of its devices, the read-energy scale, the
+    /// row's weights and (depression, potentiation) counters, and the tile's column sums; the row's
+    /// totals start at 0.
+    pub fn new(
+        (off, inv): (f32, f32),
+        scale: f64,
+        w: &'a mut [f32],
+        counters: [&'a mut [u32]; 2],
+        g_col: &'a mut [f64],
+    ) -> Self {
+        RowBook {
+            w,
+            counters,
+            g_col,
+            off,
+            inv,
+            scale,
+            row_sum: 0.0,
+            up: 0,
+        }
+    }
+
     /// Writes `m` pulses to the device of column `c` (row start `base`) with draws `z` (at least
     /// `max(|m|, 2)` of them) and books them. Returns the draws used, `|m|`.
     #[inline(always)]

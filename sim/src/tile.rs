@@ -2,7 +2,7 @@
 //! pulse counters.
 
 use aimsim_devices::lanes::{NormalLanes, WORDS};
-use aimsim_devices::{ConstantStepView, DeviceSpec, Population, SpecError, StateError};
+use aimsim_devices::{DeviceSpec, Population, SpecError, StateError};
 
 use crate::io::{IoConfig, MvmReport, convert};
 use crate::rng::{Pcg, Purpose, stream};
@@ -539,15 +539,19 @@ impl Tile {
         noise.resize(total + 2, 0.0);
         self.lanes.fill(&mut noise[..total]);
         let width = self.cols;
-        let (mut book, mut view) = row_book(
-            &mut self.arrays[0],
-            &mut self.w,
-            &mut self.up_count[0],
-            &mut self.down_count[0],
-            &mut self.g_col,
+        let map = self.arrays[0].fraction_map();
+        let mut view = self.arrays[0]
+            .constant_step_view()
+            .expect("batched-noise population");
+        let mut book = RowBook::new(
+            map,
             self.energy_scale[0],
-            base,
-            width,
+            &mut self.w[base..base + width],
+            [
+                &mut self.down_count[0][base..base + width],
+                &mut self.up_count[0][base..base + width],
+            ],
+            &mut self.g_col[..width],
         );
         let mut next = 0usize;
         for (c, m) in cols.iter().zip(n) {
@@ -593,26 +597,22 @@ impl Tile {
             rows.iter().all(|r| (r.row as usize) < self.rows),
             "row out of range"
         );
-        let (off, inv) = self.arrays[0].fraction_map();
-        let scale = self.energy_scale[0];
+        let map = self.arrays[0].fraction_map();
         let mut view = self.arrays[0]
             .constant_step_view()
             .expect("batched-noise population");
         for r in rows {
             let base = r.row as usize * width;
-            let mut book = RowBook {
-                w: &mut self.w[base..base + width],
-                counters: [
+            let mut book = RowBook::new(
+                map,
+                self.energy_scale[0],
+                &mut self.w[base..base + width],
+                [
                     &mut self.down_count[0][base..base + width],
                     &mut self.up_count[0][base..base + width],
                 ],
-                g_col: &mut self.g_col[..width],
-                off,
-                inv,
-                scale,
-                row_sum: 0.0,
-                up: 0,
-            };
+                &mut self.g_col[..width],
+            );
             #[cfg(target_arch = "x86_64")]
             // SAFETY: AVX2 is present (`trains_kernel`), the trains span the row's `width` columns
             // and their chunks lie inside it, the row is in range (all checked above), and the
@@ -759,38 +759,6 @@ impl Tile {
             g_x2,
         }
     }
-}
-
-/// The book of row `base / width` of a single-device tile, and the constant-step view of its devices.
-#[allow(clippy::too_many_arguments)]
-fn row_book<'a>(
-    array: &'a mut Population,
-    w: &'a mut [f32],
-    up_count: &'a mut [u32],
-    down_count: &'a mut [u32],
-    g_col: &'a mut [f64],
-    scale: f64,
-    base: usize,
-    width: usize,
-) -> (RowBook<'a>, ConstantStepView<'a>) {
-    let (off, inv) = array.fraction_map();
-    let book = RowBook {
-        w: &mut w[base..base + width],
-        counters: [
-            &mut down_count[base..base + width],
-            &mut up_count[base..base + width],
-        ],
-        g_col: &mut g_col[..width],
-        off,
-        inv,
-        scale,
-        row_sum: 0.0,
-        up: 0,
-    };
-    let view = array
-        .constant_step_view()
-        .expect("batched-noise population");
-    (book, view)
 }
 
 /// Closed-loop write with potentiation pulses only: pulses device `i` until its fraction is within half a
