@@ -677,6 +677,99 @@ mod tests {
         );
     }
 
+    /// A noisy analog network whose first layer spans several tiles (tile bias column included), for
+    /// the read-ahead tests: stochastic pulses, c2c noise, a noisy periphery.
+    fn noisy_net(bias: BiasMode) -> Mlp {
+        use aimsim_devices::{Model, StepKind, StepParams};
+        use aimsim_sim::tile::CellKind;
+        let mut device = DeviceSpec::new(Model::Step(StepParams::new(StepKind::Constant, 0.01)));
+        device.c2c = 0.3;
+        let hw = Hardware {
+            device,
+            tile: TileConfig {
+                rows: 8,
+                cols: 8,
+                cell: CellKind::Single,
+                ..TileConfig::default()
+            },
+            controller: ControllerSpec::default(),
+            w_scale: 1.0,
+            cost: CostModel::default(),
+            seed: 7,
+        };
+        let cfg = MlpConfig {
+            sizes: vec![20, 12, 4],
+            activation: Activation::Sigmoid,
+            loss: Loss::CrossEntropy,
+            bias,
+            init_scale: 1.0,
+        };
+        Mlp::new(&cfg, Some(&hw), &mut Pcg64::seed_from_u64(4)).unwrap()
+    }
+
+    #[test]
+    fn reading_ahead_changes_no_bit() {
+        // Training told the next sample (the first layer's tiles read it inside the update jobs)
+        // against plain steps: the same losses, predictions, ledger totals and network state after
+        // every sample, with the digital and the tile bias.
+        for bias in [BiasMode::Digital, BiasMode::Tile] {
+            let (mut plain, mut ahead) = (noisy_net(bias), noisy_net(bias));
+            let mut rng = Pcg64::seed_from_u64(12);
+            let samples: Vec<(Vec<f32>, usize)> = (0..30)
+                .map(|k| {
+                    let x = (0..20)
+                        .map(|j| {
+                            if j % 5 == 0 {
+                                0.0
+                            } else {
+                                rng.random_range(0.0..1.0)
+                            }
+                        })
+                        .collect();
+                    (x, k % 4)
+                })
+                .collect();
+            let (mut la, mut lb) = (Ledger::default(), Ledger::default());
+            for (k, (x, y)) in samples.iter().enumerate() {
+                let next = samples.get(k + 1).map(|(n, _)| n.as_slice());
+                let a = plain.train_step(x, *y, 0.5, &mut la);
+                let b = ahead.train_step_ahead(x, *y, 0.5, &mut lb, next);
+                assert_eq!(a.to_bits(), b.to_bits(), "{bias:?}: loss of sample {k}");
+                assert_eq!(plain.predicted(), ahead.predicted());
+                if next.is_none() {
+                    assert_eq!(plain.export_state(), ahead.export_state(), "{bias:?}");
+                }
+            }
+            assert_eq!(la.total_cycles(), lb.total_cycles());
+            assert_eq!(
+                la.total_energy_pj().to_bits(),
+                lb.total_energy_pj().to_bits()
+            );
+            for phase in [
+                aimsim_sim::ledger::Phase::Forward,
+                aimsim_sim::ledger::Phase::Update,
+            ] {
+                assert_eq!(la.phase(phase), lb.phase(phase), "{bias:?}: {phase:?}");
+            }
+            // The same network afterwards: evaluation gives the same outputs.
+            let (pa, pb) = (
+                plain.forward(&samples[0].0, &mut la).to_vec(),
+                ahead.forward(&samples[0].0, &mut lb).to_vec(),
+            );
+            assert_eq!(pa, pb);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "a forward read ahead waits for another input")]
+    fn a_read_ahead_refuses_another_input() {
+        let mut net = noisy_net(BiasMode::Digital);
+        let mut ledger = Ledger::default();
+        let (x, other) = (vec![0.5f32; 20], vec![0.25f32; 20]);
+        net.train_step_ahead(&x, 1, 0.5, &mut ledger, Some(&x));
+        net.forward(&other, &mut ledger);
+    }
+
     #[test]
     fn two_layer_network_on_ideal_devices_matches_the_float_reference() {
         use aimsim_devices::{Model, StepKind, StepParams};
