@@ -170,7 +170,8 @@ pub(crate) unsafe fn write_row(
     );
     let (ones8, ones16) = (_mm256_set1_epi8(1), _mm256_set1_epi16(1));
     let mut sum = _mm256_setzero_si256();
-    if row_bits.is_power_of_two() {
+    let one_slot = row_bits.is_power_of_two();
+    if one_slot {
         // One slot: a column's count is its bit of that slot.
         let slot = _mm_cvtsi32_si128(row_bits.trailing_zeros() as i32);
         let one = _mm256_set1_epi32(1);
@@ -298,7 +299,10 @@ pub(crate) unsafe fn write_row(
             _mm256_loadu_ps(z0.add(8))
         }];
         let draws = |at: __m256i, pulse: __m256i| -> __m256 {
-            if pulses <= 16 {
+            if one_slot {
+                // At most one pulse per lane: the chunk's draws are its first eight at most.
+                _mm256_permutevar8x32_ps(near[0], at)
+            } else if pulses <= 16 {
                 let far = _mm256_castsi256_ps(_mm256_cmpgt_epi32(at, seven));
                 _mm256_blendv_ps(
                     _mm256_permutevar8x32_ps(near[0], at),
@@ -326,17 +330,21 @@ pub(crate) unsafe fn write_row(
             let v = _mm256_min_ps(hi, _mm256_max_ps(lo, _mm256_add_ps(w, step)));
             _mm256_blendv_ps(w, v, _mm256_castsi256_ps(pulse))
         };
-        // Two rounds always (counts of 1 and 2 alternate unpredictably), more while some lane has
-        // pulses left.
-        let mut w = pulse_round(pulse_round(w0, 0), 1);
-        let mut p = 2;
-        loop {
-            let more = _mm256_cmpgt_epi32(n, _mm256_set1_epi32(p));
-            if _mm256_testz_si256(more, more) != 0 {
-                break;
+        // A row that fires in one slot gives each device at most one pulse: one round. Other rows
+        // take two rounds always (counts of 1 and 2 alternate unpredictably), more while some lane
+        // has pulses left.
+        let mut w = pulse_round(w0, 0);
+        if !one_slot {
+            w = pulse_round(w, 1);
+            let mut p = 2;
+            loop {
+                let more = _mm256_cmpgt_epi32(n, _mm256_set1_epi32(p));
+                if _mm256_testz_si256(more, more) != 0 {
+                    break;
+                }
+                w = pulse_round(w, p);
+                p += 1;
             }
-            w = pulse_round(w, p);
-            p += 1;
         }
         // Weights and energy sums of all eight columns: a lane without pulses keeps its state, so it
         // rewrites the weight it had (the cache always equals this map of the state) and adds +0 to
