@@ -154,30 +154,45 @@ pub fn convert<R: Rng + ?Sized>(
     loop {
         passes += 1;
         let inv = scale / alpha;
-        let mut norm2 = 0.0f32;
-        for (q, v) in xq.iter_mut().zip(x) {
-            let mut u = (v * inv).clamp(-io.inp_bound, io.inp_bound);
-            if let Some(s) = dac {
-                u = quantize(u, s);
+        // The DAC lane by lane (vectorized), then the input's squared norm in input order.
+        let bound = io.inp_bound;
+        match dac {
+            Some(s) => {
+                for (q, v) in xq.iter_mut().zip(x) {
+                    *q = quantize((v * inv).clamp(-bound, bound), s);
+                }
             }
-            norm2 += u * u;
-            *q = u;
+            None => {
+                for (q, v) in xq.iter_mut().zip(x) {
+                    *q = (v * inv).clamp(-bound, bound);
+                }
+            }
         }
+        let norm2 = xq.iter().fold(0.0f32, |n, u| n + u * u);
         analog(xq, y);
         let w_sigma = io.w_noise * norm2.sqrt();
         let sigma = (io.out_noise * io.out_noise + w_sigma * w_sigma).sqrt();
-        let mut clipped = false;
-        for v in y.iter_mut() {
-            if sigma > 0.0 {
+        if sigma > 0.0 {
+            for v in y.iter_mut() {
                 let xi: f32 = standard_normal(rng);
                 *v += sigma * xi;
             }
-            if v.abs() >= io.out_bound {
-                clipped = true;
-                *v = v.clamp(-io.out_bound, io.out_bound);
+        }
+        // The ADC lane by lane (vectorized): clamping an output inside the bound leaves it as it is.
+        let bound = io.out_bound;
+        let mut clipped = false;
+        match adc {
+            Some(s) => {
+                for v in y.iter_mut() {
+                    clipped |= v.abs() >= bound;
+                    *v = quantize(v.clamp(-bound, bound), s);
+                }
             }
-            if let Some(s) = adc {
-                *v = quantize(*v, s);
+            None => {
+                for v in y.iter_mut() {
+                    clipped |= v.abs() >= bound;
+                    *v = v.clamp(-bound, bound);
+                }
             }
         }
         if !clipped || !io.bound_management || passes > io.max_bm_iterations {
