@@ -127,8 +127,8 @@ const PAD: usize = 16;
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Scratch {
     counts: Vec<i32>,
-    /// The row's write noise (one draw per pulse, two spare).
-    pub noise: Vec<f32>,
+    /// The row's write noise (one draw per pulse, `PAD` spare).
+    noise: Vec<f32>,
 }
 
 /// Writes one row of single-device cells from pulse trains: row `base / width` with train `row_bits`

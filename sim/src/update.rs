@@ -1105,28 +1105,12 @@ mod tests {
                 let lr = if step % 4 == 3 { 5.0 } else { 0.05 };
                 let bl = [31, 32, 7, 1, 16][step % 5];
                 let (um, blm) = (step % 2 == 0, step % 3 == 0);
-                let a = stochastic(
-                    &mut fast,
-                    &x,
-                    &d,
-                    lr,
-                    bl,
-                    um,
-                    blm,
-                    true,
-                    &mut |t, r, c, n| t.pulse_row(r, c, n, Routing::Cell),
-                );
-                let b = stochastic(
-                    &mut reference,
-                    &x,
-                    &d,
-                    lr,
-                    bl,
-                    um,
-                    blm,
-                    false,
-                    &mut |t, r, c, n| t.pulse_row(r, c, n, Routing::Cell),
-                );
+                let run = |tile: &mut Tile, kernel: bool| {
+                    stochastic(tile, &x, &d, lr, bl, um, blm, kernel, &mut |t, r, c, n| {
+                        t.pulse_row(r, c, n, Routing::Cell)
+                    })
+                };
+                let (a, b) = (run(&mut fast, true), run(&mut reference, false));
                 let what = format!("case {k}, step {step}");
                 assert_eq!(a.evaluations, b.evaluations, "{what}");
                 assert_eq!(a.slots, b.slots, "{what}");
