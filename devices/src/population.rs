@@ -110,10 +110,19 @@ pub struct StateError(pub String);
 /// f32 rounding of a stored conductance on flat parts of a curve.
 const SNAP: f64 = 1e-3;
 
+/// Pulse position of a stored state `w` recovered as `p` from the curve: the nearest integer `r` when `p`
+/// lies within [`SNAP`] of it, or when writing level `r` (`level(r)`, rounded to f32 as a write rounds it)
+/// gives `w` exactly. The second test catches the flat end of a strongly nonlinear curve, where one f32
+/// step of conductance spans more than `SNAP` pulses and the f32 rounding of a level moves the recovered
+/// position off its integer.
 #[inline]
-fn snap(p: f64) -> f64 {
+fn snap(p: f64, w: f32, level: impl FnOnce(f64) -> f32) -> f64 {
     let r = p.round();
-    if (p - r).abs() < SNAP { r } else { p }
+    if (p - r).abs() < SNAP || level(r) == w {
+        r
+    } else {
+        p
+    }
 }
 
 /// Draws the per-device values of one parameter (or shares the nominal value), then applies `fix` to keep
@@ -582,11 +591,11 @@ impl Population {
                 let u = ((w as f64 - l) / range).clamp(0.0, 1.0);
                 let u_new = if n > 0 {
                     let c = up.get(i);
-                    let p = snap(c.p(u));
+                    let p = snap(c.p(u), w, |r| (l + range * c.u(r)) as f32);
                     c.u((p + n as f64).min(c.pmax))
                 } else {
                     let c = down.get(i);
-                    let p = snap(c.p(u));
+                    let p = snap(c.p(u), w, |r| (l + range * c.u(r)) as f32);
                     c.u((p + n as f64).max(0.0))
                 };
                 curve_write(l, range, u_new, n, self.c2c, rng)
@@ -596,10 +605,10 @@ impl Population {
                 let range = h - l;
                 let u = ((w as f64 - l) / range).clamp(0.0, 1.0);
                 let u_new = if n > 0 {
-                    let p = snap(up.position(u));
+                    let p = snap(up.position(u), w, |r| (l + range * up.value(r)) as f32);
                     up.value(p + n as f64)
                 } else {
-                    let p = snap(down.position(u));
+                    let p = snap(down.position(u), w, |r| (l + range * down.value(r)) as f32);
                     down.value(p - n as f64)
                 };
                 curve_write(l, range, u_new, n, self.c2c, rng)
