@@ -139,6 +139,22 @@ impl Pcg {
         // `p < 1`, so the threshold fits 32 bits.
         let threshold = (p as f64 * 4_294_967_296.0) as u32;
         let draws = bl.div_ceil(2) as usize;
+        if draws <= 2 {
+            // Short trains (the common case under BL management): only the draws they take, the
+            // second one jumped to from the same state as the first.
+            let s = self.state;
+            let (m1, c1) = self.jumps[0];
+            let s1 = s.wrapping_mul(m1).wrapping_add(c1);
+            let mut r = [Self::output(s1), 0, 0, 0];
+            self.state = s1;
+            if draws == 2 {
+                let (m2, c2) = self.jumps[1];
+                let s2 = s.wrapping_mul(m2).wrapping_add(c2);
+                r[1] = Self::output(s2);
+                self.state = s2;
+            }
+            return u64::from(slots_below(r, threshold)) & mask;
+        }
         let (mut bits, mut done, mut s) = (0u64, 0usize, self.state);
         while done < draws {
             let next = self.jumps.map(|(m, c)| s.wrapping_mul(m).wrapping_add(c));
