@@ -136,6 +136,8 @@ pub struct Tile {
     batch: Batch,
     /// Scratch of the row kernel.
     row_scratch: Scratch,
+    /// Reused buffers of the stochastic update's column and row trains (see [`Tile::take_trains`]).
+    trains: (Trains, Vec<RowTrain>),
     /// Per array: change of the read-energy conductance per unit of native device state.
     energy_scale: Vec<f64>,
     /// Per array: true when its devices report weight units (read energy then uses the fraction of a
@@ -211,6 +213,7 @@ impl Tile {
             energy_scale: Vec::new(),
             batch: Batch::default(),
             row_scratch: Scratch::default(),
+            trains: Default::default(),
             weight_units: Vec::new(),
         };
         tile.weight_units = tile.arrays.iter().map(|p| p.unit() != "uS").collect();
@@ -560,6 +563,17 @@ impl Tile {
         self.tally.down += total as u64 - book.up;
         self.tally.up += book.up;
         book.row_sum
+    }
+
+    /// The buffers of a stochastic update's trains, to fill and pass to [`Tile::pulse_rows_trains`];
+    /// [`Tile::put_trains`] keeps them for the next update, so their memory is reused.
+    pub(crate) fn take_trains(&mut self) -> (Trains, Vec<RowTrain>) {
+        std::mem::take(&mut self.trains)
+    }
+
+    /// Gives back what [`Tile::take_trains`] took.
+    pub(crate) fn put_trains(&mut self, trains: (Trains, Vec<RowTrain>)) {
+        self.trains = trains;
     }
 
     /// True when [`Tile::pulse_row_trains`] can run: single-device cells of the batched constant-step

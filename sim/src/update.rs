@@ -6,7 +6,7 @@
 use aimsim_devices::StateError;
 
 use crate::ledger::{Charge, CostModel};
-use crate::rowwrite::{RowTrain, Trains};
+use crate::rowwrite::RowTrain;
 use crate::tile::{CellKind, Routing, Tile};
 
 /// How a desired outer-product step becomes pulses.
@@ -383,11 +383,12 @@ fn stochastic(
     };
     if kernel && bl <= 32 && tile.trains_kernel() {
         // Dense column trains for the row kernel: the same draws, in the same order, as below.
-        let mut t = Trains {
-            bits: vec![0; cols],
-            neg: vec![0; cols],
-            chunks: Vec::new(),
-        };
+        let (mut t, mut firing) = tile.take_trains();
+        for v in [&mut t.bits, &mut t.neg] {
+            v.clear();
+            v.resize(cols, 0);
+        }
+        firing.clear();
         let mut active = 0u64;
         for (j, v) in x.iter().enumerate() {
             let bits = tile.rng().train(b * v.abs(), bl) as u32;
@@ -396,7 +397,6 @@ fn stochastic(
             active += u64::from(bits != 0);
         }
         t.index_chunks();
-        let mut firing = Vec::new();
         for (i, v) in d.iter().enumerate().take(rows) {
             let bits = tile.rng().train(a * v.abs(), bl) as u32;
             if bits != 0 && active != 0 {
@@ -410,6 +410,7 @@ fn stochastic(
         }
         let evaluations = active * firing.len() as u64;
         tile.pulse_rows_trains(&t, &firing);
+        tile.put_trains((t, firing));
         return UpdateReport {
             evaluations,
             slots: bl as u64,
