@@ -19,26 +19,9 @@ use proptest::prelude::*;
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64;
 
-/// Property-test settings: `cases` cases from a fixed seed, so that every run of the suite (CI included)
-/// tries the same inputs; `PROPTEST_RNG_SEED=<n>` in the environment explores other inputs (see
-/// docs/testing.md). Failures are not persisted: a counterexample becomes a named test.
-fn props(cases: u32) -> ProptestConfig {
-    let seeded = std::env::var_os("PROPTEST_RNG_SEED").is_some();
-    let default = ProptestConfig::default();
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        rng_seed: if seeded {
-            default.rng_seed
-        } else {
-            proptest::test_runner::RngSeed::Fixed(PROPTEST_SEED)
-        },
-        ..default
-    }
-}
-
-/// The seed of [`props`] when the environment names none.
-const PROPTEST_SEED: u64 = 20_261_207;
+#[path = "../../devices/tests/support/props.rs"]
+mod support;
+use support::props;
 
 /// A nominal step that is a power of two, so device states, weights and weight changes are exact in f32.
 const DW: f64 = 1.0 / 1024.0;
