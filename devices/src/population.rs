@@ -110,15 +110,21 @@ pub struct StateError(pub String);
 /// f32 rounding of a stored conductance on flat parts of a curve.
 const SNAP: f64 = 1e-3;
 
+/// Distance to an integer within which a recovered pulse position is also tested against the level
+/// itself (see [`snap`]): enough for levels ten or more f32 steps of conductance apart.
+const SNAP_LEVEL: f64 = 0.05;
+
 /// Pulse position of a stored state `w` recovered as `p` from the curve: the nearest integer `r` when `p`
-/// lies within [`SNAP`] of it, or when writing level `r` (`level(r)`, rounded to f32 as a write rounds it)
-/// gives `w` exactly. The second test catches the flat end of a strongly nonlinear curve, where one f32
-/// step of conductance spans more than `SNAP` pulses and the f32 rounding of a level moves the recovered
-/// position off its integer.
+/// lies within [`SNAP`] of it, or within [`SNAP_LEVEL`] when writing level `r` (`level(r)`, rounded to
+/// f32 as a write rounds it) gives `w` exactly. The second test catches the flat end of a strongly
+/// nonlinear curve, where one f32 step of conductance spans more than `SNAP` pulses and the f32 rounding
+/// of a level moves the recovered position off its integer; it costs one curve evaluation, made only
+/// for positions that close to an integer.
 #[inline]
 fn snap(p: f64, w: f32, level: impl FnOnce(f64) -> f32) -> f64 {
     let r = p.round();
-    if (p - r).abs() < SNAP || level(r) == w {
+    let d = (p - r).abs();
+    if d < SNAP || (d < SNAP_LEVEL && level(r) == w) {
         r
     } else {
         p
