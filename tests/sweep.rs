@@ -641,13 +641,7 @@ fn plot_draws_sweeps_runs_and_devices() {
 fn tiny_example_sweep_runs() {
     let t = TempDir::new("tiny");
     let out = t.sub("tiny");
-    let started = Instant::now();
     ok(&["sweep", "scenarios/sweeps/tiny.toml", "--out", &out]);
-    let secs = started.elapsed().as_secs_f64();
     let results = read(Path::new(&out).join("results.csv"));
     assert_eq!(data_rows(&results), 8);
-    // The documented budget is 30 s in a release build; debug builds are slower.
-    if !cfg!(debug_assertions) {
-        assert!(secs < 30.0, "tiny.toml took {secs:.1} s");
-    }
 }
