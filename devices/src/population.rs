@@ -115,8 +115,8 @@ const SNAP: f64 = 1e-3;
 const SNAP_LEVEL: f64 = 0.05;
 
 /// Pulse position of a stored state `w` recovered as `p` from the curve: the nearest integer `r` when `p`
-/// lies within [`SNAP`] of it, or within [`SNAP_LEVEL`] when writing level `r` (`level(r)`, rounded to
-/// f32 as a write rounds it) gives `w` exactly. The second test catches the flat end of a strongly
+/// lies within [`SNAP`] of it, or within [`SNAP_LEVEL`] when writing level `r` (`level(r)`: the
+/// noise-free write, [`curve_point`] rounded to f32) gives `w` exactly. The second test catches the flat end of a strongly
 /// nonlinear curve, where one f32 step of conductance spans more than `SNAP` pulses and the f32 rounding
 /// of a level moves the recovered position off its integer; it costs one curve evaluation, made only
 /// for positions that close to an integer.
@@ -597,11 +597,11 @@ impl Population {
                 let u = ((w as f64 - l) / range).clamp(0.0, 1.0);
                 let u_new = if n > 0 {
                     let c = up.get(i);
-                    let p = snap(c.p(u), w, |r| (l + range * c.u(r)) as f32);
+                    let p = snap(c.p(u), w, |r| curve_point(l, range, c.u(r)) as f32);
                     c.u((p + n as f64).min(c.pmax))
                 } else {
                     let c = down.get(i);
-                    let p = snap(c.p(u), w, |r| (l + range * c.u(r)) as f32);
+                    let p = snap(c.p(u), w, |r| curve_point(l, range, c.u(r)) as f32);
                     c.u((p + n as f64).max(0.0))
                 };
                 curve_write(l, range, u_new, n, self.c2c, rng)
@@ -611,10 +611,14 @@ impl Population {
                 let range = h - l;
                 let u = ((w as f64 - l) / range).clamp(0.0, 1.0);
                 let u_new = if n > 0 {
-                    let p = snap(up.position(u), w, |r| (l + range * up.value(r)) as f32);
+                    let p = snap(up.position(u), w, |r| {
+                        curve_point(l, range, up.value(r)) as f32
+                    });
                     up.value(p + n as f64)
                 } else {
-                    let p = snap(down.position(u), w, |r| (l + range * down.value(r)) as f32);
+                    let p = snap(down.position(u), w, |r| {
+                        curve_point(l, range, down.value(r)) as f32
+                    });
                     down.value(p - n as f64)
                 };
                 curve_write(l, range, u_new, n, self.c2c, rng)
@@ -875,6 +879,12 @@ fn combine(
     }
 }
 
+/// Conductance of normalized position `u` on a curve spanning `range` from `lo` (before write noise).
+#[inline]
+fn curve_point(lo: f64, range: f64, u: f64) -> f64 {
+    lo + range * u
+}
+
 /// Writes a curve model's new normalized position, with NeuroSim's lumped c2c noise.
 #[inline]
 fn curve_write<R: Rng + ?Sized>(
@@ -885,7 +895,7 @@ fn curve_write<R: Rng + ?Sized>(
     c2c: f32,
     rng: &mut R,
 ) -> f32 {
-    let mut g = lo + range * u_new;
+    let mut g = curve_point(lo, range, u_new);
     if c2c > 0.0 {
         let xi: f64 = StandardNormal.sample(rng);
         g += c2c as f64 * range * (n.unsigned_abs() as f64).sqrt() * xi;
