@@ -487,6 +487,11 @@ impl Population {
         g + (self.g_scale as f32) * self.read_sigma * xi
     }
 
+    /// Sigma of a read as a fraction of the nominal range (the spec's `read_noise`).
+    pub fn read_noise_fraction(&self) -> f32 {
+        self.read_sigma * self.nominal_inv
+    }
+
     /// Moves device `i` to its lower bound (an ideal reset; stuck devices do not move).
     pub fn reset_to_min(&mut self, i: usize) {
         if !self.is_stuck(i) {

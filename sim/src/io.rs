@@ -130,8 +130,14 @@ pub struct MvmReport {
 /// Runs the periphery around an analog MVM. `analog(xq, y)` must write the ideal product of the tile's
 /// weights with the quantized input `xq` into `y` (normalized weight units). The result `y` is in the
 /// same units as `x` times weights. `xq` is scratch space of the input's length.
+///
+/// `read_sigma` is the devices' own read noise per weight (normalized weight units), drawn afresh at
+/// every pass: each output `i` then carries `sum_j e_ij xq_j` with independent `e_ij ~ N(0, read_sigma)`,
+/// which is exactly `read_sigma ||xq|| xi_i`, one draw per output, independent across outputs (the
+/// devices of different outputs differ). It adds to the periphery's `w_noise` in quadrature.
 pub fn convert<R: Rng + ?Sized>(
     io: &IoConfig,
+    read_sigma: f32,
     x: &[f32],
     y: &mut [f32],
     xq: &mut [f32],
@@ -170,7 +176,11 @@ pub fn convert<R: Rng + ?Sized>(
         }
         let norm2 = xq.iter().fold(0.0f32, |n, u| n + u * u);
         analog(xq, y);
-        let w_sigma = io.w_noise * norm2.sqrt();
+        let w_sigma = if read_sigma == 0.0 {
+            io.w_noise
+        } else {
+            (io.w_noise * io.w_noise + read_sigma * read_sigma).sqrt()
+        } * norm2.sqrt();
         let sigma = (io.out_noise * io.out_noise + w_sigma * w_sigma).sqrt();
         if sigma > 0.0 {
             for v in y.iter_mut() {
@@ -229,6 +239,7 @@ mod tests {
         let mut xq = vec![0.0; x.len()];
         convert(
             &io,
+            0.0,
             &x,
             &mut y,
             &mut xq,
@@ -266,6 +277,7 @@ mod tests {
         };
         let r = convert(
             &io,
+            0.0,
             &x,
             &mut y,
             &mut xq,
@@ -288,6 +300,7 @@ mod tests {
         };
         let r = convert(
             &no_bm,
+            0.0,
             &x,
             &mut y,
             &mut xq,
@@ -309,6 +322,7 @@ mod tests {
         let mut xq = [0.0; 3];
         convert(
             &io,
+            0.0,
             &x,
             &mut y,
             &mut xq,
@@ -326,6 +340,7 @@ mod tests {
         };
         convert(
             &plain,
+            0.0,
             &x,
             &mut y,
             &mut xq,
@@ -355,6 +370,7 @@ mod tests {
         let mut xq = vec![0.0; n];
         convert(
             &io,
+            0.0,
             &x1,
             &mut y,
             &mut xq,

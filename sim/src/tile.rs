@@ -143,6 +143,9 @@ pub struct Tile {
     /// Per array: true when its devices report weight units (read energy then uses the fraction of a
     /// 1 uS range).
     weight_units: Vec<bool>,
+    /// Sigma of one cell's read noise in normalized weight units: the devices' `read_noise` (a fraction of
+    /// their range) combined over the cell's devices with their weights in the cell (see [`CellKind`]).
+    read_sigma: f32,
 }
 
 /// Everything of a tile that training changes, as plain data (a checkpoint's view of a tile): device
@@ -215,6 +218,7 @@ impl Tile {
             row_scratch: Scratch::default(),
             trains: Default::default(),
             weight_units: Vec::new(),
+            read_sigma: 0.0,
         };
         tile.weight_units = tile.arrays.iter().map(|p| p.unit() != "uS").collect();
         tile.energy_scale = tile
@@ -228,8 +232,40 @@ impl Tile {
                 }
             })
             .collect();
+        // The weight of each device in the cell's weight (w = 2u - 1; u+ - u-; gamma A + C): the cell's
+        // read noise is the sum of its devices' independent fluctuations.
+        let coef: &[f32] = match cfg.cell {
+            CellKind::Single => &[2.0],
+            CellKind::Pair | CellKind::OneSided => &[1.0, 1.0],
+            CellKind::MultiArray { gamma } => &[gamma, gamma, 1.0, 1.0],
+        };
+        tile.read_sigma = coef
+            .iter()
+            .zip(&tile.arrays)
+            .map(|(c, p)| (c * p.read_noise_fraction()).powi(2))
+            .sum::<f32>()
+            .sqrt();
         tile.recompute_all();
         Ok(tile)
+    }
+
+    /// Sigma of one cell's read noise in normalized weight units (0 when the devices have no read noise).
+    pub fn read_sigma(&self) -> f32 {
+        self.read_sigma
+    }
+
+    /// A read of device `i` of array `a` as a fraction of its nominal range, with the device's read noise
+    /// drawn from the tile's stream (no draw when the device has none). What refresh and transfer
+    /// decisions see.
+    pub fn read_fraction(&mut self, a: usize, i: usize) -> f32 {
+        let p = &self.arrays[a];
+        let f = p.fraction(i);
+        let s = p.read_noise_fraction();
+        if s == 0.0 {
+            return f;
+        }
+        let xi: f32 = aimsim_devices::normal::standard_normal(&mut self.rng);
+        f + s * xi
     }
 
     /// Tile id.
@@ -723,6 +759,7 @@ impl Tile {
         let mut g_x2 = 0.0;
         let mvm = convert(
             &self.forward_io,
+            self.read_sigma,
             x,
             y,
             &mut self.scratch[..cols],
@@ -753,6 +790,7 @@ impl Tile {
         let mut g_x2 = 0.0;
         let mvm = convert(
             &self.backward_io,
+            self.read_sigma,
             d,
             z,
             &mut self.scratch[..rows],

@@ -649,9 +649,10 @@ impl Unidirectional {
 }
 
 /// Refreshes cell `i` of a pair tile if both devices are high: erase both, then write the pair's
-/// difference onto one device with potentiation pulses. Returns the pulses used, if refreshed.
+/// difference onto one device with potentiation pulses. Returns the pulses used, if refreshed. The
+/// decision and the difference come from reads of the two devices, with their read noise.
 pub fn refresh_cell(tile: &mut Tile, i: usize, hi: f32, lo: f32) -> Option<u64> {
-    let (p, m) = (tile.array(0).fraction(i), tile.array(1).fraction(i));
+    let (p, m) = (tile.read_fraction(0, i), tile.read_fraction(1, i));
     if p.max(m) <= hi || p.min(m) <= lo {
         return None;
     }
@@ -789,7 +790,8 @@ impl Controller for TikiTaka {
         let mut slots = 0;
         for i in 0..tile.rows() {
             let k = i * cols + j;
-            let a = tile.array(0).fraction(k) - tile.array(1).fraction(k);
+            // A read of A's pair, with the devices' read noise.
+            let a = tile.read_fraction(0, k) - tile.read_fraction(1, k);
             let n = ((self.transfer_lr * a / step_c).round() as i64)
                 .clamp(-(self.max_pulses as i64), self.max_pulses as i64)
                 as i32;

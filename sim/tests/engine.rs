@@ -1320,3 +1320,73 @@ fn c_with_bm(rows: usize, cols: usize) -> TileConfig {
         },
     )
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Device read noise enters every analog read
+// ---------------------------------------------------------------------------------------------------
+
+/// Forward and backward reads of a tile whose devices have `read_noise = r` scatter around the exact
+/// product with sigma `r * c * ||x||` per output, `c` the cell's device weights in quadrature (2 for a
+/// single device against its reference, sqrt 2 for a pair); the same seed gives the same reads; the
+/// refresh and transfer reads see the noise too.
+#[test]
+fn read_noise_enters_forward_and_backward_reads() {
+    let (rows, cols) = (32, 48);
+    let r = 0.02f32;
+    for (cell, c) in [(CellKind::Single, 2.0f64), (CellKind::Pair, 2f64.sqrt())] {
+        let mut spec = constant(DW);
+        spec.read_noise = r as f64;
+        let cf = cfg(rows, cols, cell, IoConfig::ideal());
+        let mut t = Tile::new(5, &cf, &spec, 11).unwrap();
+        let mut rng = Pcg64::seed_from_u64(2);
+        let target = uniform(&mut rng, rows * cols, -0.8, 0.8);
+        t.program(&target);
+        let w = t.weights().to_vec();
+        assert!((t.read_sigma() as f64 - r as f64 * c).abs() < 1e-6);
+        let (mut z_f, mut z_b) = (Vec::new(), Vec::new());
+        for _ in 0..400 {
+            let x = uniform(&mut rng, cols, -1.0, 1.0);
+            let d = uniform(&mut rng, rows, -1.0, 1.0);
+            let (mut y, mut z) = (vec![0.0; rows], vec![0.0; cols]);
+            t.forward(&x, &mut y);
+            t.backward(&d, &mut z);
+            let (nx, nd) = (norm(x.iter().copied()), norm(d.iter().copied()));
+            for i in 0..rows {
+                let exact: f64 = (0..cols).map(|j| w[i * cols + j] as f64 * x[j] as f64).sum();
+                z_f.push((y[i] as f64 - exact) / nx);
+            }
+            for j in 0..cols {
+                let exact: f64 = (0..rows).map(|i| w[i * cols + j] as f64 * d[i] as f64).sum();
+                z_b.push((z[j] as f64 - exact) / nd);
+            }
+        }
+        for (what, e) in [("forward", &z_f), ("backward", &z_b)] {
+            let n = e.len() as f64;
+            let mean = e.iter().sum::<f64>() / n;
+            let sd = (e.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+            let want = r as f64 * c;
+            assert!(
+                (sd - want).abs() < 0.05 * want,
+                "{cell:?} {what}: sd {sd} vs {want}"
+            );
+            assert!(mean.abs() < 4.0 * want / n.sqrt(), "{what}: mean {mean}");
+        }
+        // The same tile, seed and inputs read the same noisy values; without read noise no draw is made.
+        let mut a = Tile::new(5, &cf, &spec, 11).unwrap();
+        let mut b = Tile::new(5, &cf, &spec, 11).unwrap();
+        let x = vec![0.5; cols];
+        let (mut ya, mut yb) = (vec![0.0; rows], vec![0.0; rows]);
+        a.forward(&x, &mut ya);
+        b.forward(&x, &mut yb);
+        assert_eq!(ya, yb);
+        a.forward(&x, &mut ya);
+        assert_ne!(ya, yb, "every read draws afresh");
+        // Reads of single devices (refresh and transfer decisions) carry the noise as well.
+        let reads: Vec<f32> = (0..2000).map(|_| a.read_fraction(0, 3)).collect();
+        let f = a.array(0).fraction(3);
+        let sd = (reads.iter().map(|v| ((v - f) as f64).powi(2)).sum::<f64>() / 2000.0).sqrt();
+        assert!((sd - r as f64).abs() < 0.1 * r as f64, "device read sd {sd}");
+    }
+    let clean = Tile::new(0, &cfg(4, 4, CellKind::Pair, IoConfig::ideal()), &constant(DW), 1).unwrap();
+    assert_eq!(clean.read_sigma(), 0.0);
+}
