@@ -203,6 +203,7 @@ struct IoKeys {
     noise_management: Option<bool>,
     bound_management: Option<bool>,
     max_bm_iterations: Option<u32>,
+    max_bm_res: Option<f32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -217,6 +218,7 @@ struct IoSection {
     noise_management: Option<bool>,
     bound_management: Option<bool>,
     max_bm_iterations: Option<u32>,
+    max_bm_res: Option<f32>,
     backward: Option<IoKeys>,
 }
 
@@ -228,7 +230,9 @@ enum ControllerName {
     SignThreshold,
     Bidirectional,
     Unidirectional,
+    /// The old name of `relative-count`, refused with a pointer to the new one.
     Adaptive,
+    RelativeCount,
     TikiTaka,
     MixedPrecision,
 }
@@ -1522,6 +1526,7 @@ fn io_config(
         noise_management: k.noise_management.unwrap_or(base.noise_management),
         bound_management: k.bound_management.unwrap_or(base.bound_management),
         max_bm_iterations: k.max_bm_iterations.unwrap_or(base.max_bm_iterations),
+        max_bm_res: k.max_bm_res.unwrap_or(base.max_bm_res),
     };
     io.validate()
         .map_err(|(key, m)| loc.error(&split_key(&format!("{prefix}.{key}")), m))?;
@@ -1542,7 +1547,14 @@ fn controller_spec(
         Some(ControllerName::SignThreshold) => "sign-threshold",
         Some(ControllerName::Bidirectional) => "bidirectional",
         Some(ControllerName::Unidirectional) => "unidirectional",
-        Some(ControllerName::Adaptive) => "adaptive",
+        Some(ControllerName::RelativeCount) => "relative-count",
+        Some(ControllerName::Adaptive) => {
+            return Err(loc.error(
+                &key("controller"),
+                "`adaptive` is now called `relative-count`: its pulse quantization is aimsim's own, not \
+                 the seed paper's (docs/controllers.md); write controller = \"relative-count\"",
+            ));
+        }
         Some(ControllerName::TikiTaka) => "tiki-taka",
         Some(ControllerName::MixedPrecision) => "mixed-precision",
     };
@@ -1558,7 +1570,7 @@ fn controller_spec(
     };
     let uni = match name {
         "unidirectional" => true,
-        "adaptive" => matches!(u.direction, Some(DirectionName::Unidirectional)),
+        "relative-count" => matches!(u.direction, Some(DirectionName::Unidirectional)),
         _ => false,
     };
     let mut allowed: Vec<&str> = match scheme_name {
@@ -1569,7 +1581,7 @@ fn controller_spec(
     };
     match name {
         "bidirectional" | "unidirectional" | "tiki-taka" => allowed.push("scheme"),
-        "adaptive" => allowed.extend(["max_pulses", "threshold", "direction"]),
+        "relative-count" => allowed.extend(["max_pulses", "threshold", "direction"]),
         "mixed-precision" => allowed.push("max_pulses"),
         _ => {}
     }
@@ -1628,10 +1640,10 @@ fn controller_spec(
         Some(SchemeName::Sign) => PulseScheme::SignThreshold {
             threshold: u.threshold.unwrap_or(1.0),
         },
-        None => PulseScheme::Adaptive {
+        None => PulseScheme::RelativeCount {
             max_pulses: u
                 .max_pulses
-                .unwrap_or(if name == "adaptive" { 8 } else { 31 }),
+                .unwrap_or(if name == "relative-count" { 8 } else { 31 }),
             threshold: u.threshold.unwrap_or(0.1),
         },
     };
@@ -1659,6 +1671,17 @@ fn controller_spec(
                 "unidirectional updates need a pair of devices: set tile.cell to \"pair\" or \"one-sided\"",
             ));
         }
+    }
+    if cell == CellKind::OneSided && (name == "bidirectional" || (name == "relative-count" && !uni))
+    {
+        return Err(loc.error(
+            &key("controller"),
+            format!(
+                "`{name}` sends depression pulses, which a one-sided cell (potentiation only) does not \
+                 take: use controller = \"unidirectional\" (or direction = \"unidirectional\"), or \
+                 tile.cell = \"pair\""
+            ),
+        ));
     }
     if name == "tiki-taka" && !matches!(cell, CellKind::MultiArray { .. }) {
         return Err(loc.error(
@@ -1688,7 +1711,7 @@ fn controller_spec(
         "sign-threshold" => ControllerSpec::SignThreshold(scheme),
         "bidirectional" => ControllerSpec::Bidirectional(scheme),
         "unidirectional" => ControllerSpec::Unidirectional(scheme, refresh),
-        "adaptive" => ControllerSpec::Adaptive(scheme, uni.then_some(refresh)),
+        "relative-count" => ControllerSpec::RelativeCount(scheme, uni.then_some(refresh)),
         "tiki-taka" => ControllerSpec::TikiTaka {
             scheme,
             transfer_every: u.transfer_every.unwrap_or(1).max(1),
@@ -2256,11 +2279,18 @@ fn chip(
         noise_management: io.noise_management,
         bound_management: io.bound_management,
         max_bm_iterations: io.max_bm_iterations,
+        max_bm_res: io.max_bm_res,
     };
     let forward = io_config(&fwd_keys, &IoConfig::default(), "io", loc)?;
+    // The backward pass takes the forward settings except bound management, which aihwkit's backward
+    // pass does not have unless asked for in `[io.backward]`.
+    let backward_base = IoConfig {
+        bound_management: false,
+        ..forward.clone()
+    };
     let backward = io_config(
         &io.backward.unwrap_or_default(),
-        &forward,
+        &backward_base,
         "io.backward",
         loc,
     )?;

@@ -194,7 +194,7 @@ fn context(section: &str, key: &str) -> (String, Vec<String>) {
         ("update", "scheme") => vec!["update.controller=bidirectional".into()],
         ("update", "max_pulses") => vec!["update.controller=sgd-count".into()],
         ("update", "threshold") => vec!["update.controller=sign-threshold".into()],
-        ("update", "direction") => vec!["update.controller=adaptive".into()],
+        ("update", "direction") => vec!["update.controller=relative-count".into()],
         // refresh_lo <= refresh_hi: probe each against the other's extreme.
         ("update", "refresh_hi") => vec![
             "update.controller=unidirectional".into(),

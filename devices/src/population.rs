@@ -7,7 +7,7 @@ use crate::lanes::NormalLanes;
 use crate::normal::standard_normal;
 
 use crate::curves::{ExpCurve, MonotoneCurve};
-use crate::spec::{DeviceSpec, Model, NL_LIMIT, Param, SpecError, StepKind};
+use crate::spec::{DeviceSpec, Model, NL_LIMIT, Param, SpecError, StepKind, StepParams};
 
 /// A per-device value that is stored once when every device shares it (no d2d variation on it), and as a
 /// flat array otherwise. Lookups are branch-predictable and allocation-free.
@@ -97,6 +97,8 @@ pub struct Population {
     nominal: (f32, f32),
     /// Nominal step of one pulse as a fraction of the nominal range.
     nominal_step: f32,
+    /// Weight granularity as a fraction of the nominal range (see [`Population::granularity`]).
+    granularity: f32,
     /// `1 / (nominal.1 - nominal.0)`.
     nominal_inv: f32,
 }
@@ -128,6 +130,19 @@ fn snap(p: f64, w: f32, level: impl FnOnce(f64) -> f32) -> f64 {
         r
     } else {
         p
+    }
+}
+
+/// The weight granularity of a step model in weight units (see [`Population::granularity`]).
+fn step_granularity(s: &StepParams) -> f64 {
+    match s.kind {
+        StepKind::Pow => s.dw_min * 0.5f64.powf((s.gamma_up + s.gamma_down) / 2.0),
+        StepKind::Exp => {
+            let down = s.dw_min * (1.0 - s.up_down.max(0.0));
+            let g = down * (1.0 - s.a_down * (-s.gamma_down * s.b).exp()).max(0.0);
+            if g > 0.0 { g } else { s.dw_min }
+        }
+        _ => s.dw_min,
     }
 }
 
@@ -366,6 +381,11 @@ impl Population {
                 Model::NeuroSim(n) => 1.0 / (n.levels_up - 1) as f32,
                 Model::Table(t) => 1.0 / (t.up.len() - 1) as f32,
             },
+            granularity: match &spec.model {
+                Model::Step(s) => (step_granularity(s) / (s.w_max - s.w_min)) as f32,
+                Model::NeuroSim(n) => 1.0 / (n.levels_up - 1) as f32,
+                Model::Table(t) => 1.0 / (t.up.len() - 1) as f32,
+            },
         })
     }
 
@@ -393,6 +413,16 @@ impl Population {
     /// models, `1 / (levels - 1)` (the mean step of a full sweep) for `neurosim` and `table`.
     pub fn nominal_step(&self) -> f32 {
         self.nominal_step
+    }
+
+    /// The weight granularity that pulse schemes size their pulses by, as a fraction of the nominal
+    /// range (aihwkit's convention): `dw_min` for constant-, linear-step and soft-bounds; for pow-step
+    /// `dw_min 0.5^gamma` (the step at mid-range; `gamma` the mean of `gamma_up` and `gamma_down`); for
+    /// exp-step the nominal down step at `w = 0`, `dw_down max(1 - a_down exp(-gamma_down b), 0)` (or
+    /// `dw_min` where that is 0); for `neurosim` and `table` the mean step of a full sweep,
+    /// `1 / (levels - 1)`.
+    pub fn granularity(&self) -> f32 {
+        self.granularity
     }
 
     /// State of device `i` as a fraction of the nominal range (0 at the nominal lower bound, 1 at the

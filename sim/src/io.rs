@@ -29,6 +29,11 @@ pub struct IoConfig {
     pub bound_management: bool,
     /// Largest number of halvings of bound management.
     pub max_bm_iterations: u32,
+    /// aihwkit's resolution cap of bound management (`max_bm_res`): with a DAC, the halving stops once
+    /// the input reduction exceeds `max_bm_res / inp_res`, `inp_res = 1 / (2^dac_bits - 2)` (31.5 for
+    /// 0.25 and 7 bits: at most five halvings); the input would otherwise fall below a few DAC steps.
+    /// 0 = no such cap.
+    pub max_bm_res: f32,
 }
 
 impl Default for IoConfig {
@@ -43,6 +48,7 @@ impl Default for IoConfig {
             noise_management: true,
             bound_management: true,
             max_bm_iterations: 10,
+            max_bm_res: 0.25,
         }
     }
 }
@@ -60,6 +66,7 @@ impl IoConfig {
             noise_management: false,
             bound_management: false,
             max_bm_iterations: 0,
+            max_bm_res: 0.0,
         }
     }
 
@@ -86,6 +93,12 @@ impl IoConfig {
                 ));
             }
         }
+        if !(self.max_bm_res.is_finite() && self.max_bm_res >= 0.0) {
+            return Err((
+                "max_bm_res",
+                format!("must be a finite number >= 0, got {}", self.max_bm_res),
+            ));
+        }
         if self.max_bm_iterations > 30 {
             return Err((
                 "max_bm_iterations",
@@ -103,6 +116,15 @@ impl IoConfig {
     pub fn dac_step(&self) -> Option<f32> {
         self.dac_bits
             .map(|b| 2.0 * self.inp_bound / ((1u64 << b) - 2) as f32)
+    }
+
+    /// The largest input reduction bound management may reach before it accepts a clipped output
+    /// (`max_bm_res (2^dac_bits - 2)`; infinite without a DAC or a cap).
+    pub fn bm_reduction_cap(&self) -> f32 {
+        match self.dac_bits {
+            Some(b) if self.max_bm_res > 0.0 => self.max_bm_res * ((1u64 << b) - 2) as f32,
+            _ => f32::INFINITY,
+        }
     }
 
     /// Quantization step of the ADC over `[-out_bound, out_bound]`, as for the DAC.
@@ -155,6 +177,7 @@ pub fn convert<R: Rng + ?Sized>(
     }
     let dac = io.dac_step();
     let adc = io.adc_step();
+    let cap = io.bm_reduction_cap();
     let mut scale = 1.0f32;
     let mut passes = 0;
     loop {
@@ -205,7 +228,9 @@ pub fn convert<R: Rng + ?Sized>(
                 }
             }
         }
-        if !clipped || !io.bound_management || passes > io.max_bm_iterations {
+        // aihwkit's test: the pass is accepted when nothing clipped or the reduction already exceeds
+        // the resolution cap (or the halvings run out).
+        if !clipped || !io.bound_management || passes > io.max_bm_iterations || 1.0 / scale > cap {
             let back = alpha / scale;
             y.iter_mut().for_each(|v| *v *= back);
             return MvmReport { passes, clipped };
@@ -309,6 +334,34 @@ mod tests {
         );
         assert!(r.clipped);
         assert_eq!(y[0], 12.0);
+    }
+
+    /// aihwkit's resolution cap: with a 7-bit DAC and `max_bm_res` 0.25 the pass at a reduction of 32
+    /// (five halvings) is accepted even though it clips; without the cap halving goes on until it fits.
+    #[test]
+    fn bound_management_stops_at_the_resolution_cap() {
+        let io = IoConfig {
+            out_noise: 0.0,
+            adc_bits: None,
+            noise_management: false,
+            ..IoConfig::default()
+        };
+        assert_eq!(io.bm_reduction_cap(), 31.5);
+        let gain = |xq: &[f32], y: &mut [f32]| y[0] = 1000.0 * xq[0];
+        let (x, mut y, mut xq) = ([1.0f32], [0.0f32], [0.0f32]);
+        let mut rng = Pcg64Mcg::seed_from_u64(0);
+        let r = convert(&io, 0.0, &x, &mut y, &mut xq, &mut rng, gain);
+        assert_eq!(
+            (r.passes, r.clipped),
+            (6, true),
+            "reductions 1, 2, 4, 8, 16, 32"
+        );
+        let uncapped = IoConfig {
+            max_bm_res: 0.0,
+            ..io
+        };
+        let r = convert(&uncapped, 0.0, &x, &mut y, &mut xq, &mut rng, gain);
+        assert_eq!((r.passes, r.clipped), (8, false), "1000 / 128 < 12");
     }
 
     #[test]

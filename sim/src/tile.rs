@@ -369,13 +369,30 @@ impl Tile {
         Ok(())
     }
 
-    /// Nominal change of the normalized weight for one pulse of the cell's default routing.
+    /// Nominal change of the normalized weight for one pulse of the cell's default routing
+    /// ([`Tile::pulse_step`] of [`Routing::Cell`]).
     pub fn cell_step(&self) -> f32 {
-        let s = self.arrays[0].nominal_step();
+        self.pulse_step(Routing::Cell)
+    }
+
+    /// The change of the normalized weight that pulse schemes size their pulses by, for one pulse sent
+    /// through `routing`: the devices' weight granularity ([`Population::granularity`]) times the number
+    /// of devices one pulse moves and their weight in the cell. A push-pull pulse on a pair moves two
+    /// devices (`2 g`), a unidirectional pulse one (`g`); a single device against its reference moves the
+    /// weight `w = 2u - 1` by `2 g`; the fast pair of a multi-array cell counts `gamma` times. So every
+    /// rule asks for the same expected weight change `-lr d x` whatever the routing.
+    pub fn pulse_step(&self, routing: Routing) -> f32 {
+        let g = self.arrays[0].granularity();
+        let one_device = match routing {
+            Routing::Cell => self.cell == CellKind::OneSided,
+            Routing::Bidirectional => false,
+            Routing::Unidirectional => self.cell != CellKind::Single,
+        };
+        let devices = if one_device { 1.0 } else { 2.0 };
         match self.cell {
-            CellKind::Single | CellKind::Pair => 2.0 * s,
-            CellKind::OneSided => s,
-            CellKind::MultiArray { gamma } => 2.0 * gamma * s,
+            CellKind::Single => 2.0 * g,
+            CellKind::Pair | CellKind::OneSided => devices * g,
+            CellKind::MultiArray { gamma } => devices * gamma * g,
         }
     }
 

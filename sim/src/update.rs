@@ -32,11 +32,11 @@ pub enum PulseScheme {
         /// Threshold in units of one nominal step.
         threshold: f32,
     },
-    /// Pulse counts adapted to the size of `x d` within each update (aimsim's reading of Lim et al.
-    /// 2017, docs/controllers.md): the largest product gets `N = clamp(round(lr x_max d_max / dw), 1,
+    /// Pulse counts relative to the largest `|x d|` of each update (aimsim's own quantization,
+    /// docs/controllers.md): the largest product gets `N = clamp(round(lr x_max d_max / dw), 1,
     /// max_pulses)` pulses, the others `round(N |x d| / (x_max d_max))`, and products below
     /// `threshold x_max d_max` get none.
-    Adaptive {
+    RelativeCount {
         /// Largest pulse count per device per update.
         max_pulses: u32,
         /// Relative threshold in [0, 1).
@@ -63,15 +63,17 @@ impl PulseScheme {
                     format!("must be a finite number >= 0, got {threshold}"),
                 ))
             }
-            PulseScheme::Adaptive { max_pulses, .. } if *max_pulses == 0 => {
+            PulseScheme::RelativeCount { max_pulses, .. } if *max_pulses == 0 => {
                 Err(("max_pulses", "must be at least 1".into()))
             }
-            PulseScheme::Adaptive { threshold, .. } if !(0.0..1.0).contains(threshold) => Err((
-                "threshold",
-                format!(
-                    "the adaptive threshold is relative to the largest |x d| and must lie in [0, 1), got {threshold}"
-                ),
-            )),
+            PulseScheme::RelativeCount { threshold, .. } if !(0.0..1.0).contains(threshold) => {
+                Err((
+                    "threshold",
+                    format!(
+                        "the relative-count threshold is relative to the largest |x d| and must lie in [0, 1), got {threshold}"
+                    ),
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -203,19 +205,32 @@ pub fn apply_scheme_with(
             x,
             d,
             lr,
+            routing,
             *bl,
             *update_management,
             *bl_management,
             kernel,
             &mut apply,
         ),
-        PulseScheme::Count { max_pulses } => {
-            counted(tile, x, d, lr, Counting::Round(*max_pulses), &mut apply)
-        }
-        PulseScheme::SignThreshold { threshold } => {
-            counted(tile, x, d, lr, Counting::Sign(*threshold), &mut apply)
-        }
-        PulseScheme::Adaptive {
+        PulseScheme::Count { max_pulses } => counted(
+            tile,
+            x,
+            d,
+            lr,
+            routing,
+            Counting::Round(*max_pulses),
+            &mut apply,
+        ),
+        PulseScheme::SignThreshold { threshold } => counted(
+            tile,
+            x,
+            d,
+            lr,
+            routing,
+            Counting::Sign(*threshold),
+            &mut apply,
+        ),
+        PulseScheme::RelativeCount {
             max_pulses,
             threshold,
         } => counted(
@@ -223,7 +238,8 @@ pub fn apply_scheme_with(
             x,
             d,
             lr,
-            Counting::Adaptive(*max_pulses, *threshold),
+            routing,
+            Counting::Relative(*max_pulses, *threshold),
             &mut apply,
         ),
     };
@@ -358,6 +374,7 @@ fn stochastic(
     x: &[f32],
     d: &[f32],
     lr: f32,
+    routing: Routing,
     bl_max: u32,
     um: bool,
     blm: bool,
@@ -365,7 +382,7 @@ fn stochastic(
     apply: &mut impl FnMut(&mut Tile, usize, &[u32], &[i32]),
 ) -> UpdateReport {
     let (rows, cols) = (tile.rows(), tile.cols());
-    let dw = tile.cell_step();
+    let dw = tile.pulse_step(routing);
     let (x_max, d_max) = (abs_max(x), abs_max(d));
     if x_max == 0.0 || d_max == 0.0 || lr <= 0.0 {
         return UpdateReport::default();
@@ -376,7 +393,12 @@ fn stochastic(
         bl_max
     };
     let gain = lr / (dw * bl as f32);
-    let (a, b) = if um {
+    let (a, b) = if um && gain * x_max * d_max > 1.0 {
+        // Saturating update (aihwkit): the balanced probabilities would exceed 1. x's probabilities are
+        // scaled to reach 1 at x_max and the rest of the gain goes onto d, whose largest probabilities
+        // then clip: x's proportions survive instead of both sides saturating alike.
+        (gain * x_max, 1.0 / x_max)
+    } else if um {
         ((gain * x_max / d_max).sqrt(), (gain * d_max / x_max).sqrt())
     } else {
         (gain.sqrt(), gain.sqrt())
@@ -476,7 +498,7 @@ fn stochastic(
 enum Counting {
     Round(u32),
     Sign(f32),
-    Adaptive(u32, f32),
+    Relative(u32, f32),
 }
 
 fn counted(
@@ -484,19 +506,20 @@ fn counted(
     x: &[f32],
     d: &[f32],
     lr: f32,
+    routing: Routing,
     counting: Counting,
     apply: &mut impl FnMut(&mut Tile, usize, &[u32], &[i32]),
 ) -> UpdateReport {
     let (rows, cols) = (tile.rows(), tile.cols());
-    let dw = tile.cell_step();
+    let dw = tile.pulse_step(routing);
     let mut r = UpdateReport::default();
     if lr <= 0.0 {
         return r;
     }
     let scale = lr / dw;
-    // Adaptive: the largest product of this update sets its count.
+    // Relative count: the largest product of this update sets its count.
     let (top, full) = match counting {
-        Counting::Adaptive(cap, _) => {
+        Counting::Relative(cap, _) => {
             let m = abs_max(x) * abs_max(d);
             if m == 0.0 {
                 return r;
@@ -521,7 +544,7 @@ fn counted(
                 Counting::Sign(threshold) => {
                     u32::from(want != 0.0 && (scale * want).abs() >= threshold)
                 }
-                Counting::Adaptive(_, threshold) => {
+                Counting::Relative(_, threshold) => {
                     let rel = want.abs() / top;
                     if rel < threshold {
                         0
@@ -785,8 +808,8 @@ impl Controller for TikiTaka {
         let j = self.next_col;
         let cols = tile.cols();
         self.next_col = (j + 1) % cols;
-        // A push-pull pulse on C moves C's pair by 2 s = cell_step / gamma; A's pair holds uA+ - uA-.
-        let step_c = tile.cell_step() / gamma;
+        // A push-pull pulse on C moves C's pair by 2 g = pulse_step / gamma; A's pair holds uA+ - uA-.
+        let step_c = tile.pulse_step(Routing::Bidirectional) / gamma;
         let mut slots = 0;
         for i in 0..tile.rows() {
             let k = i * cols + j;
@@ -826,7 +849,9 @@ impl Controller for TikiTaka {
 }
 
 /// Mixed-precision updates (`mixed-precision`): a digital accumulator `chi += -lr d x^T`; where
-/// `|chi| >= dw` the cell gets `trunc(chi / dw)` pulses (capped) and `chi` keeps the remainder.
+/// `|chi| >= dw` the cell gets `trunc(chi / dw)` pulses (capped, through the cell's own routing:
+/// push-pull on pairs, potentiation only on one-sided cells, the fast pair of a multi-array cell) and
+/// `chi` keeps the remainder.
 #[derive(Debug, Clone)]
 pub struct MixedPrecision {
     /// Largest pulse count per device per update.
@@ -858,7 +883,7 @@ impl Controller for MixedPrecision {
         if self.chi.len() != rows * cols {
             self.chi = vec![0.0; rows * cols];
         }
-        let dw = tile.cell_step();
+        let dw = tile.pulse_step(Routing::Cell);
         let before = tile.tally();
         let mut r = UpdateReport::default();
         for (i, di) in d.iter().enumerate().take(rows) {
@@ -874,7 +899,7 @@ impl Controller for MixedPrecision {
                     .clamp(-(self.max_pulses as i64), self.max_pulses as i64)
                     as i32;
                 if n != 0 {
-                    tile.pulse_routed(k, n, Routing::Bidirectional);
+                    tile.pulse_routed(k, n, Routing::Cell);
                     row_max = row_max.max(n.unsigned_abs());
                     self.chi[k] = c - n as f32 * dw;
                 } else {
@@ -916,8 +941,9 @@ pub enum ControllerSpec {
     Bidirectional(PulseScheme),
     /// `unidirectional` with any scheme and a refresh policy.
     Unidirectional(PulseScheme, Refresh),
-    /// `adaptive` (the adaptive scheme), bidirectional or (with a refresh policy) unidirectional.
-    Adaptive(PulseScheme, Option<Refresh>),
+    /// `relative-count` (the relative-count scheme), bidirectional or (with a refresh policy)
+    /// unidirectional.
+    RelativeCount(PulseScheme, Option<Refresh>),
     /// `tiki-taka`: scheme onto A, transfer every k updates with a transfer rate and pulse cap.
     TikiTaka {
         /// Scheme of the SGD pulses onto A.
@@ -948,11 +974,13 @@ impl ControllerSpec {
                 name: "bidirectional",
             }),
             ControllerSpec::Unidirectional(s, r) => Box::new(Unidirectional::new(s.clone(), *r)),
-            ControllerSpec::Adaptive(s, None) => Box::new(Bidirectional {
+            ControllerSpec::RelativeCount(s, None) => Box::new(Bidirectional {
                 scheme: s.clone(),
-                name: "adaptive",
+                name: "relative-count",
             }),
-            ControllerSpec::Adaptive(s, Some(r)) => Box::new(Unidirectional::new(s.clone(), *r)),
+            ControllerSpec::RelativeCount(s, Some(r)) => {
+                Box::new(Unidirectional::new(s.clone(), *r))
+            }
             ControllerSpec::TikiTaka {
                 scheme,
                 transfer_every,
@@ -978,7 +1006,7 @@ impl ControllerSpec {
             | ControllerSpec::SignThreshold(s)
             | ControllerSpec::Bidirectional(s)
             | ControllerSpec::Unidirectional(s, _)
-            | ControllerSpec::Adaptive(s, _) => s.clone(),
+            | ControllerSpec::RelativeCount(s, _) => s.clone(),
             ControllerSpec::TikiTaka { scheme, .. } => scheme.clone(),
             ControllerSpec::MixedPrecision { max_pulses } => PulseScheme::Count {
                 max_pulses: *max_pulses,
@@ -994,7 +1022,7 @@ impl ControllerSpec {
             ControllerSpec::SignThreshold(_) => "sign-threshold",
             ControllerSpec::Bidirectional(_) => "bidirectional",
             ControllerSpec::Unidirectional(..) => "unidirectional",
-            ControllerSpec::Adaptive(..) => "adaptive",
+            ControllerSpec::RelativeCount(..) => "relative-count",
             ControllerSpec::TikiTaka { .. } => "tiki-taka",
             ControllerSpec::MixedPrecision { .. } => "mixed-precision",
         }
@@ -1109,9 +1137,18 @@ mod tests {
                 let bl = [31, 32, 7, 1, 16][step % 5];
                 let (um, blm) = (step % 2 == 0, step % 3 == 0);
                 let run = |tile: &mut Tile, kernel: bool| {
-                    stochastic(tile, &x, &d, lr, bl, um, blm, kernel, &mut |t, r, c, n| {
-                        t.pulse_row(r, c, n, Routing::Cell)
-                    })
+                    stochastic(
+                        tile,
+                        &x,
+                        &d,
+                        lr,
+                        Routing::Cell,
+                        bl,
+                        um,
+                        blm,
+                        kernel,
+                        &mut |t, r, c, n| t.pulse_row(r, c, n, Routing::Cell),
+                    )
                 };
                 let (a, b) = (run(&mut fast, true), run(&mut reference, false));
                 let what = format!("case {k}, step {step}");

@@ -737,8 +737,8 @@ fn controller(k: usize) -> ControllerSpec {
         1 => ControllerSpec::SgdCount(PulseScheme::Count { max_pulses: 25 }),
         2 => ControllerSpec::SignThreshold(PulseScheme::SignThreshold { threshold: 1.0 }),
         3 => ControllerSpec::Unidirectional(stochastic, Refresh::default()),
-        4 => ControllerSpec::Adaptive(
-            PulseScheme::Adaptive {
+        4 => ControllerSpec::RelativeCount(
+            PulseScheme::RelativeCount {
                 max_pulses: 10,
                 threshold: 0.1,
             },
@@ -1352,11 +1352,15 @@ fn read_noise_enters_forward_and_backward_reads() {
             t.backward(&d, &mut z);
             let (nx, nd) = (norm(x.iter().copied()), norm(d.iter().copied()));
             for i in 0..rows {
-                let exact: f64 = (0..cols).map(|j| w[i * cols + j] as f64 * x[j] as f64).sum();
+                let exact: f64 = (0..cols)
+                    .map(|j| w[i * cols + j] as f64 * x[j] as f64)
+                    .sum();
                 z_f.push((y[i] as f64 - exact) / nx);
             }
             for j in 0..cols {
-                let exact: f64 = (0..rows).map(|i| w[i * cols + j] as f64 * d[i] as f64).sum();
+                let exact: f64 = (0..rows)
+                    .map(|i| w[i * cols + j] as f64 * d[i] as f64)
+                    .sum();
                 z_b.push((z[j] as f64 - exact) / nd);
             }
         }
@@ -1385,8 +1389,56 @@ fn read_noise_enters_forward_and_backward_reads() {
         let reads: Vec<f32> = (0..2000).map(|_| a.read_fraction(0, 3)).collect();
         let f = a.array(0).fraction(3);
         let sd = (reads.iter().map(|v| ((v - f) as f64).powi(2)).sum::<f64>() / 2000.0).sqrt();
-        assert!((sd - r as f64).abs() < 0.1 * r as f64, "device read sd {sd}");
+        assert!(
+            (sd - r as f64).abs() < 0.1 * r as f64,
+            "device read sd {sd}"
+        );
     }
-    let clean = Tile::new(0, &cfg(4, 4, CellKind::Pair, IoConfig::ideal()), &constant(DW), 1).unwrap();
+    let clean = Tile::new(
+        0,
+        &cfg(4, 4, CellKind::Pair, IoConfig::ideal()),
+        &constant(DW),
+        1,
+    )
+    .unwrap();
     assert_eq!(clean.read_sigma(), 0.0);
+}
+
+/// A saturating stochastic update (`lr x_max d_max / dw > bl`) keeps x's probabilities proportional to
+/// `|x|` (aihwkit's rescale of d) instead of clipping both sides: the column with half the input gets
+/// half the pulses of the full one (both rows' probabilities clip at 1).
+#[test]
+fn saturating_updates_keep_x_proportional() {
+    let c = cfg(1, 2, CellKind::Pair, IoConfig::ideal());
+    let spec = constant(DW);
+    let scheme = PulseScheme::Stochastic {
+        bl: 31,
+        update_management: true,
+        bl_management: true,
+    };
+    let (x, d) = ([1.0f32, 0.5], [1.0f32]);
+    let mut counts = [0u64; 2];
+    let trials = 400;
+    for seed in 0..trials {
+        let mut t = Tile::new(0, &c, &spec, seed).unwrap();
+        t.program(&[0.0, 0.0]);
+        let before = t.weights().to_vec();
+        // k = lr x_max d_max / dw = 100 > 31 slots.
+        let lr = 100.0 * t.cell_step();
+        aimsim_sim::update::apply_scheme(&scheme, &mut t, &x, &d, lr);
+        for j in 0..2 {
+            counts[j] += ((before[j] - t.weights()[j]) / t.cell_step()).round() as u64;
+        }
+    }
+    let mean = |k: u64| k as f64 / trials as f64;
+    assert!(
+        (mean(counts[0]) - 31.0).abs() < 1e-9,
+        "x = 1 fires in every slot"
+    );
+    // Binomial(31, 0.5): mean 15.5, standard error 2.78 / sqrt(400).
+    assert!(
+        (mean(counts[1]) - 15.5).abs() < 0.6,
+        "x = 0.5: {} pulses on average",
+        mean(counts[1])
+    );
 }
