@@ -340,6 +340,7 @@ pub fn train(
         lr_decay: 1.0,
         shuffle: true,
         seed: 1,
+        validation: 0,
     };
     // Time the training epoch alone: evaluation runs inside `train` too, so measure it separately.
     let start = Instant::now();

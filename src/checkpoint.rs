@@ -42,7 +42,7 @@ pub const FILE_NAME: &str = "checkpoint.bin";
 pub const MAGIC: &[u8; 8] = b"AIMSIMCK";
 
 /// Version of the file layout and payload; bumped whenever either changes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 const VERSION_BYTES: usize = 32;
 const HEADER_BYTES: usize = 8 + 4 + VERSION_BYTES + 32 + 8;
@@ -97,6 +97,8 @@ struct MetricsRow {
     train_energy_pj: f64,
     test_latency_ns_per_sample: f64,
     test_energy_pj_per_sample: f64,
+    val_loss: Option<f64>,
+    val_accuracy: Option<f64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -117,6 +119,7 @@ enum WeightsSnap {
 #[derive(Serialize, Deserialize)]
 struct TileSnap {
     states: Vec<Vec<f32>>,
+    offsets: Vec<Vec<f32>>,
     g_row: Vec<f64>,
     g_col: Vec<f64>,
     up_count: Vec<Vec<u32>>,
@@ -161,6 +164,8 @@ impl From<&EpochMetrics> for MetricsRow {
             train_energy_pj: m.train_energy_pj,
             test_latency_ns_per_sample: m.test_latency_ns_per_sample,
             test_energy_pj_per_sample: m.test_energy_pj_per_sample,
+            val_loss: m.val_loss,
+            val_accuracy: m.val_accuracy,
         }
     }
 }
@@ -179,6 +184,8 @@ impl From<MetricsRow> for EpochMetrics {
             train_energy_pj: m.train_energy_pj,
             test_latency_ns_per_sample: m.test_latency_ns_per_sample,
             test_energy_pj_per_sample: m.test_energy_pj_per_sample,
+            val_loss: m.val_loss,
+            val_accuracy: m.val_accuracy,
         }
     }
 }
@@ -206,6 +213,7 @@ impl From<&Checkpoint> for Payload {
                                 .iter()
                                 .map(|t| TileSnap {
                                     states: t.states.clone(),
+                                    offsets: t.offsets.clone(),
                                     g_row: t.g_row.clone(),
                                     g_col: t.g_col.clone(),
                                     up_count: t.up_count.clone(),
@@ -260,6 +268,7 @@ impl From<Payload> for Checkpoint {
                                         .into_iter()
                                         .map(|t| TileState {
                                             states: t.states,
+                                            offsets: t.offsets,
                                             g_row: t.g_row,
                                             g_col: t.g_col,
                                             up_count: t.up_count,
@@ -462,6 +471,7 @@ mod tests {
                         weights: WeightsState::Analog(MatrixState {
                             tiles: vec![TileState {
                                 states: vec![vec![0.25, 0.5], vec![0.1, 0.9]],
+                                offsets: vec![vec![], vec![0.01, -0.02]],
                                 g_row: vec![1.5],
                                 g_col: vec![0.25, 1.25],
                                 up_count: vec![vec![1, 2], vec![3, 4]],

@@ -182,6 +182,21 @@ fn run_plots(dir: &Path, out: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
             markers: true,
         });
     }
+    // Validation accuracy: empty cells without a validation split.
+    if let Some(vc) = m.col("val_accuracy") {
+        let points: Vec<(f32, f32)> = m
+            .rows
+            .iter()
+            .filter_map(|r| Some((m.num(r, ec)?, m.num(r, vc)?)))
+            .collect();
+        if !points.is_empty() {
+            series.push(Series {
+                label: "validation".into(),
+                points,
+                markers: true,
+            });
+        }
+    }
     plot::write(
         out,
         "accuracy",
@@ -348,7 +363,11 @@ fn runs_plots(dir: &Path, out: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
 fn metric_axis(name: &str) -> (String, f32) {
     match name {
         "final_test_accuracy" => ("final test accuracy (%)".into(), 1.0),
-        "best_test_accuracy" => ("best test accuracy (%)".into(), 1.0),
+        "best_val_accuracy" => ("best validation accuracy (%)".into(), 1.0),
+        "test_accuracy_at_best_val" => {
+            ("test accuracy at the best validation epoch (%)".into(), 1.0)
+        }
+        "final_val_accuracy" => ("final validation accuracy (%)".into(), 1.0),
         "final_train_accuracy" => ("train accuracy in the last epoch (%)".into(), 1.0),
         "final_train_loss" => ("train loss in the last epoch".into(), 1.0),
         "pulses_up" => ("potentiation pulses (millions)".into(), 1e-6),
@@ -528,6 +547,12 @@ fn sweep_plots(
             )
         })?;
         if t.rows.iter().any(|r| r[c].trim().parse::<f64>().is_err()) {
+            if t.rows.iter().any(|r| r[c].trim().is_empty()) {
+                bail!(
+                    "--metric `{m}` has empty cells in results.csv (validation columns are empty \
+                     without train.validation)"
+                );
+            }
             bail!("--metric `{m}` is not numeric in results.csv");
         }
     }

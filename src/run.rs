@@ -9,7 +9,9 @@ use std::time::Instant;
 use aimsim_networks::data::{self, Dataset};
 use aimsim_networks::ep::{EpConfig, EpNetwork, Feedback};
 use aimsim_networks::mlp::{Mlp, MlpConfig};
-use aimsim_networks::train::{EpochMetrics, Network, Observer, TrainConfig, Training};
+use aimsim_networks::train::{
+    EpochMetrics, Network, Observer, TrainConfig, Training, best_validation, train_split,
+};
 use aimsim_sim::rng::{Purpose, stream};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -83,6 +85,12 @@ impl Network for Net {
         match self {
             Net::Bp(n) => Network::prediction(n),
             Net::Ep(n) => Network::prediction(n.as_ref()),
+        }
+    }
+    fn last_loss(&self, label: usize) -> Option<f32> {
+        match self {
+            Net::Bp(n) => n.last_loss(label),
+            Net::Ep(n) => n.last_loss(label),
         }
     }
     fn layer_tiles(&self) -> Vec<&[aimsim_sim::tile::Tile]> {
@@ -176,8 +184,12 @@ impl Observer for Recorder {
             let h = self.histogram(net);
             self.histograms.push(("final".into(), h));
         }
+        let val = m
+            .val_accuracy
+            .map(|v| format!(" validation accuracy {v:.2}%"))
+            .unwrap_or_default();
         let line = format!(
-            "{}: epoch {}/{} test accuracy {:.2}% train loss {:.4}",
+            "{}: epoch {}/{}{val} test accuracy {:.2}% train loss {:.4}",
             self.label, m.epoch, self.epochs, m.test_accuracy, m.train_loss
         );
         match &self.bar {
@@ -231,7 +243,13 @@ pub fn dataset(t: &TrainSpec, seed: u64) -> Result<Dataset> {
     Ok(d)
 }
 
-/// Metrics as CSV (simulated quantities only, so equal seeds give byte-identical files).
+/// A cell of an optional metric: the value with `decimals` decimals, or empty.
+fn opt_cell(v: Option<f64>, decimals: usize) -> String {
+    v.map(|v| format!("{v:.decimals$}")).unwrap_or_default()
+}
+
+/// Metrics as CSV (simulated quantities only, so equal seeds give byte-identical files). The
+/// validation columns come last and are empty without a validation split.
 pub fn metrics_csv(rows: &[EpochMetrics]) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
@@ -246,6 +264,8 @@ pub fn metrics_csv(rows: &[EpochMetrics]) -> Result<Vec<u8>> {
         "train_energy_pj",
         "test_latency_ns_per_sample",
         "test_energy_pj_per_sample",
+        "val_loss",
+        "val_accuracy",
     ])?;
     for m in rows {
         w.write_record([
@@ -260,6 +280,8 @@ pub fn metrics_csv(rows: &[EpochMetrics]) -> Result<Vec<u8>> {
             format!("{:.1}", m.train_energy_pj),
             format!("{:.3}", m.test_latency_ns_per_sample),
             format!("{:.3}", m.test_energy_pj_per_sample),
+            opt_cell(m.val_loss, 6),
+            opt_cell(m.val_accuracy, 4),
         ])?;
     }
     Ok(w.into_inner()?)
@@ -274,12 +296,17 @@ fn write_variant(
 ) -> Result<Vec<String>> {
     let mut files = vec!["metrics.csv".to_string()];
     write_atomic(&dir.join("metrics.csv"), &metrics_csv(&res.metrics)?)?;
+    let val: Vec<(f32, f32)> = res
+        .metrics
+        .iter()
+        .filter_map(|m| Some((m.epoch as f32, m.val_accuracy? as f32)))
+        .collect();
     let chart = Chart {
         title: format!("{}: {}", s.name, res.name),
         subtitle: format!("{} | seed {}", res.rule, s.seed),
         x_label: "epoch".into(),
         y_label: "accuracy (%)".into(),
-        series: vec![
+        series: [
             Series {
                 label: "test".into(),
                 points: res
@@ -299,7 +326,14 @@ fn write_variant(
                     .collect(),
                 markers: true,
             },
-        ],
+        ]
+        .into_iter()
+        .chain((!val.is_empty()).then(|| Series {
+            label: "validation".into(),
+            points: val,
+            markers: true,
+        }))
+        .collect(),
         y_range: Some((0.0, 100.0)),
     };
     plot::write(dir, "accuracy", &chart)?;
@@ -514,6 +548,14 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
         cache.insert(key.clone(), dataset(&t, s.seed)?);
     }
     let data = &cache[&key];
+    if t.validation as usize >= data.train_len() {
+        bail!(
+            "{origin}: train.validation = {} holds out every one of the {} training samples the \
+             dataset has; at least one must remain to train on",
+            t.validation,
+            data.train_len()
+        );
+    }
     let mut sizes = vec![data.inputs];
     sizes.extend(t.hidden.iter().map(|h| *h as usize));
     sizes.push(data.classes);
@@ -566,7 +608,15 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
             )
         })?;
     }
-    let total = data.train_len() as u64 * t.epochs as u64;
+    let tc = TrainConfig {
+        epochs: t.epochs,
+        lr: t.lr,
+        lr_decay: t.lr_decay,
+        shuffle: t.shuffle,
+        seed: s.seed,
+        validation: t.validation as usize,
+    };
+    let total = train_split(data, &tc) as u64 * t.epochs as u64;
     let bar = (spec.progress && std::io::stderr().is_terminal()).then(|| {
         let b = ProgressBar::new(total);
         b.set_style(
@@ -616,13 +666,6 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
         quiet: !spec.progress,
         last_log: Instant::now(),
         epochs: t.epochs,
-    };
-    let tc = TrainConfig {
-        epochs: t.epochs,
-        lr: t.lr,
-        lr_decay: t.lr_decay,
-        shuffle: t.shuffle,
-        seed: s.seed,
     };
     let v_started = Instant::now();
     let mut training = match saved {
@@ -726,7 +769,7 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
             "overrides": applied,
         },
         "seed": s.seed,
-        "dataset": { "name": data.name, "train": data.train_len(), "test": data.test_len(), "inputs": data.inputs, "classes": data.classes },
+        "dataset": { "name": data.name, "train": train_split(data, &tc), "validation": tc.validation, "test": data.test_len(), "inputs": data.inputs, "classes": data.classes },
         "network": cfg.sizes,
         "rule": res.rule,
         "device": s.device.to_string(),
@@ -756,31 +799,47 @@ fn has_checkpoint(dir: &Path, depth: u32) -> bool {
         })
 }
 
-/// One run's summary: final and best test accuracy, pulses up and down, refreshes, energy, latency.
-type Row = (f64, f64, u64, u64, u64, f64, f64);
-
-/// One row of the summary of a variant.
-fn summary_row(r: &VariantResult) -> Row {
-    let last = r.metrics.last().cloned().unwrap_or_default();
-    let best = r
-        .metrics
-        .iter()
-        .skip(1)
-        .map(|m| m.test_accuracy)
-        .fold(0.0, f64::max);
-    let sum = |f: fn(&EpochMetrics) -> f64| r.metrics.iter().map(f).sum::<f64>();
-    (
-        last.test_accuracy,
-        best,
-        r.metrics.iter().map(|m| m.pulses_up).sum(),
-        r.metrics.iter().map(|m| m.pulses_down).sum(),
-        r.metrics.iter().map(|m| m.refreshes).sum(),
-        sum(|m| m.train_energy_pj),
-        sum(|m| m.train_latency_ns),
-    )
+/// One run's summary, as summary.csv and the printed table report it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SummaryRow {
+    /// Test accuracy after the last epoch, percent.
+    pub final_test: f64,
+    /// Validation accuracy of the epoch the validation split selects ([`best_validation`]), percent;
+    /// `None` without a split.
+    pub best_val: Option<f64>,
+    /// Test accuracy of that epoch, percent; `None` without a split.
+    pub test_at_best_val: Option<f64>,
+    /// Potentiation pulses over training.
+    pub pulses_up: u64,
+    /// Depression pulses over training.
+    pub pulses_down: u64,
+    /// Refreshes over training.
+    pub refreshes: u64,
+    /// Simulated training energy, pJ.
+    pub energy_pj: f64,
+    /// Simulated training latency, ns.
+    pub latency_ns: f64,
 }
 
-/// Mean and sample standard deviation (0 for fewer than two values).
+/// The summary of one run's metrics. The test set gives only numbers of the final epoch or of the
+/// epoch the validation split selects: no selection is made on test data.
+pub fn summary_row(metrics: &[EpochMetrics]) -> SummaryRow {
+    let last = metrics.last().cloned().unwrap_or_default();
+    let best = best_validation(metrics);
+    let sum = |f: fn(&EpochMetrics) -> f64| metrics.iter().map(f).sum::<f64>();
+    SummaryRow {
+        final_test: last.test_accuracy,
+        best_val: best.and_then(|m| m.val_accuracy),
+        test_at_best_val: best.map(|m| m.test_accuracy),
+        pulses_up: metrics.iter().map(|m| m.pulses_up).sum(),
+        pulses_down: metrics.iter().map(|m| m.pulses_down).sum(),
+        refreshes: metrics.iter().map(|m| m.refreshes).sum(),
+        energy_pj: sum(|m| m.train_energy_pj),
+        latency_ns: sum(|m| m.train_latency_ns),
+    }
+}
+
+/// Mean and sample standard deviation (`n - 1` in the denominator; 0 for fewer than two values).
 pub fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len().max(1) as f64;
     let m = v.iter().sum::<f64>() / n;
@@ -790,6 +849,150 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
         0.0
     };
     (m, var.sqrt())
+}
+
+/// Mean and sample standard deviation over seeds as a table cell: `m +- sd` (two decimals) for two
+/// values or more, `m (n=1)` for one (no spread to report), `-` for none.
+pub fn mean_sd_cell(v: &[f64]) -> String {
+    match v.len() {
+        0 => "-".into(),
+        1 => format!("{:.2} (n=1)", v[0]),
+        _ => {
+            let (m, sd) = mean_std(v);
+            format!("{m:.2} +- {sd:.2}")
+        }
+    }
+}
+
+/// `t_{0.975, dof}` for `dof` 1..=30, to six decimals.
+const T_975: [f64; 30] = [
+    12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157,
+    2.228139, 2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905, 2.109816, 2.100922,
+    2.093024, 2.085963, 2.079614, 2.073873, 2.068658, 2.063899, 2.059539, 2.055529, 2.051831,
+    2.048407, 2.045230, 2.042272,
+];
+
+/// The 0.975 quantile of Student's t distribution with `dof` degrees of freedom (the factor of a
+/// two-sided 95 % interval): a table to six decimals for 1..=30, beyond it the Cornish-Fisher
+/// expansion around the normal quantile to `dof^-4` (error below 1e-6). Infinite for 0.
+pub fn t_975(dof: usize) -> f64 {
+    match dof {
+        0 => f64::INFINITY,
+        1..=30 => T_975[dof - 1],
+        _ => {
+            let z: f64 = 1.959_963_984_540_054;
+            let v = dof as f64;
+            let g1 = (z.powi(3) + z) / 4.0;
+            let g2 = (5.0 * z.powi(5) + 16.0 * z.powi(3) + 3.0 * z) / 96.0;
+            let g3 = (3.0 * z.powi(7) + 19.0 * z.powi(5) + 17.0 * z.powi(3) - 15.0 * z) / 384.0;
+            let g4 = (79.0 * z.powi(9) + 776.0 * z.powi(7) + 1482.0 * z.powi(5)
+                - 1920.0 * z.powi(3)
+                - 945.0 * z)
+                / 92160.0;
+            z + g1 / v + g2 / (v * v) + g3 / v.powi(3) + g4 / v.powi(4)
+        }
+    }
+}
+
+/// The mean of paired differences (one per seed) with its 95 % confidence interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PairedDifference {
+    /// Pairs (seeds).
+    pub n: usize,
+    /// Mean difference.
+    pub mean: f64,
+    /// Sample standard deviation of the differences (`n - 1`).
+    pub sd: f64,
+    /// `t_{0.975, n-1}`.
+    pub t: f64,
+    /// Lower end of the interval, `mean - t sd / sqrt(n)`.
+    pub lo: f64,
+    /// Upper end of the interval, `mean + t sd / sqrt(n)`.
+    pub hi: f64,
+}
+
+/// The paired difference of `diffs` (`B - A` per seed) with its 95 % t interval on `n - 1` degrees of
+/// freedom; `None` for fewer than two pairs.
+pub fn paired_difference(diffs: &[f64]) -> Option<PairedDifference> {
+    let n = diffs.len();
+    if n < 2 {
+        return None;
+    }
+    let (mean, sd) = mean_std(diffs);
+    let t = t_975(n - 1);
+    let half = t * sd / (n as f64).sqrt();
+    Some(PairedDifference {
+        n,
+        mean,
+        sd,
+        t,
+        lo: mean - half,
+        hi: mean + half,
+    })
+}
+
+/// One comparison of paired.csv: `variant - reference` on one metric over the seeds both ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Paired {
+    /// summary.csv column compared.
+    pub metric: &'static str,
+    /// Its name in the printed table.
+    pub label: &'static str,
+    /// Variant B.
+    pub variant: String,
+    /// Variant A, the reference: the first hardware variant (the first variant when all are software).
+    pub reference: String,
+    /// `B - A` over the shared seeds.
+    pub diff: PairedDifference,
+}
+
+/// Every variant against the reference variant, paired by seed: the final test accuracy, and the test
+/// accuracy at the best validation epoch where both have a validation split. Empty with one variant
+/// or fewer than two shared seeds.
+pub fn paired_comparisons(results: &[VariantResult]) -> Vec<Paired> {
+    let order = variants::first_seen(results.iter().map(|r| r.name.as_str()));
+    let Some(reference) = order
+        .iter()
+        .find(|n| results.iter().any(|r| r.name == **n && !r.software))
+        .or(order.first())
+        .copied()
+    else {
+        return Vec::new();
+    };
+    type Metric = (&'static str, &'static str, fn(&SummaryRow) -> Option<f64>);
+    let metrics: [Metric; 2] = [
+        ("final_test_accuracy", "final test %", |r| {
+            Some(r.final_test)
+        }),
+        ("test_accuracy_at_best_val", "test % at best val", |r| {
+            r.test_at_best_val
+        }),
+    ];
+    let mut out = Vec::new();
+    for name in order.iter().filter(|n| **n != reference) {
+        for (metric, label, get) in metrics {
+            let diffs: Vec<f64> = results
+                .iter()
+                .filter(|a| a.name == reference)
+                .filter_map(|a| {
+                    let b = results
+                        .iter()
+                        .find(|b| b.name == *name && b.seed == a.seed)?;
+                    Some(get(&summary_row(&b.metrics))? - get(&summary_row(&a.metrics))?)
+                })
+                .collect();
+            if let Some(diff) = paired_difference(&diffs) {
+                out.push(Paired {
+                    metric,
+                    label,
+                    variant: name.to_string(),
+                    reference: reference.to_string(),
+                    diff,
+                });
+            }
+        }
+    }
+    out
 }
 
 fn write_summary(
@@ -804,7 +1007,8 @@ fn write_summary(
         "seed",
         "rule",
         "final_test_accuracy",
-        "best_test_accuracy",
+        "best_val_accuracy",
+        "test_accuracy_at_best_val",
         "pulses_up",
         "pulses_down",
         "refreshes",
@@ -812,31 +1016,33 @@ fn write_summary(
         "train_latency_ns",
     ])?;
     for r in results {
-        let (fin, best, up, down, refr, e, lat) = summary_row(r);
+        let row = summary_row(&r.metrics);
         w.write_record([
             r.name.clone(),
             r.seed.to_string(),
             r.rule.clone(),
-            format!("{fin:.4}"),
-            format!("{best:.4}"),
-            up.to_string(),
-            down.to_string(),
-            refr.to_string(),
-            format!("{e:.1}"),
-            format!("{lat:.1}"),
+            format!("{:.4}", row.final_test),
+            opt_cell(row.best_val, 4),
+            opt_cell(row.test_at_best_val, 4),
+            row.pulses_up.to_string(),
+            row.pulses_down.to_string(),
+            row.refreshes.to_string(),
+            format!("{:.1}", row.energy_pj),
+            format!("{:.1}", row.latency_ns),
         ])?;
     }
     write_atomic(&out.join("summary.csv"), &w.into_inner()?)?;
 
-    // The printed table: one line per variant, mean +- std over its seeds.
+    // The printed table: one line per variant, mean +- sample sd over its seeds.
     let order = variants::first_seen(results.iter().map(|r| r.name.as_str()));
     println!(
-        "{:<16} {:<32} {:>5} {:>16} {:>16} {:>12} {:>12} {:>9} {:>10} {:>10}",
+        "{:<16} {:<32} {:>5} {:>16} {:>16} {:>18} {:>12} {:>12} {:>9} {:>10} {:>10}",
         "variant",
         "rule",
         "seeds",
         "final test %",
-        "best test %",
+        "best val %",
+        "test % at best val",
         "pulses up",
         "pulses down",
         "refreshes",
@@ -845,28 +1051,69 @@ fn write_summary(
     );
     for name in &order {
         let rs: Vec<&VariantResult> = results.iter().filter(|r| r.name == *name).collect();
-        let rows: Vec<_> = rs.iter().map(|r| summary_row(r)).collect();
-        let col = |f: &dyn Fn(&Row) -> f64| mean_std(&rows.iter().map(f).collect::<Vec<_>>());
-        let (fin, fin_s) = col(&|r| r.0);
-        let (best, best_s) = col(&|r| r.1);
-        let (up, _) = col(&|r| r.2 as f64);
-        let (down, _) = col(&|r| r.3 as f64);
-        let (refr, _) = col(&|r| r.4 as f64);
-        let (e, _) = col(&|r| r.5);
-        let (lat, _) = col(&|r| r.6);
+        let rows: Vec<SummaryRow> = rs.iter().map(|r| summary_row(&r.metrics)).collect();
+        let all = |f: fn(&SummaryRow) -> f64| rows.iter().map(f).collect::<Vec<_>>();
+        // Validation columns: a value for every seed, or "-".
+        let some = |f: fn(&SummaryRow) -> Option<f64>| {
+            rows.iter()
+                .map(f)
+                .collect::<Option<Vec<_>>>()
+                .unwrap_or_default()
+        };
+        let mean = |f: fn(&SummaryRow) -> f64| mean_std(&all(f)).0;
         println!(
-            "{:<16} {:<32} {:>5} {:>16} {:>16} {:>12.0} {:>12.0} {:>9.0} {:>10.3} {:>10.3}",
+            "{:<16} {:<32} {:>5} {:>16} {:>16} {:>18} {:>12.0} {:>12.0} {:>9.0} {:>10.3} {:>10.3}",
             name,
             rs[0].rule,
             rs.len(),
-            format!("{fin:.2} +- {fin_s:.2}"),
-            format!("{best:.2} +- {best_s:.2}"),
-            up,
-            down,
-            refr,
-            e / 1e6,
-            lat / 1e6
+            mean_sd_cell(&all(|r| r.final_test)),
+            mean_sd_cell(&some(|r| r.best_val)),
+            mean_sd_cell(&some(|r| r.test_at_best_val)),
+            mean(|r| r.pulses_up as f64),
+            mean(|r| r.pulses_down as f64),
+            mean(|r| r.refreshes as f64),
+            mean(|r| r.energy_pj) / 1e6,
+            mean(|r| r.latency_ns) / 1e6
         );
+    }
+    let paired = paired_comparisons(results);
+    if !paired.is_empty() {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record([
+            "metric",
+            "variant",
+            "reference",
+            "seeds",
+            "mean_difference",
+            "sd_difference",
+            "t_975",
+            "ci95_low",
+            "ci95_high",
+        ])?;
+        println!();
+        for p in &paired {
+            let d = &p.diff;
+            println!(
+                "paired difference ({}): {} - {} = {:.2} [{:.2}, {:.2}] (95% CI, {} seeds)",
+                p.label, p.variant, p.reference, d.mean, d.lo, d.hi, d.n
+            );
+            w.write_record([
+                p.metric.to_string(),
+                p.variant.clone(),
+                p.reference.clone(),
+                d.n.to_string(),
+                format!("{:.4}", d.mean),
+                format!("{:.4}", d.sd),
+                format!("{:.6}", d.t),
+                format!("{:.4}", d.lo),
+                format!("{:.4}", d.hi),
+            ])?;
+        }
+        write_atomic(&out.join("paired.csv"), &w.into_inner()?)?;
+    } else if out.join("paired.csv").is_file() {
+        // Left by an earlier run into the same folder: it no longer describes these results.
+        std::fs::remove_file(out.join("paired.csv"))
+            .with_context(|| format!("cannot remove {}", out.join("paired.csv").display()))?;
     }
     if results.len() > 1 {
         plot::write(

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use aimsim_devices::spec::Reference;
 use aimsim_devices::{
     DeviceSpec, Dist, Model, NeuroSimParams, Param, Spread, StepKind, StepParams, TableCurve,
     Variation,
@@ -169,6 +170,7 @@ struct TrainSection {
     seeds: Option<Vec<u64>>,
     algorithm: Option<AlgorithmName>,
     checkpoint_every: Option<u32>,
+    validation: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -299,6 +301,7 @@ enum ModelName {
     ConstantStep,
     LinearStep,
     SoftBounds,
+    SoftBoundsReference,
     ExpStep,
     PowStep,
     Neurosim,
@@ -315,7 +318,12 @@ struct DeviceSection {
     g_min: Option<f64>,
     g_max: Option<f64>,
     c2c: Option<f64>,
+    c2c_mode: Option<C2cModeName>,
+    write_noise: Option<f64>,
     read_noise: Option<f64>,
+    reference_mean: Option<f64>,
+    reference_std: Option<f64>,
+    subtract_symmetry_point: Option<bool>,
     stuck_min: Option<f64>,
     stuck_max: Option<f64>,
     stuck_random: Option<f64>,
@@ -335,6 +343,13 @@ struct DeviceSection {
     a_down: Option<f64>,
     table: Option<TableSection>,
     d2d: Option<D2dSection>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+enum C2cModeName {
+    Multiplicative,
+    Additive,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -362,6 +377,8 @@ enum DistName {
     Normal,
     Lognormal,
     Uniform,
+    #[serde(rename = "lognormal-median")]
+    LognormalMedian,
 }
 
 #[derive(Debug, Deserialize)]
@@ -532,6 +549,9 @@ pub struct TrainSpec {
     pub algorithm: Algorithm,
     /// Epochs between two checkpoints (0: none; the last epoch always gets one when > 0).
     pub checkpoint_every: u32,
+    /// Training samples held out as a validation split (the last ones of the training set, never
+    /// trained on; 0: none). Below `train_samples`.
+    pub validation: u32,
     /// What is traced during training: the `[trace]` section, else `trace_devices` random devices
     /// every `trace_every` updates.
     pub trace: TraceSpec,
@@ -970,6 +990,18 @@ fn variation(v: &VariationSection, key: &str, loc: &Locator) -> Result<Variation
     let (dist, allowed): (Dist, [(&str, Option<f64>); 2]) = match v.dist {
         DistName::Normal => (Dist::Normal, [("sigma", v.sigma), ("cv", v.cv)]),
         DistName::Lognormal => (Dist::LogNormal, [("sigma", v.sigma), ("cv", v.cv)]),
+        DistName::LognormalMedian => {
+            if v.cv.is_some() {
+                let mut kk = k.clone();
+                kk.push("cv".into());
+                return Err(loc.error(
+                    &kk,
+                    "dist = \"lognormal-median\" takes `sigma`, the standard deviation of \
+                     ln(value / nominal) (aihwkit's log-normal d2d), not `cv`",
+                ));
+            }
+            (Dist::LogNormalMedian, [("sigma", v.sigma), ("cv", None)])
+        }
         DistName::Uniform => (
             Dist::Uniform,
             [
@@ -1053,20 +1085,37 @@ fn convert(
         ("levels_down", d.levels_down.is_some()),
     ];
     let table_only = [("table", d.table.is_some())];
+    let reference_only = [
+        ("reference_mean", d.reference_mean.is_some()),
+        ("reference_std", d.reference_std.is_some()),
+        (
+            "subtract_symmetry_point",
+            d.subtract_symmetry_point.is_some(),
+        ),
+    ];
+    let step_noise = [
+        ("c2c_mode", d.c2c_mode.is_some()),
+        ("write_noise", d.write_noise.is_some()),
+    ];
+    let reference = matches!(model_name, ModelName::SoftBoundsReference);
     let model_str = match model_name {
         ModelName::ConstantStep => "constant-step",
         ModelName::LinearStep => "linear-step",
         ModelName::SoftBounds => "soft-bounds",
+        ModelName::SoftBoundsReference => "soft-bounds-reference",
         ModelName::ExpStep => "exp-step",
         ModelName::PowStep => "pow-step",
         ModelName::Neurosim => "neurosim",
         ModelName::Table => "table",
     };
     let mut not_allowed: Vec<&[(&str, bool)]> = Vec::new();
+    if !reference {
+        not_allowed.push(&reference_only);
+    }
     let step_kind = match model_name {
         ModelName::ConstantStep => Some(StepKind::Constant),
         ModelName::LinearStep => Some(StepKind::Linear),
-        ModelName::SoftBounds => Some(StepKind::SoftBounds),
+        ModelName::SoftBounds | ModelName::SoftBoundsReference => Some(StepKind::SoftBounds),
         ModelName::ExpStep => Some(StepKind::Exp),
         ModelName::PowStep => Some(StepKind::Pow),
         _ => None,
@@ -1083,7 +1132,7 @@ fn convert(
             }
         }
         None => {
-            not_allowed.extend([&step_only[..], &gamma, &exp_only]);
+            not_allowed.extend([&step_only[..], &gamma, &exp_only, &step_noise]);
             if matches!(model_name, ModelName::Neurosim) {
                 not_allowed.push(&table_only);
             } else {
@@ -1175,6 +1224,13 @@ fn convert(
             s.a_up = d.a_up.unwrap_or(0.0);
             s.a_down = d.a_down.unwrap_or(0.0);
             s.levels = d.levels;
+            if reference {
+                s.reference = Some(Reference {
+                    mean: d.reference_mean.unwrap_or(0.0),
+                    std: d.reference_std.unwrap_or(0.0),
+                    subtract_symmetry_point: d.subtract_symmetry_point.unwrap_or(false),
+                });
+            }
             s.g_range = match (d.g_min, d.g_max) {
                 (None, None) => None,
                 (Some(g0), Some(g1)) => Some((g0, g1)),
@@ -1215,6 +1271,13 @@ fn convert(
         Model::Step(_) => {}
     }
     spec.c2c = d.c2c.unwrap_or(0.0);
+    // aihwkit's SoftBoundsReference device adds its c2c noise (mult_noise = false) unless told otherwise.
+    spec.c2c_additive = match d.c2c_mode {
+        Some(C2cModeName::Additive) => true,
+        Some(C2cModeName::Multiplicative) => false,
+        None => reference,
+    };
+    spec.write_noise = d.write_noise.unwrap_or(0.0);
     spec.read_noise = d.read_noise.unwrap_or(0.0);
     spec.stuck_min = d.stuck_min.unwrap_or(0.0);
     spec.stuck_max = d.stuck_max.unwrap_or(0.0);
@@ -1790,6 +1853,16 @@ fn train_spec(
     if train_samples == 0 {
         return Err(loc.error(&key("train_samples"), "must be at least 1"));
     }
+    let validation = t.validation.unwrap_or(0);
+    if validation >= train_samples {
+        return Err(loc.error(
+            &key("validation"),
+            format!(
+                "holds out {validation} of the {train_samples} training samples (train.train_samples): \
+                 at least one must remain to train on"
+            ),
+        ));
+    }
     let hidden = t.hidden.unwrap_or_else(|| vec![64]);
     if let Some(h) = hidden.iter().find(|h| **h == 0 || **h > 16_384) {
         return Err(loc.error(
@@ -1905,6 +1978,7 @@ fn train_spec(
         seeds,
         algorithm,
         checkpoint_every: t.checkpoint_every.unwrap_or(1),
+        validation,
         trace,
     })
 }
@@ -2668,7 +2742,7 @@ mod tests {
             }
         }
         assert_eq!(
-            total, 174,
+            total, 182,
             "a section gained or lost keys: update this count and docs/scenarios.md"
         );
     }

@@ -24,17 +24,21 @@ use serde::{Deserialize, Serialize};
 use toml::Value;
 
 use crate::output::{self, crate_versions_json, ensure_dir, sha256_hex, write_atomic};
-use crate::run::{RunSpec, train_one};
+use crate::run::{RunSpec, summary_row, train_one};
 use crate::scenario::{self, PointSet, Scenario, SweepSpec};
 use crate::variants::ScenarioSource;
 
 /// Version of the plan.json and point.json formats.
 const FORMAT: u32 = 1;
 
-/// Final metrics of a point, in the order of their results.csv columns.
-pub const METRIC_COLUMNS: [&str; 11] = [
+/// Final metrics of a point, in the order of their results.csv columns. No column selects on test
+/// data: `test_accuracy_at_best_val` is the test accuracy of the epoch with the best validation
+/// accuracy (empty, like the other validation columns, without `train.validation`).
+pub const METRIC_COLUMNS: [&str; 13] = [
     "final_test_accuracy",
-    "best_test_accuracy",
+    "best_val_accuracy",
+    "test_accuracy_at_best_val",
+    "final_val_accuracy",
     "final_train_accuracy",
     "final_train_loss",
     "pulses_up",
@@ -421,16 +425,15 @@ pub fn results_csv(plan: &Plan, records: &BTreeMap<usize, PointRecord>) -> Resul
 /// Final metrics of a run as results.csv cells (same precision as metrics.csv).
 fn metric_cells(metrics: &[EpochMetrics]) -> Vec<String> {
     let last = metrics.last().cloned().unwrap_or_default();
-    let best = metrics
-        .iter()
-        .skip(1)
-        .map(|m| m.test_accuracy)
-        .fold(0.0, f64::max);
+    let row = summary_row(metrics);
+    let opt = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_default();
     let sum_u = |f: fn(&EpochMetrics) -> u64| metrics.iter().map(f).sum::<u64>().to_string();
     let sum_f = |f: fn(&EpochMetrics) -> f64| metrics.iter().map(f).sum::<f64>();
     vec![
         format!("{:.4}", last.test_accuracy),
-        format!("{best:.4}"),
+        opt(row.best_val),
+        opt(row.test_at_best_val),
+        opt(last.val_accuracy),
         format!("{:.4}", last.train_accuracy),
         format!("{:.6}", last.train_loss),
         sum_u(|m| m.pulses_up),

@@ -416,3 +416,14 @@ fn resumed_run_is_bit_identical_with_batched_constant_step_noise() {
     let text = fill(&base, "single", update, 1, 9, "updates");
     assert_resume_is_bit_identical(&text, 2);
 }
+
+#[test]
+fn resumed_run_with_a_validation_split_is_bit_identical() {
+    // The validation metrics travel in the checkpoint's metrics rows and the sample order covers the
+    // training part of the split only.
+    let update = "controller = \"bidirectional\"\nscheme = \"stochastic\"\nbl = 31";
+    let text = scenario("pair", update, 1, 11, "updates")
+        .replace("epochs = 4\n", "epochs = 4\nvalidation = 30\n");
+    assert!(text.contains("validation = 30"));
+    assert_resume_is_bit_identical(&text, 2);
+}

@@ -9,91 +9,15 @@ use aimsim::scenario::{ScenarioError, load_str};
 
 const DOC: &str = include_str!("../docs/scenarios.md");
 
+mod common;
+use common::docs::{Row, documented};
+
 const META: &str = "[scenario]\nname = \"t\"\n";
 const STEP: &str = "[device]\nmodel = \"soft-bounds\"\ndw_min = 0.1\n";
 const LINEAR: &str = "[device]\nmodel = \"linear-step\"\ndw_min = 0.1\n";
 const EXP: &str = "[device]\nmodel = \"exp-step\"\ndw_min = 0.1\n";
+const SB_REFERENCE: &str = "[device]\nmodel = \"soft-bounds-reference\"\ndw_min = 0.1\n";
 const NEUROSIM: &str = "[device]\nmodel = \"neurosim\"\nlevels = 16\nnl_up = 1.0\nnl_down = -1.0\ng_min = 0.1\ng_max = 10.0\n";
-
-/// One documented key.
-#[derive(Debug, Clone)]
-struct Row {
-    /// Dotted section path (`io`, `device.d2d.*`, `variant`, ...).
-    section: String,
-    key: String,
-    ty: String,
-    default: String,
-}
-
-/// Every row of every key table of docs/scenarios.md, with the section its heading names.
-fn documented() -> Vec<Row> {
-    let mut rows = Vec::new();
-    let mut sections: Vec<String> = Vec::new();
-    let mut cols: Option<BTreeMap<String, usize>> = None;
-    for line in DOC.lines() {
-        if line.starts_with('#') {
-            // `## `[io]` and `[io.backward]``: the table documents both.
-            sections = line
-                .split('`')
-                .skip(1)
-                .step_by(2)
-                .filter(|s| s.starts_with('['))
-                .map(|s| s.trim_matches(|c| c == '[' || c == ']').to_string())
-                .collect();
-            cols = None;
-            continue;
-        }
-        let cells: Vec<String> = line.split('|').map(|c| c.trim().to_string()).collect();
-        if !line.starts_with('|') {
-            cols = None;
-            continue;
-        }
-        if cells.get(1).map(String::as_str) == Some("key") {
-            let map: BTreeMap<String, usize> = cells
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (c.clone(), i))
-                .collect();
-            for need in ["type", "default", "meaning"] {
-                assert!(
-                    map.contains_key(need),
-                    "docs/scenarios.md: the key table under {sections:?} lacks a `{need}` column"
-                );
-            }
-            cols = Some(map);
-            continue;
-        }
-        let Some(c) = &cols else { continue };
-        if cells[1].starts_with("---") {
-            continue;
-        }
-        let key = cells[1].trim_matches('`').to_string();
-        for cell in ["type", "default", "meaning"] {
-            assert!(
-                !cells[c[cell]].is_empty(),
-                "docs/scenarios.md: `{key}` under {sections:?} has an empty {cell}"
-            );
-        }
-        for s in &sections {
-            // `backward` is the sub-table itself, a key of [io] only.
-            if s == "io.backward" && key == "backward" {
-                continue;
-            }
-            let section = if s == "device.d2d" {
-                "device.d2d.*".to_string()
-            } else {
-                s.clone()
-            };
-            rows.push(Row {
-                section,
-                key: key.clone(),
-                ty: cells[c["type"]].clone(),
-                default: cells[c["default"]].clone(),
-            });
-        }
-    }
-    rows
-}
 
 /// The keys the parser accepts in a section, read from its "unknown field" message.
 fn accepted(section: &str) -> BTreeSet<String> {
@@ -188,6 +112,7 @@ fn context(section: &str, key: &str) -> (String, Vec<String>) {
         ("device", "nl_up" | "nl_down" | "levels_down" | "g_min" | "g_max") => NEUROSIM,
         ("device", "gamma_up" | "gamma_down") => LINEAR,
         ("device", "a" | "b" | "a_up" | "a_down") => EXP,
+        ("device", "reference_mean" | "reference_std" | "subtract_symmetry_point") => SB_REFERENCE,
         _ => STEP,
     };
     let sets: Vec<String> = match (section, key) {

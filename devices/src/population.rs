@@ -55,6 +55,8 @@ struct StepKernel {
     w_min: f32,
     w_max: f32,
     levels: Option<u32>,
+    /// Additive c2c: sigma of the per-pulse term `c2c dw_min` (0 = multiplicative c2c).
+    c2c_add: f32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -101,6 +103,13 @@ pub struct Population {
     granularity: f32,
     /// `1 / (nominal.1 - nominal.0)`.
     nominal_inv: f32,
+    /// Write noise sigma in native units (0: none).
+    write_sigma: f32,
+    /// Per device, the write noise drawn at its last write (what reads see on top of the state); empty
+    /// without write noise.
+    offset: Vec<f32>,
+    /// Per device, the reference subtracted from what reads see (SoftBoundsReference); shared 0 without.
+    reference: PerDevice<f32>,
 }
 
 /// A saved state that does not fit the object it is restored into (another shape, a value out of range).
@@ -177,6 +186,11 @@ impl Population {
         // 0 = healthy, 1 = stuck at min, 2 = at max, 3 = at the random fraction `stuck_u` of the range.
         let mut stuck_class = Vec::new();
         let mut stuck_u = Vec::new();
+        let reference = match &spec.model {
+            Model::Step(s) => s.reference,
+            _ => None,
+        };
+        let mut ref_xi = Vec::new();
         for _ in 0..n {
             if stuck_any {
                 let u: f64 = rng.random();
@@ -198,6 +212,9 @@ impl Population {
                     .expect("validated: parameter belongs to the model");
                 let v = spec.variation(*p).expect("filtered").sample(nominal, rng);
                 draws[*p as usize].as_mut().expect("allocated").push(v);
+            }
+            if reference.is_some_and(|r| r.std > 0.0) {
+                ref_xi.push(StandardNormal.sample(rng));
             }
         }
         let d = |p: Param| &draws[p as usize];
@@ -258,6 +275,11 @@ impl Population {
                     w_min: s.w_min as f32,
                     w_max: s.w_max as f32,
                     levels: s.levels,
+                    c2c_add: if spec.c2c_additive {
+                        (spec.c2c * s.dw_min) as f32
+                    } else {
+                        0.0
+                    },
                 };
                 // Weight units unless a conductance range is given; then the nominal weight range maps
                 // linearly onto it, and no device's lower bound may map below 0 uS.
@@ -354,6 +376,33 @@ impl Population {
             Model::Step(s) => s.w_max - s.w_min,
             _ => g_range,
         };
+        let write_sigma = match &spec.model {
+            Model::Step(s) => (spec.write_noise * s.dw_min) as f32,
+            _ => 0.0,
+        };
+        // The reference of each device: mean + std xi, plus its symmetry point when asked for.
+        let reference = match (&kernel, reference) {
+            (Kernel::Step(k), Some(r)) if r.std > 0.0 || r.subtract_symmetry_point => {
+                PerDevice::Each(
+                    (0..n)
+                        .map(|i| {
+                            let mut v = r.mean + ref_xi.get(i).map_or(0.0, |x: &f64| r.std * x);
+                            if r.subtract_symmetry_point {
+                                let (up, down) = (k.dw_up.get(i) as f64, k.dw_down.get(i) as f64);
+                                let (l, h) = (lo.get(i) as f64, hi.get(i) as f64);
+                                let den = up / h - down / l;
+                                if den != 0.0 {
+                                    v += (up - down) / den;
+                                }
+                            }
+                            v as f32
+                        })
+                        .collect(),
+                )
+            }
+            (_, Some(r)) => PerDevice::Shared(r.mean as f32),
+            _ => PerDevice::Shared(0.0),
+        };
         Ok(Population {
             kernel,
             state,
@@ -386,6 +435,13 @@ impl Population {
                 Model::NeuroSim(n) => 1.0 / (n.levels_up - 1) as f32,
                 Model::Table(t) => 1.0 / (t.up.len() - 1) as f32,
             },
+            write_sigma,
+            offset: if write_sigma > 0.0 {
+                vec![0.0; n]
+            } else {
+                Vec::new()
+            },
+            reference,
         })
     }
 
@@ -430,6 +486,51 @@ impl Population {
     #[inline]
     pub fn fraction(&self, i: usize) -> f32 {
         (self.state[i] - self.nominal.0) * self.nominal_inv
+    }
+
+    /// What a read sees of device `i`, as a fraction of the nominal range: the state plus the write noise
+    /// of its last write, minus its reference (equal to [`Population::fraction`] for devices with
+    /// neither).
+    #[inline]
+    pub fn read_fraction(&self, i: usize) -> f32 {
+        let mut s = self.state[i];
+        if !self.offset.is_empty() {
+            s += self.offset[i];
+        }
+        if self.has_reference() {
+            s -= self.reference.get(i);
+        }
+        (s - self.nominal.0) * self.nominal_inv
+    }
+
+    fn has_reference(&self) -> bool {
+        !matches!(self.reference, PerDevice::Shared(r) if r == 0.0)
+    }
+
+    /// True when reads see the state itself ([`Population::read_fraction`] equals
+    /// [`Population::fraction`]): no write noise and no reference.
+    pub fn plain_reads(&self) -> bool {
+        self.offset.is_empty() && !self.has_reference()
+    }
+
+    /// Every device's current write-noise offset (native units; empty without write noise), for
+    /// checkpoints.
+    pub fn write_offsets(&self) -> &[f32] {
+        &self.offset
+    }
+
+    /// Restores offsets made by [`Population::write_offsets`]. Refuses a slice of another length or a
+    /// non-finite value.
+    pub fn set_write_offsets(&mut self, offsets: &[f32]) -> Result<(), StateError> {
+        if offsets.len() != self.offset.len() || offsets.iter().any(|v| !v.is_finite()) {
+            return Err(StateError(format!(
+                "{} write-noise offsets for a population that keeps {}",
+                offsets.len(),
+                self.offset.len()
+            )));
+        }
+        self.offset.copy_from_slice(offsets);
+        Ok(())
     }
 
     /// Unit of [`Population::conductance`]: `"uS"`, or `"w"` (weight units) for a step model without a
@@ -541,8 +642,10 @@ impl Population {
     /// calling [`Population::pulse`].
     pub fn batched_noise(&self) -> bool {
         matches!(&self.kernel, Kernel::Step(k)
-            if self.stuck.is_empty() && k.kind == StepKind::Constant && k.levels.is_none())
+            if self.stuck.is_empty() && k.kind == StepKind::Constant && k.levels.is_none()
+                && k.c2c_add == 0.0)
             && self.c2c > 0.0
+            && self.plain_reads()
     }
 
     /// The fused-loop view of a continuous constant-step population whose write noise comes in
@@ -660,6 +763,10 @@ impl Population {
             }
         };
         self.state[i] = new.clamp(lo, hi);
+        if self.write_sigma > 0.0 {
+            let xi: f32 = standard_normal(rng);
+            self.offset[i] = self.write_sigma * xi;
+        }
     }
 
     /// Applies `n[k]` pulses to device `idx[k]` for every `k` in order, and writes each device's change of
@@ -707,7 +814,11 @@ impl Population {
         assert_eq!(idx.len(), n.len(), "batch shape");
         match &self.kernel {
             Kernel::Step(k)
-                if self.stuck.is_empty() && k.kind == StepKind::Constant && k.levels.is_none() =>
+                if self.stuck.is_empty()
+                    && k.kind == StepKind::Constant
+                    && k.levels.is_none()
+                    && k.c2c_add == 0.0
+                    && self.offset.is_empty() =>
             {
                 let total: usize = n.iter().map(|m| m.unsigned_abs() as usize).sum();
                 if self.c2c > 0.0 {
@@ -997,7 +1108,10 @@ fn step_pulses<R: Rng + ?Sized>(
             }
         };
         let mut step = dw * shape;
-        if c2c > 0.0 {
+        if k.c2c_add > 0.0 {
+            let xi: f32 = standard_normal(rng);
+            step += k.c2c_add * xi;
+        } else if c2c > 0.0 {
             let xi: f32 = standard_normal(rng);
             step *= 1.0 + c2c * xi;
         }

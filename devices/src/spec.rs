@@ -145,6 +145,10 @@ pub enum Dist {
     LogNormal,
     /// Uniform on `nominal +- half_width`.
     Uniform,
+    /// Log-normal that keeps the *median* at `nominal`: `nominal exp(sigma xi)`, `sigma` the standard
+    /// deviation of `ln(value / nominal)` (aihwkit's log-normal device-to-device draws); the mean is
+    /// `nominal exp(sigma^2 / 2)`.
+    LogNormalMedian,
 }
 
 impl Dist {
@@ -154,6 +158,7 @@ impl Dist {
             Dist::Normal => "normal",
             Dist::LogNormal => "lognormal",
             Dist::Uniform => "uniform",
+            Dist::LogNormalMedian => "lognormal-median",
         }
     }
 }
@@ -209,6 +214,13 @@ impl Variation {
                 let u: f64 = rng.random();
                 nominal + w * (2.0 * u - 1.0)
             }
+            Dist::LogNormalMedian => {
+                let s = match self.spread {
+                    Spread::Absolute(s) | Spread::Relative(s) => s,
+                };
+                let xi: f64 = StandardNormal.sample(rng);
+                nominal * (s * xi).exp()
+            }
         }
     }
 
@@ -237,7 +249,8 @@ impl Variation {
                 format!("must be a finite number in [0, {MAGNITUDE_LIMIT:e}], got {v}"),
             ));
         }
-        if self.dist == Dist::LogNormal && nominal == 0.0 && v > 0.0 {
+        if matches!(self.dist, Dist::LogNormal | Dist::LogNormalMedian) && nominal == 0.0 && v > 0.0
+        {
             return Err(SpecError::new(
                 key,
                 "a log-normal variation needs a non-zero nominal value (it scales the magnitude); \
@@ -278,6 +291,22 @@ pub struct StepParams {
     /// Optional conductance range `(g_min, g_max)` in uS onto which the nominal weight range
     /// `[w_min, w_max]` maps linearly. Without it, conductances are reported in weight units.
     pub g_range: Option<(f64, f64)>,
+    /// A fixed per-device reference subtracted from the weight that reads see (aihwkit's
+    /// SoftBoundsReference; soft-bounds only).
+    pub reference: Option<Reference>,
+}
+
+/// The reference of aihwkit's SoftBoundsReference device: reads see `w - r`, with `r = mean + std xi`
+/// drawn once per device, plus the device's own symmetry point when `subtract_symmetry_point` is set
+/// (`w* = (dw_up - dw_down) / (dw_up / b_max - dw_down / b_min)`, where its up and down steps balance).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reference {
+    /// Added to every device's reference (weight units).
+    pub mean: f64,
+    /// Sigma of the per-device normal variation of the reference (weight units).
+    pub std: f64,
+    /// Add each device's symmetry point to its reference.
+    pub subtract_symmetry_point: bool,
 }
 
 impl StepParams {
@@ -297,6 +326,7 @@ impl StepParams {
             a_down: 0.0,
             levels: None,
             g_range: None,
+            reference: None,
         }
     }
 
@@ -395,6 +425,13 @@ pub struct DeviceSpec {
     /// Cycle-to-cycle write noise (relative step sigma for step models; fraction of range per sqrt(pulse)
     /// for neurosim and table).
     pub c2c: f64,
+    /// Step models: the c2c term is additive, `c2c dw_min xi` per pulse whatever the step's size
+    /// (aihwkit's `mult_noise = false`), instead of multiplicative `dw (1 + c2c xi)`.
+    pub c2c_additive: bool,
+    /// Step models: sigma of the write noise in units of `dw_min` (aihwkit's `write_noise_std`). Reads see
+    /// the stored weight plus a per-device Gaussian redrawn at every write of that device; the stored
+    /// weight evolves without it.
+    pub write_noise: f64,
     /// Read noise, sigma as a fraction of `g_max - g_min`.
     pub read_noise: f64,
     /// Fraction of devices stuck at their lower bound.
@@ -419,6 +456,8 @@ impl DeviceSpec {
             g_min,
             g_max,
             c2c: 0.0,
+            c2c_additive: false,
+            write_noise: 0.0,
             read_noise: 0.0,
             stuck_min: 0.0,
             stuck_max: 0.0,
@@ -518,6 +557,27 @@ impl DeviceSpec {
         }
         sigma("c2c", self.c2c)?;
         sigma("read_noise", self.read_noise)?;
+        sigma("write_noise", self.write_noise)?;
+        if !matches!(self.model, Model::Step(_)) {
+            if self.c2c_additive {
+                return Err(SpecError::new(
+                    "c2c_mode",
+                    format!(
+                        "applies to the step models; `{}` adds its c2c noise to the conductance already",
+                        self.model.name()
+                    ),
+                ));
+            }
+            if self.write_noise > 0.0 {
+                return Err(SpecError::new(
+                    "write_noise",
+                    format!(
+                        "is in units of dw_min and applies to the step models, not to `{}`",
+                        self.model.name()
+                    ),
+                ));
+            }
+        }
         fraction("stuck_min", self.stuck_min)?;
         fraction("stuck_max", self.stuck_max)?;
         fraction("stuck_random", self.stuck_random)?;
@@ -626,6 +686,21 @@ fn validate_step(s: &StepParams) -> Result<(), SpecError> {
                 s.up_down
             ),
         ));
+    }
+    if let Some(r) = &s.reference {
+        if s.kind != StepKind::SoftBounds {
+            return Err(SpecError::new(
+                "reference_mean",
+                "a reference device belongs to the soft-bounds-reference model",
+            ));
+        }
+        finite("reference_mean", r.mean)?;
+        if !(r.std.is_finite() && r.std >= 0.0) {
+            return Err(SpecError::new(
+                "reference_std",
+                format!("is a standard deviation and must be >= 0, got {}", r.std),
+            ));
+        }
     }
     match s.kind {
         StepKind::SoftBounds if !(s.w_min < 0.0 && s.w_max > 0.0) => {

@@ -1927,3 +1927,137 @@ fn granularity_follows_aihwkit() {
     let n = pop(&neurosim_spec(65, 33, 2.0, -2.0), 1, 0);
     assert_eq!(n.granularity(), 1.0 / 64.0);
 }
+
+/// Write noise (aihwkit's `write_noise_std`): reads see the stored weight plus `write_noise dw_min xi`,
+/// redrawn at each write; the stored weight evolves exactly as without it (here without c2c, so the
+/// only draws are the write noise's).
+#[test]
+fn write_noise_is_seen_by_reads_and_not_stored() {
+    let n = 4000;
+    let clean = step_spec(StepKind::SoftBounds, 0.01, None);
+    let mut noisy = clean.clone();
+    noisy.write_noise = 5.0;
+    clean.validate().unwrap();
+    let (mut a, mut b) = (pop(&clean, n, 3), pop(&noisy, n, 3));
+    let (mut ra, mut rb) = (rng(4), rng(4));
+    for i in 0..n {
+        a.pulse(i, 7, &mut ra);
+        b.pulse(i, 7, &mut rb);
+    }
+    assert_eq!(
+        a.states(),
+        b.states(),
+        "the stored weight ignores write noise"
+    );
+    assert!(a.plain_reads() && !b.plain_reads());
+    let dev: Vec<f64> = (0..n)
+        .map(|i| (b.read_fraction(i) - b.fraction(i)) as f64 * 2.0)
+        .collect();
+    let (mean, sd) = mean_sd(&dev);
+    assert_rel(sd, 0.05, 0.05, "write-noise sd in weight units");
+    assert!(mean.abs() < 4.0 * 0.05 / (n as f64).sqrt(), "mean {mean}");
+    // Redrawn at the next write only.
+    let before = b.read_fraction(0);
+    assert_eq!(b.read_fraction(0), before);
+    b.pulse(0, 1, &mut rb);
+    assert_ne!(b.read_fraction(0) - b.fraction(0), before - a.fraction(0));
+    let mut bad = noisy.clone();
+    bad.model = neurosim_spec(33, 33, 1.0, -1.0).model;
+    assert_eq!(bad.validate().unwrap_err().key, "write_noise");
+}
+
+/// Additive c2c (aihwkit's `mult_noise = false`): the noise of a step is `c2c dw_min xi` whatever the
+/// step's size, so a soft-bounds device at its upper bound (step 0) still jitters by `c2c dw_min`,
+/// while multiplicative noise vanishes with the step.
+#[test]
+fn additive_c2c_keeps_its_size_where_the_step_shrinks() {
+    let n = 4000;
+    let mut spec = step_spec(StepKind::SoftBounds, 0.01, None);
+    spec.c2c = 0.5;
+    let mut add = spec.clone();
+    add.c2c_additive = true;
+    for (s, additive) in [(&spec, false), (&add, true)] {
+        let mut p = pop(s, n, 1);
+        let mut r = rng(2);
+        // Drive every device to near its upper bound, then measure one down pulse at w = 0.99 b_max:
+        // the nominal step there is dw (1 - 0.99 b_max / b_min) ~ 2 dw; instead compare the spread of
+        // one up pulse near the top, where the multiplicative step is ~ 0.
+        let mut steps = Vec::new();
+        for i in 0..n {
+            p.pulse(i, 3000, &mut r);
+            let w0 = p.state(i) as f64;
+            p.pulse(i, -1, &mut r);
+            let w1 = p.state(i) as f64;
+            steps.push(w1 - w0);
+        }
+        let (_, sd) = mean_sd(&steps);
+        if additive {
+            assert_rel(sd, 0.5 * 0.01, 0.1, "additive c2c sd near the top");
+        } else {
+            // Multiplicative: sd = c2c * |down step| at the top = 0.5 * 0.01 * 2 = 0.01.
+            assert_rel(
+                sd,
+                0.5 * 0.01 * 2.0,
+                0.1,
+                "multiplicative c2c sd near the top",
+            );
+        }
+    }
+    let mut bad = neurosim_spec(33, 33, 1.0, -1.0);
+    bad.c2c_additive = true;
+    assert_eq!(bad.validate().unwrap_err().key, "c2c_mode");
+}
+
+/// `lognormal-median` keeps the median of a parameter at its nominal value (aihwkit's log-normal
+/// draws), `lognormal` its mean.
+#[test]
+fn lognormal_median_keeps_the_median() {
+    let mut r = rng(5);
+    let v = Variation {
+        dist: Dist::LogNormalMedian,
+        spread: Spread::Absolute(0.5),
+    };
+    let mut xs: Vec<f64> = (0..20001).map(|_| v.sample(0.002, &mut r)).collect();
+    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert_rel(xs[10000], 0.002, 0.03, "median");
+    let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+    assert_rel(mean, 0.002 * (0.125f64).exp(), 0.03, "mean exp(sigma^2/2)");
+    let logs: Vec<f64> = xs.iter().map(|x| (x / 0.002).ln()).collect();
+    assert_rel(mean_sd(&logs).1, 0.5, 0.03, "sigma of ln");
+}
+
+/// SoftBoundsReference: reads see `w - r`; with `subtract_symmetry_point` a device read at 0 sits at its
+/// symmetry point, where an up and a down step are equal.
+#[test]
+fn reference_devices_read_against_their_symmetry_point() {
+    let mut s = step_params(StepKind::SoftBounds, 0.004);
+    s.w_min = -0.75;
+    s.w_max = 1.25;
+    s.up_down = 0.2;
+    s.reference = Some(aimsim_devices::spec::Reference {
+        mean: 0.1,
+        std: 0.0,
+        subtract_symmetry_point: true,
+    });
+    let spec = DeviceSpec::new(Model::Step(s.clone()));
+    spec.validate().unwrap();
+    let p = pop(&spec, 1, 0);
+    // dw_up = dw (1 + min(ud, 0)) = 0.004, dw_down = dw (1 - 0.2) = 0.0032.
+    let (up, down) = (0.004f64, 0.0032f64);
+    let sp = (up - down) / (up / 1.25 - down / -0.75);
+    let r = 0.1 + sp;
+    let state = p.state(0) as f64;
+    // Nominal range [-0.75, 1.25]: a read is the fraction of (w - r) above -0.75.
+    let expect = ((state - r) + 0.75) / 2.0;
+    let got = p.read_fraction(0) as f64;
+    assert!((got - expect).abs() < 1e-5, "{got} vs {expect}");
+    assert!((p.fraction(0) as f64 - (state + 0.75) / 2.0).abs() < 1e-6);
+    // At w = sp the two steps balance: dw_up (1 - w / b_max) = dw_down (1 - w / b_min).
+    let (su, sd) = (up * (1.0 - sp / 1.25), down * (1.0 - sp / -0.75));
+    assert!((su - sd).abs() < 1e-12);
+    s.kind = StepKind::Linear;
+    assert_eq!(
+        DeviceSpec::new(Model::Step(s)).validate().unwrap_err().key,
+        "reference_mean"
+    );
+}

@@ -565,7 +565,14 @@ impl EpNetwork {
     /// the weights the devices hold now (no periphery) by projected gradient descent to convergence; the
     /// gradient by implicit differentiation: `H lambda = dC/ds` on the units inside their interval (`H`
     /// the Hessian of `E` there), `dL/dW_k[i][j] = a (lambda_k,i rho_k-1,j + rho_k,i lambda_k-1,j)`.
-    pub fn exact_gradient(&self, x: &[f32], label: usize) -> (Vec<Vec<f64>>, f64) {
+    /// The system is solved by nalgebra's LU with partial pivoting in `f64`; a singular or numerically
+    /// singular `H` (the gradient is not defined by implicit differentiation there) is a
+    /// [`SingularError`] naming the unit where the factorization broke down.
+    pub fn exact_gradient(
+        &self,
+        x: &[f32],
+        label: usize,
+    ) -> Result<(Vec<Vec<f64>>, f64), SingularError> {
         let act = self.cfg.activation;
         let (lo, hi) = (act.bounds().0 as f64, act.bounds().1 as f64);
         let a = act.slope() as f64;
@@ -687,7 +694,21 @@ impl EpNetwork {
                 rhs[*p] = a * (r[n][i] - y[i] as f64);
             }
         }
-        let sol = solve(&mut hm, &mut rhs, count);
+        let sol = solve(&hm, &rhs, count).map_err(|reason| {
+            // Unknown `u` is the `u`-th free unit in layer order.
+            let at = reason.unknown().and_then(|u| {
+                index.iter().enumerate().find_map(|(k, l)| {
+                    l.iter()
+                        .position(|p| *p == Some(u))
+                        .map(|unit| (k + 1, unit))
+                })
+            });
+            SingularError {
+                n: count,
+                at,
+                reason,
+            }
+        })?;
         let lambda: Vec<Vec<f64>> = index
             .iter()
             .map(|l| l.iter().map(|p| p.map_or(0.0, |p| sol[p])).collect())
@@ -708,48 +729,154 @@ impl EpNetwork {
                 g
             })
             .collect();
-        (grads, loss)
+        Ok((grads, loss))
     }
 }
 
-/// Solves `m x = v` (`m` is `n x n`, row-major) by Gaussian elimination with partial pivoting; a
-/// singular pivot gives 0 for that unknown. Overwrites both inputs.
-fn solve(m: &mut [f64], v: &mut [f64], n: usize) -> Vec<f64> {
-    for c in 0..n {
-        let p = (c..n)
-            .max_by(|a, b| m[a * n + c].abs().total_cmp(&m[b * n + c].abs()))
-            .unwrap_or(c);
-        if p != c {
-            for j in 0..n {
-                m.swap(c * n + j, p * n + j);
+/// Why the exact gradient's linear solve (LU with partial pivoting) refused a system: it is singular,
+/// numerically singular or not finite.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Singularity {
+    /// The matrix or the right-hand side has a NaN or infinite entry (row `row`).
+    NonFiniteSystem {
+        /// Row of the first non-finite entry.
+        row: usize,
+    },
+    /// The LU factorization's pivot for unknown `unknown` (the diagonal entry of `U`; partial pivoting
+    /// permutes rows only, so column `unknown` is that unknown's) is NaN or no larger in magnitude than
+    /// `tol = n eps max|m_ij|`: the matrix is singular to working precision.
+    Pivot {
+        /// Unknown (column) whose pivot failed, the first in column order.
+        unknown: usize,
+        /// The pivot.
+        value: f64,
+        /// The tolerance it failed.
+        tol: f64,
+    },
+    /// The solution has a NaN or infinite entry (overflow of a nearly singular system).
+    NonFiniteSolution {
+        /// Unknown with the first non-finite value.
+        unknown: usize,
+        /// Its value.
+        value: f64,
+    },
+}
+
+impl Singularity {
+    /// The unknown the failure is attributed to, if any.
+    pub fn unknown(&self) -> Option<usize> {
+        match *self {
+            Singularity::NonFiniteSystem { row } => Some(row),
+            Singularity::Pivot { unknown, .. } | Singularity::NonFiniteSolution { unknown, .. } => {
+                Some(unknown)
             }
-            v.swap(c, p);
-        }
-        let piv = m[c * n + c];
-        if piv.abs() < 1e-300 {
-            continue;
-        }
-        for r in c + 1..n {
-            let f = m[r * n + c] / piv;
-            if f == 0.0 {
-                continue;
-            }
-            for j in c..n {
-                m[r * n + j] -= f * m[c * n + j];
-            }
-            v[r] -= f * v[c];
         }
     }
-    let mut x = vec![0.0f64; n];
-    for c in (0..n).rev() {
-        let piv = m[c * n + c];
-        if piv.abs() < 1e-300 {
-            continue;
+}
+
+impl std::fmt::Display for Singularity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Singularity::NonFiniteSystem { .. } => write!(f, "the system has a non-finite entry"),
+            Singularity::Pivot { value, tol, .. } => write!(
+                f,
+                "LU pivot {value:.3e} is not above the tolerance {tol:.3e}: singular to working precision"
+            ),
+            Singularity::NonFiniteSolution { value, .. } => {
+                write!(f, "the solution is {value} (numerically singular)")
+            }
         }
-        let s: f64 = (c + 1..n).map(|j| m[c * n + j] * x[j]).sum();
-        x[c] = (v[c] - s) / piv;
     }
-    x
+}
+
+/// EP's exact gradient is undefined: the Hessian system `H lambda = dC/ds` of the implicit
+/// differentiation ([`EpNetwork::exact_gradient`]) is singular or numerically singular at this fixed
+/// point.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "singular Hessian in EP's exact gradient ({n} x {n} system on the free units{}): {reason}",
+    match at { Some((l, u)) => format!(", at layer {l} unit {u}"), None => String::new() }
+)]
+pub struct SingularError {
+    /// Free units (unknowns) in the system.
+    pub n: usize,
+    /// `(layer, unit)` of the unknown where it failed: layer 1 is the first hidden layer, the output
+    /// layer is the last; units count from 0.
+    pub at: Option<(usize, usize)>,
+    /// What failed.
+    pub reason: Singularity,
+}
+
+/// Error of the fidelity diagnostic ([`fidelity`]).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FidelityError {
+    /// The network could not be built.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The exact gradient of a sample is undefined.
+    #[error("sample {sample} (label {label}) of the batch")]
+    Singular {
+        /// Index of the sample in the batch (from 0).
+        sample: usize,
+        /// Its label.
+        label: usize,
+        /// The singular system.
+        #[source]
+        source: SingularError,
+    },
+}
+
+/// Solves `m x = v` (`m` is `n x n`, row-major) in `f64` by nalgebra's LU factorization with partial
+/// (row) pivoting. Partial rather than full pivoting: `m` here is the Hessian `I - a^2 (coupling)`,
+/// symmetric with a unit diagonal and positive semi-definite at a stable free fixed point, where
+/// elimination is backward stable with little growth, and a singular `H` (a fixed point that is not
+/// isolated) shows as a vanishing pivot; full pivoting would make the pivot test more rank-revealing
+/// only for contrived matrices, at an extra O(n^2) search per step. A singular or numerically
+/// singular system is an error, never a silent 0: a NaN or infinite entry, a pivot that is NaN or at
+/// most `n eps max|m_ij|` in magnitude, or a non-finite solution.
+fn solve(m: &[f64], v: &[f64], n: usize) -> Result<Vec<f64>, Singularity> {
+    assert_eq!(m.len(), n * n, "solve: matrix is not n x n");
+    assert_eq!(v.len(), n, "solve: right-hand side is not of length n");
+    if n == 0 {
+        // Every unit saturated: nothing to solve (nalgebra's triangular solves panic on 0 x 0).
+        return Ok(Vec::new());
+    }
+    if let Some(row) =
+        (0..n).find(|r| !v[*r].is_finite() || m[r * n..(r + 1) * n].iter().any(|x| !x.is_finite()))
+    {
+        return Err(Singularity::NonFiniteSystem { row });
+    }
+    let scale = m.iter().fold(0.0f64, |a, x| a.max(x.abs()));
+    let tol = n as f64 * f64::EPSILON * scale;
+    let lu = nalgebra::DMatrix::from_row_slice(n, n, m).lu();
+    // Columns are not permuted, so U's diagonal entry `j` is the pivot of unknown `j`.
+    if let Some((unknown, value)) = lu
+        .u()
+        .diagonal()
+        .iter()
+        .copied()
+        .enumerate()
+        .find(|(_, p)| p.is_nan() || p.abs() <= tol)
+    {
+        return Err(Singularity::Pivot {
+            unknown,
+            value,
+            tol,
+        });
+    }
+    let mut x = nalgebra::DVector::from_column_slice(v);
+    if !lu.solve_mut(&mut x) {
+        // Unreachable after the pivot test (solve_mut fails only on an exactly zero pivot).
+        return Err(Singularity::Pivot {
+            unknown: 0,
+            value: 0.0,
+            tol,
+        });
+    }
+    if let Some((unknown, value)) = x.iter().copied().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(Singularity::NonFiniteSolution { unknown, value });
+    }
+    Ok(x.iter().copied().collect())
 }
 
 /// Cosine similarity and relative error `||a - b|| / ||b||` of `a` against the reference `b`, and the
@@ -804,19 +931,30 @@ fn flat(v: &[Vec<f64>]) -> Vec<f64> {
 /// over the batch, every estimate at the same starting weights; and per sample) and the weight change
 /// its updates make through the controllers (`lr`, samples in order, from the same start), against the
 /// exact gradient of the same network at the start, for every `beta` and estimator. `build` must return
-/// the same starting network every call (same seeds).
+/// the same starting network every call (same seeds). A sample whose exact gradient is undefined (a
+/// singular Hessian system) is a [`FidelityError::Singular`] naming the sample.
 pub fn fidelity(
     build: &dyn Fn() -> Result<EpNetwork, SpecError>,
     samples: &[(&[f32], usize)],
     betas: &[f32],
     nudges: &[Nudge],
     lr: f32,
-) -> Result<Vec<FidelityPoint>, SpecError> {
+) -> Result<Vec<FidelityPoint>, FidelityError> {
     let mut probe = build()?;
     let per_sample: Vec<Vec<f64>> = samples
         .iter()
-        .map(|(x, y)| flat(&probe.exact_gradient(x, *y).0))
-        .collect();
+        .enumerate()
+        .map(|(sample, (x, y))| {
+            probe
+                .exact_gradient(x, *y)
+                .map(|(g, _)| flat(&g))
+                .map_err(|source| FidelityError::Singular {
+                    sample,
+                    label: *y,
+                    source,
+                })
+        })
+        .collect::<Result<_, _>>()?;
     let mut exact = vec![0.0f64; per_sample.first().map_or(0, Vec::len)];
     for g in &per_sample {
         exact.iter_mut().zip(g).for_each(|(a, b)| *a += b);
@@ -994,7 +1132,7 @@ mod tests {
         let cfg = tiny(Nudge::Symmetric, 0.1);
         let mut net = EpNetwork::new(&cfg, None, &mut Pcg64::seed_from_u64(3), 1).unwrap();
         for (x, y) in samples().iter().take(3) {
-            let (g, _) = net.exact_gradient(x, *y);
+            let (g, _) = net.exact_gradient(x, *y).unwrap();
             let h = 1e-3f32;
             let mut num = Vec::new();
             for k in 0..2 {
@@ -1003,10 +1141,10 @@ mod tests {
                     let mut wp = w.clone();
                     wp[i] += h;
                     net.w[k].program(&wp);
-                    let lp = net.exact_gradient(x, *y).1;
+                    let lp = net.exact_gradient(x, *y).unwrap().1;
                     wp[i] -= 2.0 * h;
                     net.w[k].program(&wp);
-                    let lm = net.exact_gradient(x, *y).1;
+                    let lm = net.exact_gradient(x, *y).unwrap().1;
                     net.w[k].program(&w);
                     num.push((lp - lm) / (2.0 * h as f64));
                 }
@@ -1158,5 +1296,126 @@ mod tests {
             .zip(&f1)
             .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
         assert!(moved > 0.01, "feedback weights did not learn: {moved}");
+    }
+
+    /// A random, diagonally dominant (well-conditioned) `n x n` system with a known solution.
+    fn random_system(n: usize, seed: u64) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let mut rng = Pcg64::seed_from_u64(seed);
+        let mut m: Vec<f64> = (0..n * n).map(|_| rng.random_range(-1.0..1.0)).collect();
+        for i in 0..n {
+            m[i * n + i] += if i % 2 == 0 { n as f64 } else { -(n as f64) };
+        }
+        let x: Vec<f64> = (0..n).map(|_| rng.random_range(-10.0..10.0)).collect();
+        let v = (0..n)
+            .map(|i| (0..n).map(|j| m[i * n + j] * x[j]).sum())
+            .collect();
+        (m, v, x)
+    }
+
+    #[test]
+    fn solve_recovers_the_known_solution_of_a_well_conditioned_system() {
+        for (n, seed) in [(1, 1), (2, 2), (7, 3), (26, 4), (120, 5)] {
+            let (m, v, x) = random_system(n, seed);
+            let sol = solve(&m, &v, n).unwrap();
+            let err = sol
+                .iter()
+                .zip(&x)
+                .fold(0.0f64, |e, (a, b)| e.max((a - b).abs()));
+            assert!(err < 1e-10, "n = {n}: max error {err:e}");
+        }
+        // Row exchanges are needed (a zero leading entry) and harmless.
+        let sol = solve(&[0.0, 2.0, 3.0, 1.0], &[4.0, 5.0], 2).unwrap();
+        assert!((sol[0] - 1.0).abs() < 1e-15 && (sol[1] - 2.0).abs() < 1e-15);
+        assert_eq!(solve(&[], &[], 0), Ok(vec![]));
+    }
+
+    #[test]
+    fn solve_refuses_a_singular_system() {
+        // Two equal rows: exactly singular. The old elimination set the unknown to 0 and went on.
+        let (mut m, mut v, _) = random_system(6, 7);
+        let n = 6;
+        let row: Vec<f64> = m[n..2 * n].to_vec();
+        m[4 * n..5 * n].copy_from_slice(&row);
+        v[4] = v[1];
+        match solve(&m, &v, n) {
+            Err(Singularity::Pivot { value, tol, .. }) => {
+                assert!(
+                    value.abs() <= tol && tol > 0.0,
+                    "pivot {value:e}, tol {tol:e}"
+                )
+            }
+            other => panic!("two equal rows must be singular, got {other:?}"),
+        }
+        // Numerically singular: a row equal to another up to rounding.
+        let mut m2 = m.clone();
+        m2[4 * n] = m2[n] * (1.0 + f64::EPSILON);
+        assert!(
+            matches!(solve(&m2, &v, n), Err(Singularity::Pivot { .. })),
+            "{:?}",
+            solve(&m2, &v, n)
+        );
+        // A zero matrix, and non-finite entries.
+        assert!(matches!(
+            solve(&[0.0; 4], &[1.0, 1.0], 2),
+            Err(Singularity::Pivot { unknown: 0, .. })
+        ));
+        assert_eq!(
+            solve(&[1.0, 0.0, f64::NAN, 1.0], &[1.0, 1.0], 2),
+            Err(Singularity::NonFiniteSystem { row: 1 })
+        );
+        assert_eq!(
+            solve(&[1.0, 0.0, 0.0, 1.0], &[f64::INFINITY, 1.0], 2),
+            Err(Singularity::NonFiniteSystem { row: 0 })
+        );
+    }
+
+    /// A 6-8-3 software network with one hidden unit and one output unit coupled by `-1` and both
+    /// biased by 1: its free fixed point is `s = 0.5` on both (the rest sit at 0), on a line of fixed
+    /// points, so the Hessian on the free units is `[[1, 1], [1, 1]]`: singular.
+    fn singular_net() -> Result<EpNetwork, SpecError> {
+        let mut net = EpNetwork::new(
+            &tiny(Nudge::Symmetric, 0.1),
+            None,
+            &mut Pcg64::seed_from_u64(3),
+            1,
+        )?;
+        net.w[0].program(&[0.0; 6 * 8]);
+        let mut w2 = [0.0f32; 8 * 3];
+        w2[2] = -1.0; // output 0, hidden 2
+        net.w[1].program(&w2);
+        net.b = vec![vec![0.0; 8], vec![0.0; 3]];
+        net.b[0][2] = 1.0;
+        net.b[1][0] = 1.0;
+        Ok(net)
+    }
+
+    #[test]
+    fn a_singular_hessian_is_an_error_naming_the_unit_and_the_sample() {
+        let (x, y) = samples()[0].clone();
+        let err = singular_net().unwrap().exact_gradient(&x, y).unwrap_err();
+        assert_eq!(err.n, 2);
+        assert_eq!(err.at, Some((2, 0)), "{err}");
+        assert!(matches!(err.reason, Singularity::Pivot { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("singular") && msg.contains("layer 2 unit 0"),
+            "{msg}"
+        );
+        let batch = [(x.as_slice(), y)];
+        let err = fidelity(&singular_net, &batch, &[0.1], &[Nudge::Symmetric], 1e-3).unwrap_err();
+        match &err {
+            FidelityError::Singular { sample, label, .. } => {
+                assert_eq!((*sample, *label), (0, y))
+            }
+            other => panic!("expected a singular system, got {other:?}"),
+        }
+        let chain = format!(
+            "{err}: {}",
+            std::error::Error::source(&err).expect("the singular system is the source")
+        );
+        assert!(
+            chain.contains("sample 0") && chain.contains("singular") && chain.contains("layer 2"),
+            "{chain}"
+        );
     }
 }

@@ -521,6 +521,23 @@ impl Mlp {
         best
     }
 
+    /// Loss of the last forward pass had its label been `label`, as [`Mlp::train_step`] computes it:
+    /// cross-entropy of the softmax, or half the squared error of the activated outputs.
+    pub fn loss_of(&self, label: usize) -> f32 {
+        match self.loss {
+            Loss::CrossEntropy => -(self.probs[label].max(1e-12)).ln(),
+            Loss::Mse => self
+                .probs
+                .iter()
+                .enumerate()
+                .map(|(k, a)| {
+                    let e = a - if k == label { 1.0 } else { 0.0 };
+                    0.5 * e * e
+                })
+                .sum(),
+        }
+    }
+
     /// One on-chip learning step on one sample: forward, error at the output, backward through the
     /// tiles' transposes, pulsed updates of every layer. Returns the sample's loss.
     pub fn train_step(&mut self, input: &[f32], label: usize, lr: f32, ledger: &mut Ledger) -> f32 {
@@ -851,5 +868,29 @@ mod tests {
             travelled > 20.0 * moved,
             "training moved weights by {travelled} only"
         );
+    }
+
+    #[test]
+    fn loss_of_the_last_forward_pass_is_the_training_loss() {
+        // Validation reports `loss_of` after a forward pass: it must be the loss training reports.
+        for loss in [Loss::CrossEntropy, Loss::Mse] {
+            let cfg = MlpConfig {
+                sizes: vec![5, 4, 3],
+                activation: Activation::Sigmoid,
+                loss,
+                bias: BiasMode::Digital,
+                init_scale: 1.0,
+            };
+            let mut net = Mlp::new(&cfg, None, &mut Pcg64::seed_from_u64(5)).unwrap();
+            let x = [0.1, -0.4, 0.8, 0.3, -0.2];
+            let mut ledger = Ledger::default();
+            for label in 0..3 {
+                net.forward(&x, &mut ledger);
+                let seen = net.loss_of(label);
+                let mut twin = Mlp::new(&cfg, None, &mut Pcg64::seed_from_u64(5)).unwrap();
+                let trained = twin.train_step(&x, label, 0.1, &mut ledger);
+                assert_eq!(seen, trained, "{loss:?}, label {label}");
+            }
+        }
     }
 }

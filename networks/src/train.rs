@@ -1,4 +1,5 @@
-//! The training loop: epochs of on-chip SGD, evaluation on the test set, metrics from the ledger.
+//! The training loop: epochs of on-chip SGD, evaluation on a held-out validation split and on the test
+//! set, metrics from the ledger.
 
 use aimsim_sim::ledger::{CostModel, Ledger, Phase};
 use aimsim_sim::par::Team;
@@ -33,6 +34,12 @@ pub trait Network {
     fn infer(&mut self, input: &[f32], ledger: &mut Ledger) -> usize;
     /// Class predicted for the last sample seen by [`Network::learn`] or [`Network::infer`].
     fn prediction(&self) -> usize;
+    /// The training loss of the last sample seen by [`Network::infer`] had its label been `label`, if
+    /// the network can tell (by default it cannot: validation metrics then have no loss).
+    fn last_loss(&self, label: usize) -> Option<f32> {
+        let _ = label;
+        None
+    }
     /// The tiles of every weight array, one slice per array (empty for float weights).
     fn layer_tiles(&self) -> Vec<&[Tile]>;
 }
@@ -57,6 +64,9 @@ impl Network for Mlp {
     }
     fn prediction(&self) -> usize {
         self.predicted()
+    }
+    fn last_loss(&self, label: usize) -> Option<f32> {
+        Some(self.loss_of(label))
     }
     fn layer_tiles(&self) -> Vec<&[Tile]> {
         self.layers().iter().map(|l| l.weights.tiles()).collect()
@@ -91,6 +101,10 @@ pub struct TrainConfig {
     pub shuffle: bool,
     /// Seed of the shuffles.
     pub seed: u64,
+    /// Training samples held out as a validation split: the last `validation` samples of the
+    /// dataset's training set, in dataset order, taken before any shuffling. The network never trains
+    /// on them; every epoch (and epoch 0) reports its accuracy and loss on them. 0: no split.
+    pub validation: usize,
 }
 
 /// What one epoch did. All quantities are simulated (no wall time), so two runs with the same seed give
@@ -119,6 +133,26 @@ pub struct EpochMetrics {
     pub test_latency_ns_per_sample: f64,
     /// Simulated inference energy per test sample, pJ.
     pub test_energy_pj_per_sample: f64,
+    /// Mean loss on the validation split after the epoch (`None` without a split, or for a network
+    /// that reports no loss, see [`Network::last_loss`]).
+    pub val_loss: Option<f64>,
+    /// Accuracy on the validation split after the epoch, percent (`None` without a split).
+    pub val_accuracy: Option<f64>,
+}
+
+/// The epoch a validation split selects: among the trained epochs (1..), the one with the highest
+/// validation accuracy, the earliest of equals. `None` when no row has a validation accuracy. Model
+/// selection uses this and never the test accuracy.
+pub fn best_validation(rows: &[EpochMetrics]) -> Option<&EpochMetrics> {
+    let mut best: Option<&EpochMetrics> = None;
+    for m in rows.iter().filter(|m| m.epoch >= 1) {
+        if let Some(v) = m.val_accuracy
+            && best.is_none_or(|b| b.val_accuracy.is_none_or(|bv| v > bv))
+        {
+            best = Some(m);
+        }
+    }
+    best
 }
 
 /// Hooks into a training run (progress bars, traces, histograms). Every method has a default that does
@@ -151,6 +185,39 @@ pub fn evaluate<N: Network + ?Sized>(net: &mut N, data: &Dataset, ledger: &mut L
     100.0 * correct as f64 / n as f64
 }
 
+/// Accuracy (percent) and mean loss of `net` on the validation split of `cfg` (the last
+/// `cfg.validation` training samples), or `(None, None)` without one. Inference runs on a ledger of its
+/// own: validation is a methodological step, charged to neither the training nor the test cost.
+pub fn validate<N: Network + ?Sized>(
+    net: &mut N,
+    data: &Dataset,
+    cfg: &TrainConfig,
+) -> (Option<f64>, Option<f64>) {
+    let n = data.train_len();
+    let v = cfg.validation.min(n);
+    if v == 0 {
+        return (None, None);
+    }
+    let mut ledger = Ledger::default();
+    let (mut correct, mut loss) = (0usize, Some(0.0f64));
+    for i in n - v..n {
+        let (x, y) = data.train_sample(i);
+        correct += usize::from(net.infer(x, &mut ledger) == y as usize);
+        loss = loss
+            .zip(net.last_loss(y as usize))
+            .map(|(s, l)| s + l as f64);
+    }
+    (
+        Some(100.0 * correct as f64 / v as f64),
+        loss.map(|s| s / v as f64),
+    )
+}
+
+/// Training samples a run trains on: the dataset's training set less the validation split.
+pub fn train_split(data: &Dataset, cfg: &TrainConfig) -> usize {
+    data.train_len().saturating_sub(cfg.validation)
+}
+
 /// Where a training run stands between two epochs: everything the loop itself carries from one epoch to
 /// the next, as plain data, so a run can stop after any epoch and continue bit-identically (the network's
 /// own state is, for backpropagation, [`Mlp::export_state`]).
@@ -178,7 +245,8 @@ pub struct Training<'a> {
 }
 
 impl<'a> Training<'a> {
-    /// Starts a run: evaluates the untrained network (epoch 0, reported to the observer).
+    /// Starts a run: evaluates the untrained network (epoch 0, reported to the observer) on the
+    /// validation split, then on the test set.
     pub fn start<N: Network>(
         net: &mut N,
         data: &'a Dataset,
@@ -186,13 +254,17 @@ impl<'a> Training<'a> {
         cost: &'a CostModel,
         observer: &mut dyn Observer,
     ) -> Self {
-        let (acc, lat, en) =
-            Team::scope(rayon::current_num_threads(), || eval_cost(net, data, cost));
+        let ((val_accuracy, val_loss), (acc, lat, en)) =
+            Team::scope(rayon::current_num_threads(), || {
+                (validate(net, data, cfg), eval_cost(net, data, cost))
+            });
         let zero = EpochMetrics {
             epoch: 0,
             test_accuracy: acc,
             test_latency_ns_per_sample: lat,
             test_energy_pj_per_sample: en,
+            val_loss,
+            val_accuracy,
             ..EpochMetrics::default()
         };
         observer.after_epoch(&*net, &zero);
@@ -206,7 +278,7 @@ impl<'a> Training<'a> {
                 epoch: 0,
                 step: 0,
                 lr: cfg.lr,
-                order: (0..data.train_len() as u32).collect(),
+                order: (0..train_split(data, cfg) as u32).collect(),
                 rows,
             },
         }
@@ -220,7 +292,7 @@ impl<'a> Training<'a> {
         cost: &'a CostModel,
         progress: TrainProgress,
     ) -> Result<Self, String> {
-        let n = data.train_len();
+        let n = train_split(data, cfg);
         if progress.order.len() != n || progress.order.iter().any(|i| *i as usize >= n) {
             return Err(format!(
                 "the saved sample order has {} entries for a training set of {n}",
@@ -258,7 +330,8 @@ impl<'a> Training<'a> {
         self.progress.rows
     }
 
-    /// Runs the next epoch (shuffle, one update per sample, evaluation) and returns its metrics. The
+    /// Runs the next epoch (shuffle, one update per training sample outside the validation split,
+    /// evaluation on the validation split, then on the test set) and returns its metrics. The
     /// tiles' parallel phases run on a [`Team`] as large as rayon's current pool.
     pub fn run_epoch<N: Network>(
         &mut self,
@@ -272,7 +345,7 @@ impl<'a> Training<'a> {
         let (data, cfg) = (self.data, self.cfg);
         let p = &mut self.progress;
         let ns = |cycles: u64| cycles as f64 / self.cost.clock_hz * 1e9;
-        let n = data.train_len();
+        let n = train_split(data, cfg);
         let total = n as u64 * cfg.epochs as u64;
         let epoch = p.epoch + 1;
         if cfg.shuffle {
@@ -296,6 +369,7 @@ impl<'a> Training<'a> {
                 observer.progress(p.step, total);
             }
         }
+        let (val_accuracy, val_loss) = validate(net, data, cfg);
         let (acc, lat, en) = eval_cost(net, data, self.cost);
         let upd = ledger.phase(Phase::Update);
         let m = EpochMetrics {
@@ -310,6 +384,8 @@ impl<'a> Training<'a> {
             train_energy_pj: ledger.total_energy_pj(),
             test_latency_ns_per_sample: lat,
             test_energy_pj_per_sample: en,
+            val_loss,
+            val_accuracy,
         };
         observer.after_epoch(&*net, &m);
         p.rows.push(m);
@@ -346,4 +422,137 @@ pub fn train<N: Network>(
         t.run_epoch(net, observer);
     }
     t.into_rows()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A network that learns nothing and records which samples it trained and inferred on (each
+    /// sample's single input is its index).
+    #[derive(Default)]
+    struct Recording {
+        learned: Vec<usize>,
+        inferred: Vec<usize>,
+        last: usize,
+    }
+
+    impl Network for Recording {
+        fn learn(&mut self, input: &[f32], label: usize, _lr: f32, _ledger: &mut Ledger) -> f32 {
+            self.learned.push(input[0] as usize);
+            self.last = label;
+            0.5
+        }
+        fn infer(&mut self, input: &[f32], _ledger: &mut Ledger) -> usize {
+            self.inferred.push(input[0] as usize);
+            // Right on even indices: the label of sample i is i % 2.
+            self.last = 0;
+            0
+        }
+        fn prediction(&self) -> usize {
+            self.last
+        }
+        fn last_loss(&self, label: usize) -> Option<f32> {
+            Some(label as f32)
+        }
+        fn layer_tiles(&self) -> Vec<&[Tile]> {
+            Vec::new()
+        }
+    }
+
+    fn indexed(train: usize, test: usize) -> Dataset {
+        Dataset {
+            name: "indexed".into(),
+            inputs: 1,
+            classes: 2,
+            train_x: (0..train).map(|i| i as f32).collect(),
+            train_y: (0..train).map(|i| (i % 2) as u8).collect(),
+            test_x: (0..test).map(|i| (1000 + i) as f32).collect(),
+            test_y: vec![0; test],
+        }
+    }
+
+    fn config(validation: usize) -> TrainConfig {
+        TrainConfig {
+            epochs: 3,
+            lr: 0.1,
+            lr_decay: 1.0,
+            shuffle: true,
+            seed: 9,
+            validation,
+        }
+    }
+
+    #[test]
+    fn the_validation_split_is_the_last_samples_and_never_trained_on() {
+        let data = indexed(20, 4);
+        let cost = CostModel::default();
+        let mut net = Recording::default();
+        let rows = train(&mut net, &data, &config(6), &cost, &mut Quiet);
+        // train_samples - validation updates per epoch, every one on samples 0..14, each once an epoch.
+        assert_eq!(net.learned.len(), 3 * 14);
+        for epoch in net.learned.chunks(14) {
+            let mut seen = epoch.to_vec();
+            seen.sort_unstable();
+            assert_eq!(seen, (0..14).collect::<Vec<_>>());
+        }
+        // Validation (samples 14..20, in order) then test, after every epoch and before training.
+        let per_eval: Vec<usize> = (14..20).chain(1000..1004).collect();
+        assert_eq!(net.inferred, per_eval.repeat(4));
+        assert_eq!(rows.len(), 4);
+        for m in &rows {
+            // Samples 14, 16, 18 have label 0 (predicted): 50 %; mean loss = mean label = 0.5.
+            assert_eq!(m.val_accuracy, Some(50.0));
+            assert_eq!(m.val_loss, Some(0.5));
+            assert_eq!(m.test_accuracy, 100.0);
+        }
+        // Without a split every sample trains and no validation metric exists.
+        let mut net = Recording::default();
+        let rows = train(&mut net, &data, &config(0), &cost, &mut Quiet);
+        assert_eq!(net.learned.len(), 3 * 20);
+        assert!(net.inferred.iter().all(|i| *i >= 1000));
+        assert!(
+            rows.iter()
+                .all(|m| m.val_accuracy.is_none() && m.val_loss.is_none())
+        );
+    }
+
+    #[test]
+    fn resuming_checks_the_order_against_the_split() {
+        let data = indexed(20, 4);
+        let cost = CostModel::default();
+        let cfg = config(6);
+        let mut net = Recording::default();
+        let mut t = Training::start(&mut net, &data, &cfg, &cost, &mut Quiet);
+        t.run_epoch(&mut net, &mut Quiet);
+        let saved = t.progress().clone();
+        assert_eq!(saved.order.len(), 14);
+        assert!(Training::resume(&data, &cfg, &cost, saved.clone()).is_ok());
+        assert!(Training::resume(&data, &config(0), &cost, saved).is_err());
+    }
+
+    fn row(epoch: u32, val: Option<f64>, test: f64) -> EpochMetrics {
+        EpochMetrics {
+            epoch,
+            val_accuracy: val,
+            test_accuracy: test,
+            ..EpochMetrics::default()
+        }
+    }
+
+    #[test]
+    fn best_validation_picks_the_earliest_best_trained_epoch() {
+        let rows = [
+            row(0, Some(95.0), 10.0), // untrained: never selected
+            row(1, Some(60.0), 99.0), // the best test accuracy: irrelevant
+            row(2, Some(80.0), 70.0),
+            row(3, Some(75.0), 90.0),
+            row(4, Some(80.0), 72.0), // ties epoch 2: the earlier one wins
+        ];
+        let best = best_validation(&rows).unwrap();
+        assert_eq!((best.epoch, best.test_accuracy), (2, 70.0));
+        let rows = [row(0, None, 10.0), row(1, None, 50.0)];
+        assert!(best_validation(&rows).is_none());
+        assert!(best_validation(&[]).is_none());
+    }
 }

@@ -155,6 +155,8 @@ pub struct Tile {
 pub struct TileState {
     /// Per device array, every device's state in native units.
     pub states: Vec<Vec<f32>>,
+    /// Per device array, every device's write-noise offset (empty without write noise).
+    pub offsets: Vec<Vec<f32>>,
     /// Conductance sums by row (kept incrementally, so restored rather than recomputed).
     pub g_row: Vec<f64>,
     /// Conductance sums by column.
@@ -259,7 +261,7 @@ impl Tile {
     /// decisions see.
     pub fn read_fraction(&mut self, a: usize, i: usize) -> f32 {
         let p = &self.arrays[a];
-        let f = p.fraction(i);
+        let f = p.read_fraction(i);
         let s = p.read_noise_fraction();
         if s == 0.0 {
             return f;
@@ -317,6 +319,11 @@ impl Tile {
     pub fn export_state(&self) -> TileState {
         TileState {
             states: self.arrays.iter().map(|p| p.states().to_vec()).collect(),
+            offsets: self
+                .arrays
+                .iter()
+                .map(|p| p.write_offsets().to_vec())
+                .collect(),
             g_row: self.g_row.clone(),
             g_col: self.g_col.clone(),
             up_count: self.up_count.clone(),
@@ -334,6 +341,7 @@ impl Tile {
         let n = self.rows * self.cols;
         let arrays = self.arrays.len();
         let shape_ok = s.states.len() == arrays
+            && s.offsets.len() == arrays
             && s.up_count.len() == arrays
             && s.down_count.len() == arrays
             && s.up_count.iter().chain(&s.down_count).all(|c| c.len() == n)
@@ -351,9 +359,10 @@ impl Tile {
                 self.id
             ))
         })?;
-        for (a, states) in s.states.iter().enumerate() {
+        for (a, (states, offsets)) in s.states.iter().zip(&s.offsets).enumerate() {
             self.arrays[a]
                 .set_states(states)
+                .and_then(|()| self.arrays[a].set_write_offsets(offsets))
                 .map_err(|e| StateError(format!("tile {} array {a}: {e}", self.id)))?;
         }
         for i in 0..n {
@@ -406,9 +415,11 @@ impl Tile {
         }
     }
 
+    /// The weight reads see: from each device's [`Population::read_fraction`] (its state, plus write
+    /// noise, minus its reference).
     #[inline(always)]
     fn cell_weight(&self, i: usize) -> f32 {
-        let f = |a: usize| self.arrays[a].fraction(i);
+        let f = |a: usize| self.arrays[a].read_fraction(i);
         match self.cell {
             CellKind::Single => 2.0 * f(0) - 1.0,
             CellKind::Pair | CellKind::OneSided => f(0) - f(1),
@@ -537,7 +548,8 @@ impl Tile {
                 continue;
             }
             let scale = self.energy_scale[a];
-            let single = self.cell == CellKind::Single;
+            // The weight follows from the state alone only when reads see the state itself.
+            let single = self.cell == CellKind::Single && self.arrays[a].plain_reads();
             // Counters by polarity, picked without a branch (signs come in random order).
             let mut counters = [&mut self.down_count[a], &mut self.up_count[a]];
             let mut by_sign = [0u64; 2];
@@ -578,7 +590,7 @@ impl Tile {
         }
         self.batch = b;
         self.g_row[row] += row_sum;
-        if self.cell != CellKind::Single {
+        if self.cell != CellKind::Single || !self.arrays[0].plain_reads() {
             for c in cols {
                 let i = base + *c as usize;
                 self.w[i] = self.cell_weight(i);

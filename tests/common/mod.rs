@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests: spawning the binary, temporary folders, reading `.npy`.
 #![allow(dead_code)]
 
+pub mod docs;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
