@@ -329,6 +329,7 @@ pub fn train(
         loss: Loss::CrossEntropy,
         bias: BiasMode::Digital,
         init_scale: 1.0,
+        exact_init: false,
     };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)

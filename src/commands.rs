@@ -198,14 +198,7 @@ pub fn device(loaded: &Loaded, out: &Path) -> Result<DeviceRun> {
         "command": "device",
         "aimsim_version": env!("CARGO_PKG_VERSION"),
         "crate_versions": crate_versions_json(),
-        "scenario": {
-            "path": loaded.path.display().to_string(),
-            "name": s.name,
-            "sha256": sha256_hex(loaded.source.as_bytes()),
-            "effective_sha256": sha256_hex(loaded.effective.as_bytes()),
-            "overrides": loaded.overrides,
-            "preset": s.preset,
-        },
+        "scenario": scenario_json(loaded),
         "seed": s.seed,
         "protocol": {
             "pulses": s.protocol.pulses,
@@ -229,6 +222,19 @@ pub fn device(loaded: &Loaded, out: &Path) -> Result<DeviceRun> {
         files,
         rows,
         devices: traced.len(),
+    })
+}
+
+/// What a manifest records about the scenario a command read: path, name, hashes of the file and of
+/// the effective configuration, overrides, preset.
+pub fn scenario_json(loaded: &Loaded) -> serde_json::Value {
+    json!({
+        "path": loaded.path.display().to_string(),
+        "name": loaded.scenario.name,
+        "sha256": sha256_hex(loaded.source.as_bytes()),
+        "effective_sha256": sha256_hex(loaded.effective.as_bytes()),
+        "overrides": loaded.overrides,
+        "preset": loaded.scenario.preset,
     })
 }
 

@@ -178,6 +178,34 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Read given input vectors through a layer of tiles holding given weights: the periphery's outputs
+    /// next to the exact products.
+    ///
+    /// The layer is built from the scenario's [tile], [io], [io.backward], [device], tile.w_scale and seed
+    /// (a matrix larger than a tile is split over a grid of tiles, partial sums added digitally). Writes
+    /// into --out: outputs.npy (vectors x outputs, float32), exact.npy (the float products with the given
+    /// weights), weights.npy (what the devices hold) and manifest.json (with the error's mean and sd).
+    Mvm {
+        #[command(flatten)]
+        scenario: ScenarioArgs,
+        /// Weights, a 2-D float32/float64 .npy file (outputs x inputs of the forward read, layer units).
+        #[arg(long, value_name = "FILE")]
+        weights: PathBuf,
+        /// Input vectors, a 2-D .npy file: one vector per row (of the weights' column count forward, of
+        /// its row count backward).
+        #[arg(long, value_name = "FILE")]
+        inputs: PathBuf,
+        /// Read forward (`y = W x`) or backward (`z = W^T d`).
+        #[arg(long, value_enum, default_value_t = Direction::Forward)]
+        direction: Direction,
+        /// How the weights reach the devices: `exact` sets every device to its share without pulses (to
+        /// measure the periphery alone), `pulses` programs them closed loop as training does.
+        #[arg(long, value_enum, default_value_t = Programming::Exact)]
+        program: Programming,
+        /// Output folder (created if missing; files in it are replaced atomically).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// List the built-in device presets (usable as `preset = "<name>"` in a [device] section).
     Presets,
     /// Benchmarks that print figures; the last line of each is a machine-readable summary.
@@ -200,6 +228,24 @@ enum SweepCommand {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+}
+
+/// Direction of an `aimsim mvm` read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Direction {
+    /// `y = W x`.
+    Forward,
+    /// `z = W^T d`.
+    Backward,
+}
+
+/// How `aimsim mvm` writes the weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Programming {
+    /// Every device set to its share without pulses.
+    Exact,
+    /// Closed-loop potentiation pulses, as training's initial programming.
+    Pulses,
 }
 
 #[derive(Subcommand, Debug)]
@@ -521,6 +567,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             for f in &files {
                 println!("{}", f.display());
             }
+            Ok(())
+        }
+        Command::Mvm {
+            scenario,
+            weights,
+            inputs,
+            direction,
+            program,
+            out,
+        } => {
+            let loaded = commands::load(&scenario.scenario, &scenario.set, &[])?;
+            let r = aimsim::mvm::mvm(
+                &loaded,
+                &weights,
+                &inputs,
+                aimsim::mvm::MvmMode {
+                    backward: direction == Direction::Backward,
+                    exact: program == Programming::Exact,
+                },
+                &out,
+            )?;
+            println!(
+                "{}: {} vector(s) read; error (output - exact) mean {:.6}, sd {:.6}; wrote {}",
+                loaded.scenario.name,
+                r.vectors,
+                r.error_mean,
+                r.error_sd,
+                out.display()
+            );
             Ok(())
         }
         Command::Presets => {

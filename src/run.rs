@@ -240,6 +240,13 @@ pub fn dataset(t: &TrainSpec, seed: u64) -> Result<Dataset> {
         }
     };
     d.truncate(t.train_samples as usize, t.test_samples as usize);
+    if let Some(side) = t.crop {
+        d.crop(side as usize)
+            .map_err(|e| anyhow::anyhow!("train.crop: {e}"))?;
+    }
+    if let Some(threshold) = t.binarize {
+        d.binarize(threshold);
+    }
     Ok(d)
 }
 
@@ -481,8 +488,197 @@ pub fn run_with(
         }
         results.push(done.result);
     }
-    write_summary(out, &results, path, started)?;
+    let grouped = base.variant_groups.iter().any(Option::is_some);
+    write_summary(out, &results, path, started, grouped)?;
+    let groups: Vec<(String, Option<String>)> = base
+        .variants
+        .iter()
+        .cloned()
+        .zip(base.variant_groups.iter().cloned())
+        .collect();
+    if grouped {
+        write_selection(out, &results, &groups)?;
+    }
     Ok(results)
+}
+
+/// One method of a scenario whose variants are grouped: its candidates and the one the validation
+/// split selects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selection {
+    /// The group (or, for a variant without one, the variant's own name).
+    pub method: String,
+    /// Every candidate with its mean final validation accuracy over its seeds, in file order.
+    pub candidates: Vec<(String, f64)>,
+    /// The candidate with the highest mean final validation accuracy (the first of equals).
+    pub chosen: String,
+}
+
+/// Picks, for every method (a `group` of variants, or an ungrouped variant on its own), the variant
+/// whose final-epoch validation accuracy, averaged over its seeds, is highest: the learning rate (or any
+/// setting the candidates differ in) is chosen on held-out training data, never on the test set.
+/// Errors when a candidate has no validation accuracy.
+pub fn select_by_validation(
+    results: &[VariantResult],
+    groups: &[(String, Option<String>)],
+) -> Result<Vec<Selection>> {
+    let mut out: Vec<Selection> = Vec::new();
+    for (name, group) in groups {
+        let method = group.clone().unwrap_or_else(|| name.clone());
+        let vals: Vec<f64> =
+            results
+                .iter()
+                .filter(|r| &r.name == name)
+                .map(|r| {
+                    r.metrics.last().and_then(|m| m.val_accuracy).with_context(|| {
+                    format!(
+                        "variant `{name}` has no validation accuracy to be selected by: set \
+                         train.validation > 0 (it may not be set to 0 by the variant)"
+                    )
+                })
+                })
+                .collect::<Result<_>>()?;
+        if vals.is_empty() {
+            continue;
+        }
+        let mean = mean_std(&vals).0;
+        match out.iter_mut().find(|s| s.method == method) {
+            Some(s) => {
+                let best = s
+                    .candidates
+                    .iter()
+                    .find(|(n, _)| *n == s.chosen)
+                    .map_or(f64::NEG_INFINITY, |c| c.1);
+                if mean > best {
+                    s.chosen = name.clone();
+                }
+                s.candidates.push((name.clone(), mean));
+            }
+            None => out.push(Selection {
+                method,
+                candidates: vec![(name.clone(), mean)],
+                chosen: name.clone(),
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `selection.csv` (every candidate, its mean final validation accuracy, whether it was chosen)
+/// and `paired-selected.csv` (every selected method against the first hardware method, paired by seed,
+/// on final test accuracy), and prints both.
+fn write_selection(
+    out: &Path,
+    results: &[VariantResult],
+    groups: &[(String, Option<String>)],
+) -> Result<()> {
+    let sel = select_by_validation(results, groups)?;
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "method",
+        "variant",
+        "mean_final_val_accuracy",
+        "chosen",
+        "final_test_mean",
+        "final_test_sd",
+        "seeds",
+    ])?;
+    println!();
+    println!(
+        "{:<16} {:<20} {:>14} {:>16}   (chosen on the validation split; test accuracy of the chosen variant only)",
+        "method", "chosen variant", "mean val %", "final test %"
+    );
+    let mut chosen_results: Vec<VariantResult> = Vec::new();
+    for s in &sel {
+        for (name, val) in &s.candidates {
+            let tests: Vec<f64> = results
+                .iter()
+                .filter(|r| &r.name == name)
+                .map(|r| summary_row(&r.metrics).final_test)
+                .collect();
+            let (m, sd) = mean_std(&tests);
+            let chosen = *name == s.chosen;
+            // The test accuracy of a candidate that was not chosen is recorded, never compared.
+            w.write_record([
+                s.method.clone(),
+                name.clone(),
+                format!("{val:.4}"),
+                chosen.to_string(),
+                format!("{m:.4}"),
+                format!("{sd:.4}"),
+                tests.len().to_string(),
+            ])?;
+            if chosen {
+                let k = s
+                    .candidates
+                    .iter()
+                    .position(|(n, _)| n == name)
+                    .unwrap_or(0);
+                let edge = s.candidates.len() > 1 && (k == 0 || k + 1 == s.candidates.len());
+                println!(
+                    "{:<16} {:<20} {:>14.2} {:>16}{}",
+                    s.method,
+                    name,
+                    val,
+                    mean_sd_cell(&tests),
+                    if edge {
+                        "   (first or last candidate of its group: widen the grid if it is ordered)"
+                    } else {
+                        ""
+                    }
+                );
+                chosen_results.extend(results.iter().filter(|r| &r.name == name).map(|r| {
+                    let mut r = r.clone();
+                    r.name = s.method.clone();
+                    r
+                }));
+            }
+        }
+    }
+    write_atomic(&out.join("selection.csv"), &w.into_inner()?)?;
+    let paired: Vec<Paired> = paired_comparisons(&chosen_results)
+        .into_iter()
+        .filter(|p| p.metric == "final_test_accuracy")
+        .collect();
+    let bytes = paired_report(&paired, "of the chosen variants ")?;
+    write_atomic(&out.join("paired-selected.csv"), &bytes)?;
+    Ok(())
+}
+
+/// Prints every comparison (`paired difference <what>(<metric>): B - A = m [lo, hi] ...`) and returns
+/// them as CSV (paired.csv's columns).
+fn paired_report(paired: &[Paired], what: &str) -> Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record([
+        "metric",
+        "variant",
+        "reference",
+        "seeds",
+        "mean_difference",
+        "sd_difference",
+        "t_975",
+        "ci95_low",
+        "ci95_high",
+    ])?;
+    for p in paired {
+        let d = &p.diff;
+        println!(
+            "paired difference {what}({}): {} - {} = {:.2} [{:.2}, {:.2}] (95% CI, {} seeds)",
+            p.label, p.variant, p.reference, d.mean, d.lo, d.hi, d.n
+        );
+        w.write_record([
+            p.metric.to_string(),
+            p.variant.clone(),
+            p.reference.clone(),
+            d.n.to_string(),
+            format!("{:.4}", d.mean),
+            format!("{:.4}", d.sd),
+            format!("{:.6}", d.t),
+            format!("{:.4}", d.lo),
+            format!("{:.4}", d.hi),
+        ])?;
+    }
+    Ok(w.into_inner()?)
 }
 
 /// One training run: the scenario's text with its overrides, variant and sweep-point values, and the
@@ -541,8 +737,8 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
     };
     let vname = name.map_or_else(|| s.name.clone(), str::to_string);
     let key = format!(
-        "{:?}|{}|{}|{}",
-        t.dataset, t.train_samples, t.test_samples, s.seed
+        "{:?}|{}|{}|{}|{:?}|{:?}",
+        t.dataset, t.train_samples, t.test_samples, s.seed, t.crop, t.binarize
     );
     if !cache.contains_key(&key) {
         cache.insert(key.clone(), dataset(&t, s.seed)?);
@@ -565,6 +761,7 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
         loss: t.loss,
         bias: t.bias,
         init_scale: t.init_scale,
+        exact_init: t.exact_init,
     };
     let hw = variants::hardware(&s);
     let dir = spec.dir;
@@ -600,6 +797,10 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
             s.seed,
         )?)),
     };
+    if let (false, Net::Bp(mlp)) = (t.lr_scale.is_empty(), &mut net) {
+        mlp.set_lr_scale(&t.lr_scale)
+            .map_err(|e| anyhow::anyhow!("train.lr_scale: {e}"))?;
+    }
     if let (Some(c), Net::Bp(mlp)) = (&saved, &mut net) {
         mlp.import_state(&c.net).map_err(|e| {
             anyhow::anyhow!(
@@ -995,11 +1196,14 @@ pub fn paired_comparisons(results: &[VariantResult]) -> Vec<Paired> {
     out
 }
 
+/// Writes summary.csv, prints the table and, unless the variants are `grouped` (then only the chosen
+/// variants are compared, by [`write_selection`]), the paired differences of every variant.
 fn write_summary(
     out: &Path,
     results: &[VariantResult],
     path: &Path,
     started: Instant,
+    grouped: bool,
 ) -> Result<()> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
@@ -1076,40 +1280,15 @@ fn write_summary(
             mean(|r| r.latency_ns) / 1e6
         );
     }
-    let paired = paired_comparisons(results);
+    let paired = if grouped {
+        Vec::new()
+    } else {
+        paired_comparisons(results)
+    };
     if !paired.is_empty() {
-        let mut w = csv::Writer::from_writer(Vec::new());
-        w.write_record([
-            "metric",
-            "variant",
-            "reference",
-            "seeds",
-            "mean_difference",
-            "sd_difference",
-            "t_975",
-            "ci95_low",
-            "ci95_high",
-        ])?;
         println!();
-        for p in &paired {
-            let d = &p.diff;
-            println!(
-                "paired difference ({}): {} - {} = {:.2} [{:.2}, {:.2}] (95% CI, {} seeds)",
-                p.label, p.variant, p.reference, d.mean, d.lo, d.hi, d.n
-            );
-            w.write_record([
-                p.metric.to_string(),
-                p.variant.clone(),
-                p.reference.clone(),
-                d.n.to_string(),
-                format!("{:.4}", d.mean),
-                format!("{:.4}", d.sd),
-                format!("{:.6}", d.t),
-                format!("{:.4}", d.lo),
-                format!("{:.4}", d.hi),
-            ])?;
-        }
-        write_atomic(&out.join("paired.csv"), &w.into_inner()?)?;
+        let bytes = paired_report(&paired, "")?;
+        write_atomic(&out.join("paired.csv"), &bytes)?;
     } else if out.join("paired.csv").is_file() {
         // Left by an earlier run into the same folder: it no longer describes these results.
         std::fs::remove_file(out.join("paired.csv"))

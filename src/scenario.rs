@@ -112,6 +112,7 @@ enum TraceUnitName {
 struct VariantSection {
     name: String,
     set: Option<Table>,
+    group: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,13 +155,17 @@ struct TrainSection {
     train_samples: Option<u32>,
     test_samples: Option<u32>,
     glyph_side: Option<u32>,
+    crop: Option<u32>,
+    binarize: Option<f32>,
     hidden: Option<Vec<u32>>,
     activation: Option<ActivationName>,
     loss: Option<LossName>,
     bias: Option<BiasName>,
     init_scale: Option<f32>,
+    init_program: Option<InitProgramName>,
     epochs: Option<u32>,
     lr: Option<f32>,
+    lr_scale: Option<Vec<f32>>,
     lr_decay: Option<f32>,
     shuffle: Option<bool>,
     software: Option<bool>,
@@ -171,6 +176,13 @@ struct TrainSection {
     algorithm: Option<AlgorithmName>,
     checkpoint_every: Option<u32>,
     validation: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+enum InitProgramName {
+    Pulses,
+    Exact,
 }
 
 #[derive(Debug, Deserialize)]
@@ -456,6 +468,9 @@ pub struct Scenario {
     pub local: Option<LocalSpec>,
     /// Names of the `[[variant]]`s, in file order.
     pub variants: Vec<String>,
+    /// The `group` of each variant (same order as `variants`): variants of one group are candidates of
+    /// one method (e.g. its learning rates), one of which the validation split selects.
+    pub variant_groups: Vec<Option<String>>,
     /// The `[sweep]` section, when the scenario defines one.
     pub sweep: Option<SweepSpec>,
     /// The `[trace]` section, when written (training falls back to `train.trace_*`).
@@ -517,6 +532,10 @@ pub struct TrainSpec {
     pub train_samples: u32,
     /// Test samples used.
     pub test_samples: u32,
+    /// Keep the central `crop x crop` pixels of every image (none: the whole image).
+    pub crop: Option<u32>,
+    /// Inputs `>= binarize` become 1, the others 0 (none: inputs as loaded).
+    pub binarize: Option<f32>,
     /// Hidden layer sizes.
     pub hidden: Vec<u32>,
     /// Hidden activation.
@@ -527,10 +546,14 @@ pub struct TrainSpec {
     pub bias: BiasMode,
     /// Scale of the initial weights.
     pub init_scale: f32,
+    /// Set the initial weights exactly instead of programming them with pulses (`init_program`).
+    pub exact_init: bool,
     /// Epochs.
     pub epochs: u32,
     /// Learning rate.
     pub lr: f32,
+    /// Factor on `lr` per weight layer (first layer first; empty: 1 for every layer).
+    pub lr_scale: Vec<f32>,
     /// Learning-rate factor per epoch.
     pub lr_decay: f32,
     /// Shuffle every epoch.
@@ -1329,7 +1352,27 @@ fn convert(
     };
     let (ep, local) = energy_and_local(file.ep, file.local, loc)?;
     let mut variants: Vec<String> = Vec::new();
+    let mut variant_groups: Vec<Option<String>> = Vec::new();
     for (k, v) in file.variant.unwrap_or_default().into_iter().enumerate() {
+        if let Some(g) = &v.group {
+            let gkey = split_key(&format!("variant.{k}.group"));
+            if g.is_empty() || g.chars().any(char::is_whitespace) {
+                return Err(loc.error(
+                    &gkey,
+                    format!("`{g}`: a group name is a word (no spaces), e.g. \"unidirectional\""),
+                ));
+            }
+            match &train {
+                Some(t) if t.validation > 0 => {}
+                _ => {
+                    return Err(loc.error(
+                        &gkey,
+                        "choosing among a group's variants needs a validation split: set \
+                         train.validation to the number of training samples to hold out",
+                    ));
+                }
+            }
+        }
         let key = split_key(&format!("variant.{k}.name"));
         if v.name.is_empty()
             || !v
@@ -1350,6 +1393,7 @@ fn convert(
         }
         let _ = v.set;
         variants.push(v.name);
+        variant_groups.push(v.group);
     }
     if !variants.is_empty() && train.is_none() && local.is_none() {
         return Err(loc.error(
@@ -1386,6 +1430,7 @@ fn convert(
         ep,
         local,
         variants,
+        variant_groups,
         sweep,
         trace,
     })
@@ -1844,6 +1889,37 @@ fn train_spec(
             format!("must lie in [8, 64] pixels, got {side}"),
         ));
     }
+    if let Some(c) = t.crop {
+        match dataset {
+            DatasetSpec::TeacherStudent => {
+                return Err(loc.error(
+                    &key("crop"),
+                    "applies to image datasets (glyphs, fashion-mnist, mnist), not teacher-student",
+                ));
+            }
+            DatasetSpec::Glyphs { side } if c == 0 || c > side => {
+                return Err(loc.error(
+                    &key("crop"),
+                    format!("must lie in [1, {side}] pixels (train.glyph_side), got {c}"),
+                ));
+            }
+            _ if c == 0 || c > 4096 => {
+                return Err(loc.error(
+                    &key("crop"),
+                    format!("must lie in [1, 4096] pixels, got {c}"),
+                ));
+            }
+            _ => {}
+        }
+    }
+    if let Some(b) = t.binarize
+        && !(b.is_finite() && b > 0.0 && b <= 1.0)
+    {
+        return Err(loc.error(
+            &key("binarize"),
+            format!("threshold must lie in (0, 1], got {b}"),
+        ));
+    }
     let (dtrain, dtest) = match dataset {
         DatasetSpec::Idx { .. } => (60_000, 10_000),
         _ => (4_000, 1_000),
@@ -1881,6 +1957,20 @@ fn train_spec(
     if !(lr.is_finite() && lr > 0.0) {
         return Err(loc.error(&key("lr"), format!("must be > 0, got {lr}")));
     }
+    let lr_scale = t.lr_scale.unwrap_or_default();
+    if !lr_scale.is_empty() && lr_scale.len() != hidden.len() + 1 {
+        return Err(loc.error(
+            &key("lr_scale"),
+            format!(
+                "needs one factor per weight layer ({} for train.hidden = {hidden:?}), got {}",
+                hidden.len() + 1,
+                lr_scale.len()
+            ),
+        ));
+    }
+    if let Some(f) = lr_scale.iter().find(|f| !(f.is_finite() && **f > 0.0)) {
+        return Err(loc.error(&key("lr_scale"), format!("factors must be > 0, got {f}")));
+    }
     let lr_decay = t.lr_decay.unwrap_or(1.0);
     if !(lr_decay.is_finite() && lr_decay > 0.0 && lr_decay <= 1.0) {
         return Err(loc.error(
@@ -1912,6 +2002,12 @@ fn train_spec(
             ("activation", t.activation.is_some(), "ep.activation"),
             ("loss", t.loss.is_some(), "EP's squared-error cost"),
             ("bias", t.bias.is_some(), "EP's digital biases"),
+            ("lr_scale", !lr_scale.is_empty(), "one train.lr"),
+            (
+                "init_program",
+                t.init_program.is_some(),
+                "the pulse-programmed start EP networks use",
+            ),
         ] {
             if present {
                 return Err(loc.error(
@@ -1951,6 +2047,8 @@ fn train_spec(
         dataset,
         train_samples,
         test_samples,
+        crop: t.crop,
+        binarize: t.binarize,
         hidden,
         activation: match t.activation {
             None | Some(ActivationName::Sigmoid) => Activation::Sigmoid,
@@ -1967,8 +2065,10 @@ fn train_spec(
             Some(BiasName::Tile) => BiasMode::Tile,
         },
         init_scale,
+        exact_init: matches!(t.init_program, Some(InitProgramName::Exact)),
         epochs,
         lr,
+        lr_scale,
         lr_decay,
         shuffle: t.shuffle.unwrap_or(true),
         software: t.software.unwrap_or(false),
@@ -2742,7 +2842,7 @@ mod tests {
             }
         }
         assert_eq!(
-            total, 182,
+            total, 187,
             "a section gained or lost keys: update this count and docs/scenarios.md"
         );
     }
@@ -2782,6 +2882,47 @@ mod tests {
         assert_eq!(e.origin, "t.toml:7:1", "g_min is still the offending key");
         let e = load_str(text, "t.toml", Path::new("."), &["device.g_min=-1".into()]).unwrap_err();
         assert_eq!(e.origin, "--set device.g_min=-1");
+    }
+
+    #[test]
+    fn crop_binarize_and_lr_scale_are_checked() {
+        let base = "[scenario]\nname = \"t\"\n[device]\nmodel = \"soft-bounds\"\ndw_min = 0.1\n[train]\nhidden = [8]\n";
+        let load = |sets: &[&str]| {
+            let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+            load_str(base, "t.toml", Path::new("."), &sets)
+        };
+        let (s, _, _) = load(&[
+            "train.crop=12",
+            "train.binarize=0.5",
+            "train.lr_scale=[1.0, 0.25]",
+        ])
+        .unwrap();
+        let t = s.train.unwrap();
+        assert_eq!((t.crop, t.binarize), (Some(12), Some(0.5)));
+        assert_eq!(t.lr_scale, vec![1.0, 0.25]);
+        let (s, _, _) = load(&[]).unwrap();
+        let t = s.train.unwrap();
+        assert_eq!((t.crop, t.binarize, t.lr_scale.len()), (None, None, 0));
+        for (set, key, says) in [
+            ("train.crop=17", "train.crop", "[1, 16]"),
+            ("train.crop=0", "train.crop", "[1, 16]"),
+            ("train.binarize=0", "train.binarize", "(0, 1]"),
+            ("train.binarize=1.5", "train.binarize", "(0, 1]"),
+            (
+                "train.lr_scale=[1.0]",
+                "train.lr_scale",
+                "one factor per weight layer (2",
+            ),
+            ("train.lr_scale=[1.0, -1.0]", "train.lr_scale", "> 0"),
+        ] {
+            let e = load(&[set]).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{set}");
+            assert!(e.to_string().contains(says), "{set}: {e}");
+        }
+        let e = load(&["train.dataset=teacher-student", "train.crop=4"]).unwrap_err();
+        assert!(e.to_string().contains("image datasets"), "{e}");
+        let e = load(&["train.algorithm=ep", "train.lr_scale=[1.0, 1.0]"]).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("train.lr_scale"));
     }
 
     #[test]

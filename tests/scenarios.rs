@@ -71,6 +71,14 @@ fn every_scenario_file_validates() {
         all.len() >= 14,
         "expected the shipped scenarios, found {all:?}"
     );
+    // Every folder of shipped scenarios is walked, the NeuroSim protocol set included (validated only:
+    // its run takes tens of minutes, docs/results.md).
+    for must in [
+        "scenarios/neurosim/neurosim.toml",
+        "scenarios/seed/d-neurosim-presets.toml",
+    ] {
+        assert!(all.iter().any(|r| r == must), "{must} not found in {all:?}");
+    }
     std::thread::scope(|s| {
         for rel in &all {
             s.spawn(move || {

@@ -428,3 +428,55 @@ fn sweep_results_select_on_validation_only() {
         );
     }
 }
+
+/// `group`ed variants are candidates of one method: the one with the best mean final validation
+/// accuracy is chosen (here a learning rate of 1e-6, which cannot learn, against 0.1), only the chosen
+/// variants are compared on test accuracy, paired by seed, and a group without a validation split is
+/// refused with its location.
+#[test]
+fn groups_choose_their_variant_on_the_validation_split() {
+    let base = SCENARIO.split("[[variant]]").next().unwrap();
+    let text = format!(
+        "{base}seeds = [1, 2]\n\
+         [[variant]]\nname = \"bi-slow\"\ngroup = \"bi\"\nset = {{ \"train.lr\" = 1e-6 }}\n\
+         [[variant]]\nname = \"bi-fast\"\ngroup = \"bi\"\nset = {{ \"train.lr\" = 0.1 }}\n\
+         [[variant]]\nname = \"uni-fast\"\ngroup = \"uni\"\nset = {{ \"update.controller\" = \"unidirectional\", \"train.lr\" = 0.1 }}\n\
+         [[variant]]\nname = \"uni-slow\"\ngroup = \"uni\"\nset = {{ \"update.controller\" = \"unidirectional\", \"train.lr\" = 1e-6 }}\n"
+    );
+    let dir = TempDir::new("groups");
+    let file = dir.write("g.toml", &text);
+    let out = dir.sub("out");
+    let o = aimsim(&["run", &file, "--out", &out]);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    let sel = fs::read_to_string(Path::new(&out).join("selection.csv")).unwrap();
+    let chosen: Vec<&str> = sel
+        .lines()
+        .skip(1)
+        .filter(|l| l.split(',').nth(3) == Some("true"))
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    assert_eq!(chosen, ["bi-fast", "uni-fast"], "{sel}");
+    assert_eq!(sel.lines().count(), 5, "every candidate is recorded: {sel}");
+    let paired = fs::read_to_string(Path::new(&out).join("paired-selected.csv")).unwrap();
+    let rows: Vec<&str> = paired.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{paired}");
+    assert!(
+        rows[0].starts_with("final_test_accuracy,uni,bi,2,"),
+        "{paired}"
+    );
+    assert!(
+        o.stdout.contains("chosen on the validation split"),
+        "{}",
+        o.stdout
+    );
+
+    let no_val = text.replace("validation = 40\n", "");
+    let file = dir.write("n.toml", &no_val);
+    let o = aimsim(&["validate", &file]);
+    assert_eq!(o.code, Some(1));
+    assert!(
+        o.stderr.contains("n.toml:") && o.stderr.contains("variant.0.group"),
+        "{}",
+        o.stderr
+    );
+}

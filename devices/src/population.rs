@@ -623,6 +623,18 @@ impl Population {
         self.read_sigma * self.nominal_inv
     }
 
+    /// Sets device `i` to the fraction `f` of its nominal range without pulses (an ideal write, as a
+    /// simulator's "set weights" does), clipped to the device's own bounds; stuck devices do not move,
+    /// and the write-noise offset is left as it is.
+    pub fn set_fraction(&mut self, i: usize, f: f32) {
+        if self.is_stuck(i) {
+            return;
+        }
+        let (lo, hi) = self.bounds(i);
+        let v = self.nominal.0 + f / self.nominal_inv;
+        self.state[i] = v.clamp(lo, hi);
+    }
+
     /// Moves device `i` to its lower bound (an ideal reset; stuck devices do not move).
     pub fn reset_to_min(&mut self, i: usize) {
         if !self.is_stuck(i) {

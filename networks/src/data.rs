@@ -79,6 +79,49 @@ impl Dataset {
         self.test_y.truncate(test);
         self.test_x.truncate(test * self.inputs);
     }
+
+    /// Keeps the central `side x side` pixels of every (square) image, in both sets: from a
+    /// `s x s` image the rows and columns `(s - side) / 2 .. (s - side) / 2 + side` (rounded down), so
+    /// 28 x 28 -> 20 x 20 drops a 4-pixel border on every side, as MLP+NeuroSim prepares MNIST.
+    /// `inputs` becomes `side * side`. An error (and no change) when `inputs` is not a square or
+    /// `side` is 0 or larger than the image.
+    pub fn crop(&mut self, side: usize) -> Result<(), String> {
+        let s = (self.inputs as f64).sqrt().round() as usize;
+        if s * s != self.inputs {
+            return Err(format!(
+                "crop needs square images; dataset {} has {} inputs per sample",
+                self.name, self.inputs
+            ));
+        }
+        if side == 0 || side > s {
+            return Err(format!(
+                "crop side {side} must lie in [1, {s}] (images of dataset {} are {s} x {s})",
+                self.name
+            ));
+        }
+        let off = (s - side) / 2;
+        let cut = |x: &[f32]| -> Vec<f32> {
+            let mut out = Vec::with_capacity(x.len() / self.inputs * side * side);
+            for img in x.chunks_exact(self.inputs) {
+                for r in off..off + side {
+                    out.extend_from_slice(&img[r * s + off..r * s + off + side]);
+                }
+            }
+            out
+        };
+        self.train_x = cut(&self.train_x);
+        self.test_x = cut(&self.test_x);
+        self.inputs = side * side;
+        Ok(())
+    }
+
+    /// Black-and-white inputs: every value `>= threshold` becomes 1, every other 0, in both sets
+    /// (MLP+NeuroSim's `BWthreshold`: `truncate(x, 1, 0.5)` in its `IO.cpp` maps `x >= 0.5` to 1).
+    pub fn binarize(&mut self, threshold: f32) {
+        for v in self.train_x.iter_mut().chain(self.test_x.iter_mut()) {
+            *v = if *v >= threshold { 1.0 } else { 0.0 };
+        }
+    }
 }
 
 /// Where in a file something went wrong: the file and the byte offset. For a `.gz` file the offset
@@ -876,5 +919,67 @@ mod tests {
                 "class {c}: {n} of 5000 ({hist:?})"
             );
         }
+    }
+
+    /// A 6 x 6 dataset whose pixel (r, c) of sample k holds `k + r / 10 + c / 100`.
+    fn grid(train: usize, test: usize) -> Dataset {
+        let img = |k: usize| -> Vec<f32> {
+            (0..36)
+                .map(|i| k as f32 + (i / 6) as f32 / 10.0 + (i % 6) as f32 / 100.0)
+                .collect()
+        };
+        Dataset {
+            name: "grid".into(),
+            inputs: 36,
+            classes: 2,
+            train_x: (0..train).flat_map(img).collect(),
+            train_y: vec![0; train],
+            test_x: (0..test).flat_map(|k| img(10 + k)).collect(),
+            test_y: vec![1; test],
+        }
+    }
+
+    #[test]
+    fn crop_keeps_the_centre_of_every_image() {
+        let mut d = grid(2, 1);
+        d.crop(4).unwrap();
+        assert_eq!(d.inputs, 16);
+        assert_eq!((d.train_len(), d.test_len()), (2, 1));
+        assert_eq!((d.train_x.len(), d.test_x.len()), (32, 16));
+        // Sample 1, first kept pixel: row 1, column 1; last: row 4, column 4.
+        let (x, _) = d.train_sample(1);
+        assert!((x[0] - 1.11).abs() < 1e-6, "{x:?}");
+        assert!((x[3] - 1.14).abs() < 1e-6, "{x:?}");
+        assert!((x[15] - 1.44).abs() < 1e-6, "{x:?}");
+        let (t, _) = d.test_sample(0);
+        assert!((t[5] - 10.22).abs() < 1e-5, "{t:?}");
+        // An odd margin drops the extra row and column at the end: 6 -> 3 starts at row 1.
+        let mut odd = grid(1, 0);
+        odd.crop(3).unwrap();
+        assert!((odd.train_x[0] - 0.11).abs() < 1e-6);
+        // The full side is the identity.
+        let mut same = grid(1, 1);
+        same.crop(6).unwrap();
+        assert_eq!(same, grid(1, 1));
+    }
+
+    #[test]
+    fn crop_refuses_what_it_cannot_do() {
+        let mut d = grid(1, 1);
+        assert!(d.crop(7).unwrap_err().contains("[1, 6]"));
+        assert!(d.crop(0).is_err());
+        assert_eq!(d, grid(1, 1), "a refused crop changes nothing");
+        let mut flat = teacher_student(4, 2, 20, 10, 3);
+        assert!(flat.crop(4).unwrap_err().contains("square"));
+    }
+
+    #[test]
+    fn binarize_thresholds_at_or_above() {
+        let mut d = grid(1, 1);
+        d.train_x = vec![0.0, 0.49, 0.5, 0.51, 1.0];
+        d.test_x = vec![0.2, 0.7];
+        d.binarize(0.5);
+        assert_eq!(d.train_x, vec![0.0, 0.0, 1.0, 1.0, 1.0]);
+        assert_eq!(d.test_x, vec![0.0, 1.0]);
     }
 }

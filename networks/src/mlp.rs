@@ -117,6 +117,11 @@ pub trait Weights: Send + std::fmt::Debug {
     fn weights(&self) -> Vec<f32>;
     /// Sets initial weights (programmed with pulses on tiles).
     fn program(&mut self, w: &[f32]);
+    /// Sets initial weights exactly, without pulses (the same as [`Weights::program`] for float
+    /// weights).
+    fn set_exact(&mut self, w: &[f32]) {
+        self.program(w);
+    }
     /// The tiles, if the weights are analog.
     fn tiles(&self) -> &[Tile] {
         &[]
@@ -183,6 +188,9 @@ impl Weights for AnalogMatrix {
     }
     fn program(&mut self, w: &[f32]) {
         AnalogMatrix::program(self, w);
+    }
+    fn set_exact(&mut self, w: &[f32]) {
+        AnalogMatrix::set_weights_exact(self, w);
     }
     fn tiles(&self) -> &[Tile] {
         AnalogMatrix::tiles(self)
@@ -318,6 +326,9 @@ pub struct MlpConfig {
     pub bias: BiasMode,
     /// Initial weights are uniform in `+-init_scale sqrt(6 / (fan_in + fan_out))`.
     pub init_scale: f32,
+    /// Set the initial weights on the devices exactly ([`Weights::set_exact`], as aihwkit's
+    /// `set_weights` does) instead of programming them with pulses.
+    pub exact_init: bool,
 }
 
 /// A multi-layer perceptron.
@@ -326,6 +337,8 @@ pub struct Mlp {
     layers: Vec<Layer>,
     loss: Loss,
     probs: Vec<f32>,
+    /// Factor on the learning rate of each layer (all 1 unless [`Mlp::set_lr_scale`] changes them).
+    lr_scale: Vec<f32>,
 }
 
 /// What the tiles of an analog network are made of.
@@ -394,7 +407,11 @@ impl Mlp {
                     w0[i * cols + j] = rng.random_range(-limit..=limit);
                 }
             }
-            weights.program(&w0);
+            if cfg.exact_init {
+                weights.set_exact(&w0);
+            } else {
+                weights.program(&w0);
+            }
             let last = l + 1 == n_layers;
             let act = match (last, cfg.loss) {
                 (true, Loss::CrossEntropy) => None,
@@ -415,11 +432,30 @@ impl Mlp {
             });
         }
         let classes = *cfg.sizes.last().expect("sizes");
+        let lr_scale = vec![1.0; layers.len()];
         Ok(Mlp {
             layers,
             loss: cfg.loss,
             probs: vec![0.0; classes],
+            lr_scale,
         })
+    }
+
+    /// Gives every layer its own learning rate: layer `k` (0 = the first) is updated with
+    /// `lr * scales[k]`, weights and digital bias alike. One finite factor > 0 per layer.
+    pub fn set_lr_scale(&mut self, scales: &[f32]) -> Result<(), String> {
+        if scales.len() != self.layers.len() {
+            return Err(format!(
+                "{} learning-rate factors for {} layers",
+                scales.len(),
+                self.layers.len()
+            ));
+        }
+        if let Some(f) = scales.iter().find(|f| !(f.is_finite() && **f > 0.0)) {
+            return Err(format!("learning-rate factors must be > 0, got {f}"));
+        }
+        self.lr_scale = scales.to_vec();
+        Ok(())
     }
 
     /// The layers.
@@ -603,18 +639,19 @@ impl Mlp {
         let mut jobs = Vec::new();
         for (k, layer) in self.layers.iter_mut().enumerate() {
             let ahead = if k == 0 { next_x.as_deref() } else { None };
-            jobs.extend(
-                layer
-                    .weights
-                    .update_jobs_ahead(&layer.x, &layer.d, lr, ahead),
-            );
+            jobs.extend(layer.weights.update_jobs_ahead(
+                &layer.x,
+                &layer.d,
+                lr * self.lr_scale[k],
+                ahead,
+            ));
         }
         par::run(jobs);
-        for (layer, own) in self.layers.iter_mut().zip(&mut ledgers) {
+        for ((layer, own), f) in self.layers.iter_mut().zip(&mut ledgers).zip(&self.lr_scale) {
             layer.weights.finish_update(own);
             if layer.bias_mode == BiasMode::Digital {
                 for (b, d) in layer.bias.iter_mut().zip(&layer.d) {
-                    *b -= lr * d;
+                    *b -= lr * f * d;
                 }
             }
         }
@@ -658,6 +695,7 @@ mod tests {
             loss: Loss::CrossEntropy,
             bias: BiasMode::Digital,
             init_scale: 1.0,
+            exact_init: false,
         };
         let mut rng = Pcg64::seed_from_u64(3);
         let mut net = Mlp::new(&cfg, None, &mut rng).unwrap();
@@ -720,6 +758,7 @@ mod tests {
             loss: Loss::CrossEntropy,
             bias,
             init_scale: 1.0,
+            exact_init: false,
         };
         Mlp::new(&cfg, Some(&hw), &mut Pcg64::seed_from_u64(4)).unwrap()
     }
@@ -818,6 +857,7 @@ mod tests {
             loss: Loss::CrossEntropy,
             bias: BiasMode::Digital,
             init_scale: 1.0,
+            exact_init: false,
         };
         let mut analog = Mlp::new(&cfg, Some(&hw), &mut Pcg64::seed_from_u64(9)).unwrap();
         let mut float = Mlp::new(&cfg, None, &mut Pcg64::seed_from_u64(9)).unwrap();
@@ -880,6 +920,7 @@ mod tests {
                 loss,
                 bias: BiasMode::Digital,
                 init_scale: 1.0,
+                exact_init: false,
             };
             let mut net = Mlp::new(&cfg, None, &mut Pcg64::seed_from_u64(5)).unwrap();
             let x = [0.1, -0.4, 0.8, 0.3, -0.2];
@@ -892,5 +933,40 @@ mod tests {
                 assert_eq!(seen, trained, "{loss:?}, label {label}");
             }
         }
+    }
+
+    #[test]
+    fn lr_scale_gives_each_layer_its_own_rate() {
+        // One step of a net with factors [2, 0.5] at lr 0.1 moves layer 0 as lr 0.2 does and layer 1
+        // as lr 0.05 does (weights and digital bias); factors of 1 change nothing.
+        let cfg = MlpConfig {
+            sizes: vec![6, 5, 3],
+            activation: Activation::Sigmoid,
+            loss: Loss::Mse,
+            bias: BiasMode::Digital,
+            init_scale: 1.0,
+            exact_init: false,
+        };
+        let x = [0.1, 0.9, 0.4, 0.0, 1.0, 0.3];
+        let step = |lr: f32, scales: Option<&[f32]>| {
+            let mut net = Mlp::new(&cfg, None, &mut Pcg64::seed_from_u64(3)).unwrap();
+            if let Some(s) = scales {
+                net.set_lr_scale(s).unwrap();
+            }
+            net.train_step(&x, 1, lr, &mut Ledger::default());
+            net.layers
+                .iter()
+                .map(|l| (l.weights.weights(), l.bias.clone()))
+                .collect::<Vec<_>>()
+        };
+        let scaled = step(0.1, Some(&[2.0, 0.5]));
+        assert_eq!(scaled[0], step(0.2, None)[0]);
+        assert_eq!(scaled[1], step(0.05, None)[1]);
+        assert_ne!(scaled[0], step(0.1, None)[0]);
+        assert_eq!(step(0.1, Some(&[1.0, 1.0])), step(0.1, None));
+        let mut net = Mlp::new(&cfg, None, &mut Pcg64::seed_from_u64(3)).unwrap();
+        assert!(net.set_lr_scale(&[1.0]).unwrap_err().contains("2 layers"));
+        assert!(net.set_lr_scale(&[1.0, 0.0]).is_err());
+        assert!(net.set_lr_scale(&[1.0, f32::NAN]).is_err());
     }
 }

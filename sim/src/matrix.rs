@@ -202,6 +202,23 @@ impl AnalogMatrix {
             .sum()
     }
 
+    /// Sets layer weights (row-major `out x in`, layer units) without pulses ([`Tile::set_weights_exact`]).
+    pub fn set_weights_exact(&mut self, weights: &[f32]) {
+        assert_eq!(weights.len(), self.out_dim * self.in_dim, "weight shape");
+        for k in 0..self.tiles.len() {
+            let ((r0, r1), (c0, c1)) = self.tile_block(k);
+            let mut target = Vec::with_capacity((r1 - r0) * (c1 - c0));
+            for i in r0..r1 {
+                target.extend(
+                    weights[i * self.in_dim + c0..i * self.in_dim + c1]
+                        .iter()
+                        .map(|w| w / self.w_scale),
+                );
+            }
+            self.tiles[k].set_weights_exact(&target);
+        }
+    }
+
     /// The weights the devices hold now, in layer units, row-major `out x in`.
     pub fn weights(&self) -> Vec<f32> {
         let mut w = vec![0.0; self.out_dim * self.in_dim];

@@ -757,16 +757,10 @@ impl Tile {
         assert_eq!(target.len(), self.rows * self.cols, "target shape");
         let mut pulses = 0;
         for (i, t) in target.iter().enumerate() {
-            let t = t.clamp(-1.0, 1.0);
-            let goals: [f32; 4] = match self.cell {
-                CellKind::Single => [(t + 1.0) / 2.0, 0.0, 0.0, 0.0],
-                // Push-pull pairs sit around mid-range so both devices can move both ways.
-                CellKind::Pair => [0.5 + t / 2.0, 0.5 - t / 2.0, 0.0, 0.0],
-                // Potentiation-only pairs start with one device erased, leaving both room to climb.
-                CellKind::OneSided => [t.max(0.0), (-t).max(0.0), 0.0, 0.0],
-                // Targets go onto the slow pair C; the fast pair A starts balanced at mid-range.
-                CellKind::MultiArray { .. } => [0.5, 0.5, 0.5 + t / 2.0, 0.5 - t / 2.0],
-            };
+            // Push-pull pairs sit around mid-range so both devices can move both ways; potentiation-only
+            // pairs start with one device erased, leaving both room to climb; multi-array targets go
+            // onto the slow pair C, the fast pair A balanced at mid-range.
+            let goals = self.cell_goals(*t);
             for (a, goal) in goals.iter().enumerate().take(self.arrays.len()) {
                 self.arrays[a].reset_to_min(i);
                 pulses += self.program_device(a, i, *goal);
@@ -774,6 +768,33 @@ impl Tile {
         }
         self.recompute_all();
         pulses
+    }
+
+    /// The fraction each device of a cell holds for the normalized weight `t` (clipped to `[-1, 1]`):
+    /// pairs around mid-range, one-sided pairs on one device, multi-array cells on C with A balanced.
+    fn cell_goals(&self, t: f32) -> [f32; 4] {
+        let t = t.clamp(-1.0, 1.0);
+        match self.cell {
+            CellKind::Single => [(t + 1.0) / 2.0, 0.0, 0.0, 0.0],
+            CellKind::Pair => [0.5 + t / 2.0, 0.5 - t / 2.0, 0.0, 0.0],
+            CellKind::OneSided => [t.max(0.0), (-t).max(0.0), 0.0, 0.0],
+            CellKind::MultiArray { .. } => [0.5, 0.5, 0.5 + t / 2.0, 0.5 - t / 2.0],
+        }
+    }
+
+    /// Sets normalized target weights (row-major) without pulses: every device takes its share of the
+    /// cell's weight as in [`Tile::program`], exactly, clipped to its own bounds (d2d variation and stuck
+    /// devices still show; levels, nonlinearity and write noise do not). For measuring the periphery
+    /// alone (`aimsim mvm --program exact`).
+    pub fn set_weights_exact(&mut self, target: &[f32]) {
+        assert_eq!(target.len(), self.rows * self.cols, "target shape");
+        for (i, t) in target.iter().enumerate() {
+            let goals = self.cell_goals(*t);
+            for (a, goal) in goals.iter().enumerate().take(self.arrays.len()) {
+                self.arrays[a].set_fraction(i, *goal);
+            }
+        }
+        self.recompute_all();
     }
 
     fn program_device(&mut self, a: usize, i: usize, goal: f32) -> u64 {
