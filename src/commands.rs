@@ -158,7 +158,8 @@ pub fn device(loaded: &Loaded, out: &Path) -> Result<DeviceRun> {
                 return;
             }
             for (v, d) in values.iter_mut().zip(&traced) {
-                *v = pop.conductance(*d);
+                // What a measurement reads: write noise and reference included (no read noise).
+                *v = pop.read_conductance(*d);
             }
             if r.is_multiple_of(stride) || r + 1 == total_rows {
                 for (c, v) in curves.iter_mut().zip(&values) {

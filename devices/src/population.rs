@@ -591,6 +591,18 @@ impl Population {
         (self.g_off + self.g_scale * self.state[i] as f64) as f32
     }
 
+    /// The conductance a read of device `i` sees without read noise, in [`Population::unit`]: the state
+    /// plus the write noise of its last write, minus its reference ([`Population::read_fraction`]);
+    /// equal to [`Population::conductance`] for devices with neither.
+    #[inline]
+    pub fn read_conductance(&self, i: usize) -> f32 {
+        if self.plain_reads() {
+            return self.conductance(i);
+        }
+        let s = self.nominal.0 as f64 + self.read_fraction(i) as f64 / self.nominal_inv as f64;
+        (self.g_off + self.g_scale * s) as f32
+    }
+
     /// Conductance bounds of device `i`, in [`Population::unit`].
     pub fn conductance_bounds(&self, i: usize) -> (f32, f32) {
         let (l, h) = self.bounds(i);

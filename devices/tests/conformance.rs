@@ -2061,3 +2061,27 @@ fn reference_devices_read_against_their_symmetry_point() {
         "reference_mean"
     );
 }
+
+/// What a read sees in conductance units equals the stored conductance for plain devices and carries the
+/// write noise otherwise (the quantity `aimsim device` traces).
+#[test]
+fn read_conductance_carries_write_noise() {
+    let mut spec = step_spec(StepKind::SoftBounds, 0.01, None);
+    let mut p = pop(&spec, 200, 1);
+    let mut r = rng(3);
+    for i in 0..200 {
+        p.pulse(i, 5, &mut r);
+        assert_eq!(p.read_conductance(i), p.conductance(i));
+    }
+    spec.write_noise = 10.0;
+    let mut p = pop(&spec, 200, 1);
+    let mut moved = 0;
+    for i in 0..200 {
+        p.pulse(i, 5, &mut r);
+        // g_range (1, 21) over w in [-1, 1]: 10 uS per weight unit; write noise sigma 0.1 w = 1 uS.
+        let d = (p.read_conductance(i) - p.conductance(i)).abs();
+        assert!(d < 6.0, "{d}");
+        moved += usize::from(d > 1e-4);
+    }
+    assert!(moved > 190);
+}
