@@ -190,9 +190,15 @@ fn check_device_run(rel: &str) {
     let at = |r: usize, d: usize| v[r * DEVICES + d];
     // Without read or write noise (the trace records what a read sees) or stuck devices, every device
     // starts at its minimum and potentiates.
-    let plain = !["read_noise", "write_noise", "stuck_min", "stuck_max", "stuck_random"]
-        .iter()
-        .any(|k| text.contains(k));
+    let plain = ![
+        "read_noise",
+        "write_noise",
+        "stuck_min",
+        "stuck_max",
+        "stuck_random",
+    ]
+    .iter()
+    .any(|k| text.contains(k));
     for d in (0..DEVICES).filter(|_| plain) {
         let min = (0..rows).map(|r| at(r, d)).fold(f32::INFINITY, f32::min);
         assert_eq!(
