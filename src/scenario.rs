@@ -233,6 +233,7 @@ struct IoSection {
     bound_management: Option<bool>,
     max_bm_iterations: Option<u32>,
     max_bm_res: Option<f32>,
+    zero_grad_at_bound: Option<bool>,
     backward: Option<IoKeys>,
 }
 
@@ -1635,6 +1636,7 @@ fn io_config(
         bound_management: k.bound_management.unwrap_or(base.bound_management),
         max_bm_iterations: k.max_bm_iterations.unwrap_or(base.max_bm_iterations),
         max_bm_res: k.max_bm_res.unwrap_or(base.max_bm_res),
+        zero_grad_at_bound: base.zero_grad_at_bound,
     };
     io.validate()
         .map_err(|(key, m)| loc.error(&split_key(&format!("{prefix}.{key}")), m))?;
@@ -2455,11 +2457,13 @@ fn chip(
         max_bm_iterations: io.max_bm_iterations,
         max_bm_res: io.max_bm_res,
     };
-    let forward = io_config(&fwd_keys, &IoConfig::default(), "io", loc)?;
+    let mut forward = io_config(&fwd_keys, &IoConfig::default(), "io", loc)?;
+    forward.zero_grad_at_bound = io.zero_grad_at_bound.unwrap_or(false);
     // The backward pass takes the forward settings except bound management, which aihwkit's backward
     // pass does not have unless asked for in `[io.backward]`.
     let backward_base = IoConfig {
         bound_management: false,
+        zero_grad_at_bound: false,
         ..forward.clone()
     };
     let backward = io_config(

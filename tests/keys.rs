@@ -464,6 +464,13 @@ const ENTRIES: &[Entry] = &[
         &["io.out_bound=0.05", "train.init_scale=3.0"],
         &["io.max_bm_res=0"],
     ),
+    e(
+        "io",
+        "zero_grad_at_bound",
+        Run,
+        CLIPPING,
+        &["io.zero_grad_at_bound=true"],
+    ),
     e("io", "backward", Run, &[], &["io.backward.out_noise=0.5"]),
     e(
         "io.backward",

@@ -34,6 +34,11 @@ pub struct IoConfig {
     /// 0.25 and 7 bits: at most five halvings); the input would otherwise fall below a few DAC steps.
     /// 0 = no such cap.
     pub max_bm_res: f32,
+    /// aihwkit's gradient rule at the output bound (its analog tiles' `handle_output_bound`): an output
+    /// of a forward read whose magnitude reached `0.999 out_bound` (in the tile's own units, after noise
+    /// and bound management scaled it back) passes no error into the next backward read of that tile; the
+    /// error still drives the layer's own update. Only meaningful on the forward periphery.
+    pub zero_grad_at_bound: bool,
 }
 
 impl Default for IoConfig {
@@ -49,6 +54,7 @@ impl Default for IoConfig {
             bound_management: true,
             max_bm_iterations: 10,
             max_bm_res: 0.25,
+            zero_grad_at_bound: false,
         }
     }
 }
@@ -67,6 +73,7 @@ impl IoConfig {
             bound_management: false,
             max_bm_iterations: 0,
             max_bm_res: 0.0,
+            zero_grad_at_bound: false,
         }
     }
 

@@ -36,6 +36,12 @@ pub struct AnalogMatrix {
     ahead: Option<Vec<f32>>,
     ahead_charges: Vec<Charge>,
     cost: CostModel,
+    /// Per tile, the outputs of the last forward read that reached the bound (only with
+    /// [`IoConfig::zero_grad_at_bound`](crate::io::IoConfig::zero_grad_at_bound)): their errors are
+    /// zeroed in the next backward read.
+    at_bound: Vec<Vec<bool>>,
+    /// Per tile, the masked error block of a backward read (scratch).
+    masked: Vec<Vec<f32>>,
 }
 
 /// Everything of a layer's tiles that training changes: each tile's state and its controller's state, in
@@ -107,6 +113,8 @@ impl AnalogMatrix {
             ahead: None,
             ahead_charges: Vec::new(),
             cost,
+            at_bound: Vec::new(),
+            masked: Vec::new(),
         })
     }
 
@@ -256,9 +264,33 @@ impl AnalogMatrix {
             );
             self.sum_partials(Phase::Forward, y);
             ledger.charge(Phase::Forward, &self.ahead_charges);
+        } else {
+            self.read(Phase::Forward, x, y, ledger);
+        }
+        self.mark_bound();
+    }
+
+    /// With [`IoConfig::zero_grad_at_bound`](crate::io::IoConfig::zero_grad_at_bound), records which
+    /// tile outputs of the forward read now in `partial` reached `0.999 out_bound` (aihwkit's test).
+    fn mark_bound(&mut self) {
+        let io = &self.cfg.forward;
+        if !io.zero_grad_at_bound || !io.out_bound.is_finite() {
             return;
         }
-        self.read(Phase::Forward, x, y, ledger);
+        let limit = 0.999 * io.out_bound;
+        if self.at_bound.len() != self.tiles.len() {
+            self.at_bound = self.tiles.iter().map(|t| vec![false; t.rows()]).collect();
+            self.masked = self.tiles.iter().map(|t| vec![0.0; t.rows()]).collect();
+        }
+        for (mask, (out, t)) in self
+            .at_bound
+            .iter_mut()
+            .zip(self.partial.iter().zip(&self.tiles))
+        {
+            for (m, v) in mask.iter_mut().zip(&out[..t.rows()]) {
+                *m = v.abs() >= limit;
+            }
+        }
     }
 
     /// Adds the tiles' partial outputs of the last read into `output`, in tile order.
@@ -295,6 +327,18 @@ impl AnalogMatrix {
                 if forward { (cols, rows) } else { (rows, cols) }
             })
             .collect();
+        // A backward read after a forward read with `zero_grad_at_bound`: each tile reads its error block
+        // with the errors of its outputs that reached the bound set to 0.
+        let masking = !forward && !self.at_bound.is_empty();
+        if masking {
+            for (k, m) in self.masked.iter_mut().enumerate() {
+                let (i0, i1) = blocks[k].0;
+                for ((v, d), at) in m.iter_mut().zip(&input[i0..i1]).zip(&self.at_bound[k]) {
+                    *v = if *at { 0.0 } else { *d };
+                }
+            }
+        }
+        let masked = &self.masked;
         let cost = &self.cost;
         let mut charges = vec![Charge::default(); self.tiles.len()];
         let jobs = self
@@ -303,11 +347,14 @@ impl AnalogMatrix {
             .zip(self.partial.iter_mut())
             .zip(&blocks)
             .zip(charges.iter_mut())
-            .map(|(((t, out), ((i0, i1), (o0, o1))), charge)| {
+            .enumerate()
+            .map(|(k, (((t, out), ((i0, i1), (o0, o1))), charge))| {
                 let work = (t.rows() * t.cols()) as u64;
                 Job::new(work, move || {
                     let r = if forward {
                         t.forward(&input[*i0..*i1], &mut out[..o1 - o0])
+                    } else if masking {
+                        t.backward(&masked[k][..i1 - i0], &mut out[..o1 - o0])
                     } else {
                         t.backward(&input[*i0..*i1], &mut out[..o1 - o0])
                     };

@@ -1486,3 +1486,83 @@ fn write_noise_reaches_reads_and_round_trips() {
     assert_eq!(t.export_state(), u.export_state());
     assert_eq!(t.weights(), u.weights());
 }
+
+// ---------------------------------------------------------------------------------------------------
+// The error of outputs at the bound (`IoConfig::zero_grad_at_bound`)
+// ---------------------------------------------------------------------------------------------------
+
+/// A 4 x 24 layer on 2 x 12 tiles (a 2 x 2 grid) whose weights put row 0's partial output of the first
+/// tile column at 6 (past an out_bound of 5) and every other partial output at 1.2 or less.
+fn bound_layer(zero_grad: bool) -> AnalogMatrix {
+    let io = IoConfig {
+        out_bound: 5.0,
+        zero_grad_at_bound: zero_grad,
+        ..IoConfig::ideal()
+    };
+    let tile = TileConfig {
+        rows: 2,
+        cols: 12,
+        cell: CellKind::Single,
+        forward: io,
+        backward: IoConfig::ideal(),
+    };
+    let mut m = matrix(
+        4,
+        24,
+        &tile,
+        &constant(DW),
+        &ControllerSpec::default(),
+        1.0,
+        CostModel::default(),
+        3,
+    );
+    let mut w = vec![0.1f32; 4 * 24];
+    w[..12].iter_mut().for_each(|v| *v = 0.5);
+    m.set_weights_exact(&w);
+    m
+}
+
+#[test]
+fn errors_of_outputs_at_the_bound_are_zeroed_only_when_asked() {
+    let x = vec![1.0f32; 24];
+    let d = vec![1.0f32, 0.5, -0.25, 0.75];
+    let mut ledger = Ledger::default();
+    let mut out = Vec::new();
+    for zero_grad in [false, true] {
+        let mut m = bound_layer(zero_grad);
+        let w = m.weights();
+        let mut y = vec![0.0; 4];
+        m.forward(&x, &mut y, &mut ledger);
+        // Row 0: 5 (clipped) from the first tile column plus 1.2 from the second.
+        assert!((y[0] - 6.2).abs() < 1e-4, "y[0] = {}", y[0]);
+        let mut z = vec![0.0; 24];
+        m.backward(&d, &mut z, &mut ledger);
+        for j in 0..24 {
+            // With the rule, row 0's error does not reach the inputs of the tile whose output clipped
+            // (columns 0..12); the second tile column's row 0 output (1.2) keeps its error.
+            let skip0 = zero_grad && j < 12;
+            let want: f32 = (0..4)
+                .filter(|&i| !(skip0 && i == 0))
+                .map(|i| w[i * 24 + j] * d[i])
+                .sum();
+            assert!(
+                (z[j] - want).abs() < 1e-5,
+                "zero_grad {zero_grad}: z[{j}] = {} vs {want}",
+                z[j]
+            );
+        }
+        out.push(z);
+    }
+    assert_ne!(out[0], out[1]);
+    // Below the bound the rule changes nothing, bit for bit.
+    let small = vec![0.5f32; 24];
+    let mut zs = Vec::new();
+    for zero_grad in [false, true] {
+        let mut m = bound_layer(zero_grad);
+        let (mut y, mut z) = (vec![0.0; 4], vec![0.0; 24]);
+        m.forward(&small, &mut y, &mut ledger);
+        m.backward(&d, &mut z, &mut ledger);
+        zs.push(z);
+    }
+    assert_eq!(zs[0], zs[1]);
+}

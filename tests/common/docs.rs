@@ -67,8 +67,9 @@ pub fn documented() -> Vec<Row> {
             );
         }
         for s in &sections {
-            // `backward` is the sub-table itself, a key of [io] only.
-            if s == "io.backward" && key == "backward" {
+            // `backward` is the sub-table itself, a key of [io] only; `zero_grad_at_bound` is a rule of the
+            // forward read, refused in [io.backward].
+            if s == "io.backward" && (key == "backward" || key == "zero_grad_at_bound") {
                 continue;
             }
             let section = if s == "device.d2d" {
