@@ -194,6 +194,13 @@ enum CellName {
     MultiArray,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+enum ReferenceName {
+    MidRange,
+    DeviceZero,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TileSection {
@@ -202,6 +209,7 @@ struct TileSection {
     cell: Option<CellName>,
     gamma: Option<f32>,
     w_scale: Option<f32>,
+    reference: Option<ReferenceName>,
 }
 
 /// Keys of one direction of the periphery.
@@ -1346,6 +1354,13 @@ fn convert(
     check_protocol(&protocol)
         .map_err(|(k, m)| loc.error(&split_key(&format!("protocol.{k}")), m))?;
     let (tile, w_scale, controller, cost) = chip(file.tile, file.io, file.update, file.cost, loc)?;
+    if tile.zero_reference && !matches!(&spec.model, Model::Step(s) if s.g_range.is_none()) {
+        return Err(loc.error(
+            &split_key("tile.reference"),
+            "\"device-zero\" needs a device in weight units (a step model without g_min/g_max): a \
+             conductance has no weight 0 to read against",
+        ));
+    }
     let trace = file.trace.map(|t| trace_spec(t, loc)).transpose()?;
     let train = match file.train {
         None => None,
@@ -2422,6 +2437,13 @@ fn chip(
             gamma: t.gamma.unwrap_or(0.1),
         },
     };
+    let zero_reference = matches!(t.reference, Some(ReferenceName::DeviceZero));
+    if t.reference.is_some() && cell != CellKind::Single {
+        return Err(loc.error(
+            &split_key("tile.reference"),
+            "only applies to cell = \"single\" (the reference a single device is read against)",
+        ));
+    }
     if t.gamma.is_some() && !matches!(cell, CellKind::MultiArray { .. }) {
         return Err(loc.error(
             &split_key("tile.gamma"),
@@ -2496,6 +2518,7 @@ fn chip(
         cell,
         forward,
         backward,
+        zero_reference,
     };
     Ok((tile, w_scale, controller, cost))
 }

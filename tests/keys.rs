@@ -429,6 +429,13 @@ const ENTRIES: &[Entry] = &[
         &["tile.gamma=0.5"],
     ),
     e("tile", "w_scale", Run, &[], &["tile.w_scale=2.0"]),
+    e(
+        "tile",
+        "reference",
+        Run,
+        &["tile.cell=single", "device.w_min=-0.5"],
+        &["tile.reference=device-zero"],
+    ),
     // [io] and [io.backward]
     e("io", "dac_bits", Run, &[], &["io.dac_bits=3"]),
     e("io", "adc_bits", Run, &[], &["io.adc_bits=4"]),

@@ -137,6 +137,7 @@ fn context(section: &str, key: &str) -> (String, Vec<String>) {
             "tile.cell=multi-array".into(),
         ],
         ("tile", "gamma") => vec!["tile.cell=multi-array".into()],
+        ("tile", "reference") => vec!["tile.cell=single".into()],
         ("sweep", _) => vec!["train.epochs=1".into()],
         ("device.d2d.*", "sigma" | "cv") => vec!["device.d2d.dw_min.dist=normal".into()],
         ("device.d2d.*", _) => vec!["device.d2d.dw_min.dist=uniform".into()],
@@ -331,4 +332,18 @@ fn an_undocumented_key_is_refused_with_file_line_and_key() {
         );
         assert!(e.message.contains("unknown field"), "{e}");
     }
+}
+
+#[test]
+fn a_device_zero_reference_needs_a_single_weight_unit_device() {
+    let text = format!("{META}{NEUROSIM}[tile]\ncell = \"single\"\nreference = \"device-zero\"\n");
+    let e = load_str(&text, "t.toml", Path::new("."), &[]).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("tile.reference"), "{e}");
+    assert!(e.message.contains("weight units"), "{e}");
+    let text = format!("{META}{STEP}[tile]\nreference = \"device-zero\"\n");
+    let e = load_str(&text, "t.toml", Path::new("."), &[]).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("tile.reference"), "{e}");
+    assert!(e.message.contains("single"), "{e}");
+    let text = format!("{META}{STEP}[tile]\ncell = \"single\"\nreference = \"device-zero\"\n");
+    assert!(load_str(&text, "t.toml", Path::new("."), &[]).is_ok());
 }

@@ -493,6 +493,13 @@ impl Population {
     /// neither).
     #[inline]
     pub fn read_fraction(&self, i: usize) -> f32 {
+        (self.read_state(i) - self.nominal.0) * self.nominal_inv
+    }
+
+    /// What a read sees of device `i` in native units: the state plus the write noise of its last write,
+    /// minus its reference ([`Population::read_fraction`] before it is mapped onto the nominal range).
+    #[inline]
+    pub fn read_state(&self, i: usize) -> f32 {
         let mut s = self.state[i];
         if !self.offset.is_empty() {
             s += self.offset[i];
@@ -500,7 +507,7 @@ impl Population {
         if self.has_reference() {
             s -= self.reference.get(i);
         }
-        (s - self.nominal.0) * self.nominal_inv
+        s
     }
 
     fn has_reference(&self) -> bool {

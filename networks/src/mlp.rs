@@ -842,6 +842,7 @@ mod tests {
                 cell: CellKind::Pair,
                 forward: IoConfig::ideal(),
                 backward: IoConfig::ideal(),
+                zero_reference: false,
             },
             controller: ControllerSpec::SgdCount(PulseScheme::Count {
                 max_pulses: 100_000,

@@ -75,6 +75,11 @@ pub struct TileConfig {
     pub forward: IoConfig,
     /// Periphery of the backward pass.
     pub backward: IoConfig,
+    /// Single-device cells only: read each device against a reference at its model's `w = 0` (weight
+    /// units) instead of at the middle of its nominal range, as aihwkit's single-device tiles read the
+    /// device weight itself. Changes the weights only of devices whose nominal range is not centred on 0
+    /// (the cell's weight is then `2u - 1 + (w_min + w_max) / (w_max - w_min)`).
+    pub zero_reference: bool,
 }
 
 impl Default for TileConfig {
@@ -85,6 +90,7 @@ impl Default for TileConfig {
             cell: CellKind::Pair,
             forward: IoConfig::default(),
             backward: IoConfig::default(),
+            zero_reference: false,
         }
     }
 }
@@ -117,6 +123,8 @@ pub struct Tile {
     cell: CellKind,
     forward_io: IoConfig,
     backward_io: IoConfig,
+    /// Weight of a single-device cell at mid-range (0 unless [`TileConfig::zero_reference`]).
+    single_offset: f32,
     arrays: Vec<Population>,
     /// Effective normalized weights, row-major.
     w: Vec<f32>,
@@ -205,6 +213,7 @@ impl Tile {
             cell: cfg.cell,
             forward_io: cfg.forward.clone(),
             backward_io: cfg.backward.clone(),
+            single_offset: 0.0,
             up_count: vec![vec![0; n]; arrays.len()],
             down_count: vec![vec![0; n]; arrays.len()],
             arrays,
@@ -223,6 +232,10 @@ impl Tile {
             read_sigma: 0.0,
         };
         tile.weight_units = tile.arrays.iter().map(|p| p.unit() != "uS").collect();
+        if cfg.zero_reference && cfg.cell == CellKind::Single {
+            let (lo, hi) = tile.arrays[0].nominal_range();
+            tile.single_offset = (lo + hi) / (hi - lo);
+        }
         tile.energy_scale = tile
             .arrays
             .iter()
@@ -415,13 +428,29 @@ impl Tile {
         }
     }
 
+    /// The map `(off, inv)` of a population's native state to a single-device cell's weight,
+    /// `w = 2 (state - off) inv - 1`: [`Population::fraction_map`] shifted by the cell's offset (the same
+    /// bits when there is none).
+    fn single_map(p: &Population, single_offset: f32) -> (f32, f32) {
+        let (off, inv) = p.fraction_map();
+        if single_offset == 0.0 {
+            (off, inv)
+        } else {
+            (off - single_offset / (2.0 * inv), inv)
+        }
+    }
+
     /// The weight reads see: from each device's [`Population::read_fraction`] (its state, plus write
     /// noise, minus its reference).
     #[inline(always)]
     fn cell_weight(&self, i: usize) -> f32 {
         let f = |a: usize| self.arrays[a].read_fraction(i);
         match self.cell {
-            CellKind::Single => 2.0 * f(0) - 1.0,
+            // The same map as the write paths' (`single_map`), so cached weights agree to the bit.
+            CellKind::Single => {
+                let (off, inv) = Self::single_map(&self.arrays[0], self.single_offset);
+                2.0 * ((self.arrays[0].read_state(i) - off) * inv) - 1.0
+            }
             CellKind::Pair | CellKind::OneSided => f(0) - f(1),
             CellKind::MultiArray { gamma } => gamma * (f(0) - f(1)) + (f(2) - f(3)),
         }
@@ -555,7 +584,7 @@ impl Tile {
             let mut by_sign = [0u64; 2];
             let g_col = &mut self.g_col;
             // A single-device cell's weight follows from its one device: refreshed in the same pass.
-            let (off, inv) = self.arrays[a].fraction_map();
+            let (off, inv) = Self::single_map(&self.arrays[a], self.single_offset);
             let w = &mut self.w;
             let (idx, counts) = (&b.idx[..len], &b.n[..len]);
             self.arrays[a].pulse_many_with(
@@ -607,7 +636,7 @@ impl Tile {
         noise.resize(total + 2, 0.0);
         self.lanes.fill(&mut noise[..total]);
         let width = self.cols;
-        let map = self.arrays[0].fraction_map();
+        let map = Self::single_map(&self.arrays[0], self.single_offset);
         let mut view = self.arrays[0]
             .constant_step_view()
             .expect("batched-noise population");
@@ -676,7 +705,7 @@ impl Tile {
             rows.iter().all(|r| (r.row as usize) < self.rows),
             "row out of range"
         );
-        let map = self.arrays[0].fraction_map();
+        let map = Self::single_map(&self.arrays[0], self.single_offset);
         let mut view = self.arrays[0]
             .constant_step_view()
             .expect("batched-noise population");
@@ -773,7 +802,7 @@ impl Tile {
     /// The fraction each device of a cell holds for the normalized weight `t` (clipped to `[-1, 1]`):
     /// pairs around mid-range, one-sided pairs on one device, multi-array cells on C with A balanced.
     fn cell_goals(&self, t: f32) -> [f32; 4] {
-        let t = t.clamp(-1.0, 1.0);
+        let t = (t - self.single_offset).clamp(-1.0, 1.0);
         match self.cell {
             CellKind::Single => [(t + 1.0) / 2.0, 0.0, 0.0, 0.0],
             CellKind::Pair => [0.5 + t / 2.0, 0.5 - t / 2.0, 0.0, 0.0],
@@ -1115,6 +1144,7 @@ mod tests {
                 cell,
                 forward: IoConfig::ideal(),
                 backward: IoConfig::ideal(),
+                zero_reference: false,
             };
             let mut t = Tile::new(3, &cfg, &noisy_device(), 5).unwrap();
             t.program(&vec![0.1; 9 * 13]);
@@ -1168,6 +1198,7 @@ mod tests {
             cell: CellKind::Single,
             forward: IoConfig::ideal(),
             backward: IoConfig::ideal(),
+            zero_reference: false,
         };
         let cols = [0u32, 2, 3, 5];
         let n = [3, -2, 1, -7];

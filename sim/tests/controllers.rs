@@ -39,6 +39,7 @@ fn tile(cell: CellKind, seed: u64, c2c: f64) -> Tile {
         cell,
         forward: IoConfig::ideal(),
         backward: IoConfig::ideal(),
+        zero_reference: false,
     };
     let mut t = Tile::new(0, &cfg, &device(c2c), seed).expect("valid tile");
     t.program(&[0.0; ROWS * COLS]);

@@ -13,7 +13,7 @@ use aimsim_devices::{
 use aimsim_sim::io::IoConfig;
 use aimsim_sim::ledger::{CostModel, Ledger, Phase};
 use aimsim_sim::matrix::AnalogMatrix;
-use aimsim_sim::tile::{CellKind, Tile, TileConfig};
+use aimsim_sim::tile::{CellKind, Routing, Tile, TileConfig};
 use aimsim_sim::update::{ControllerSpec, PulseScheme, Refresh};
 use proptest::prelude::*;
 use rand::{RngExt, SeedableRng};
@@ -37,6 +37,7 @@ fn cfg(rows: usize, cols: usize, cell: CellKind, io: IoConfig) -> TileConfig {
         cell,
         forward: io.clone(),
         backward: io,
+        zero_reference: false,
     }
 }
 
@@ -164,6 +165,7 @@ fn identity_tile(n: usize, forward: IoConfig, backward: IoConfig) -> Tile {
         cell: CellKind::Pair,
         forward,
         backward,
+        zero_reference: false,
     };
     let mut t = Tile::new(0, &c, &constant(1.0 / 64.0), 3).unwrap();
     let eye: Vec<f32> = (0..n * n)
@@ -1505,6 +1507,7 @@ fn bound_layer(zero_grad: bool) -> AnalogMatrix {
         cell: CellKind::Single,
         forward: io,
         backward: IoConfig::ideal(),
+        zero_reference: false,
     };
     let mut m = matrix(
         4,
@@ -1565,4 +1568,66 @@ fn errors_of_outputs_at_the_bound_are_zeroed_only_when_asked() {
         zs.push(z);
     }
     assert_eq!(zs[0], zs[1]);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The reference of a single device (`TileConfig::zero_reference`)
+// ---------------------------------------------------------------------------------------------------
+
+/// Soft bounds on [-0.75, 1.25] (aihwkit's ReRamSB range), single-device cells.
+fn off_centre_tile(zero_reference: bool, seed: u64) -> Tile {
+    let mut p = StepParams::new(StepKind::SoftBounds, DW);
+    p.w_min = -0.75;
+    p.w_max = 1.25;
+    let spec = DeviceSpec::new(Model::Step(p));
+    let cfg = TileConfig {
+        zero_reference,
+        ..cfg(4, 8, CellKind::Single, IoConfig::ideal())
+    };
+    Tile::new(0, &cfg, &spec, seed).expect("valid tile")
+}
+
+#[test]
+fn a_zero_reference_reads_the_device_weight_itself() {
+    for zero in [false, true] {
+        let mut t = off_centre_tile(zero, 5);
+        let target: Vec<f32> = (0..32).map(|k| -0.5 + k as f32 / 31.0).collect();
+        t.set_weights_exact(&target);
+        for (k, want) in target.iter().enumerate() {
+            // Mid-range: weight 0 at device w = 0.25 and w = device w - 0.25; zero reference: w = device w.
+            let dev = t.array(0).state(k);
+            let read = if zero { dev } else { dev - 0.25 };
+            assert!(
+                (t.weights()[k] - want).abs() < 1e-6,
+                "zero {zero}: weight {k}"
+            );
+            assert!(
+                (read - want).abs() < 1e-6,
+                "zero {zero}: device {k} at {dev}"
+            );
+        }
+        // Weights cached by the write paths equal the weights computed afresh from the states, bit for bit.
+        let n: Vec<i32> = (0..8).map(|c| c as i32 * 3 - 11).collect();
+        let cols: Vec<u32> = (0..8).collect();
+        for row in 0..4 {
+            t.pulse_row(row, &cols, &n, Routing::Cell);
+        }
+        let mut fresh = off_centre_tile(zero, 5);
+        fresh.import_state(&t.export_state()).unwrap();
+        let bits = |w: &[f32]| w.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(t.weights()), bits(fresh.weights()), "zero {zero}");
+    }
+    // Without the option the weights are unchanged for a range centred on 0, and bit-identical.
+    let spec = constant(DW);
+    let weights = |zero_reference| {
+        let c = TileConfig {
+            zero_reference,
+            ..cfg(2, 2, CellKind::Single, IoConfig::ideal())
+        };
+        let mut t = Tile::new(0, &c, &spec, 1).unwrap();
+        t.set_weights_exact(&[0.3, -0.2, 0.0, 0.9]);
+        t.pulse_row(0, &[0, 1], &[5, -7], Routing::Cell);
+        t.weights().iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    };
+    assert_eq!(weights(false), weights(true));
 }
