@@ -123,6 +123,13 @@ enum Command {
         /// stop.
         #[arg(long, value_name = "SHARDS")]
         emit_sbatch: Option<usize>,
+        /// With --emit-sbatch: each task's time limit (#SBATCH --time), in Slurm's forms (M, H:M:S,
+        /// D-H:M:S, ...).
+        #[arg(long, value_name = "TIME", default_value = "1-00:00:00")]
+        sbatch_time: String,
+        /// With --emit-sbatch: each task's memory (#SBATCH --mem), e.g. 4G.
+        #[arg(long, value_name = "MEM", default_value = "4G")]
+        sbatch_mem: String,
         /// Run at most this many unfinished points, then stop (a later run resumes).
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
@@ -490,6 +497,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             shard,
             plan,
             emit_sbatch,
+            sbatch_time,
+            sbatch_mem,
             limit,
         } => {
             let (Some(scenario), Some(out)) = (scenario, out) else {
@@ -501,7 +510,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let threads = threads.unwrap_or_else(default_threads).max(1);
             if let Some(shards) = emit_sbatch {
-                let file = aimsim::sweep::emit_sbatch(&scenario, &set, &out, shards, threads)?;
+                let limits = aimsim::sweep::SlurmLimits {
+                    time: sbatch_time,
+                    mem: sbatch_mem,
+                };
+                let file =
+                    aimsim::sweep::emit_sbatch(&scenario, &set, &out, shards, threads, &limits)?;
                 println!(
                     "wrote {} (submit with: sbatch {})",
                     file.display(),

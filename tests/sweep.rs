@@ -410,7 +410,8 @@ fn an_output_folder_of_another_sweep_is_refused() {
 fn the_sbatch_script_runs_shards_that_merge_into_the_single_run() {
     let t = TempDir::new("sbatch");
     let s = scenario(&t);
-    let job = t.sub("job");
+    // Blanks, shell expansions, a single quote and a Slurm pattern: none may be expanded.
+    let job = t.sub("job $HOME `false` 'q' %j");
     let o = ok(&[
         "sweep",
         &s,
@@ -426,6 +427,9 @@ fn the_sbatch_script_runs_shards_that_merge_into_the_single_run() {
     for want in [
         "#SBATCH --array=0-1",
         "#SBATCH --cpus-per-task=1",
+        "#SBATCH --time=1-00:00:00",
+        "#SBATCH --mem=4G",
+        "%%j/logs/shard-%a.log\"",
         "--shard \"$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT\"",
         "sweep merge",
     ] {
@@ -451,15 +455,23 @@ fn the_sbatch_script_runs_shards_that_merge_into_the_single_run() {
             String::from_utf8_lossy(&o.stderr)
         );
     }
-    let merged = t.sub("job/merged");
-    ok(&[
-        "sweep",
-        "merge",
-        &t.sub("job/shard-0"),
-        &t.sub("job/shard-1"),
-        "--out",
-        &merged,
-    ]);
+    // The merge hint of the script, run by the shell as written (its glob finds both shards).
+    let hint = script
+        .lines()
+        .find_map(|l| l.strip_prefix("#   \"$AIMSIM\" sweep merge "))
+        .expect("merge hint");
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(format!("\"$AIMSIM\" sweep merge {hint}"))
+        .env("AIMSIM", env!("CARGO_BIN_EXE_aimsim"))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "merge hint: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let merged = format!("{job}/merged");
     let single = t.sub("single");
     ok(&["sweep", &s, "--out", &single]);
     assert_eq!(
@@ -644,4 +656,47 @@ fn tiny_example_sweep_runs() {
     ok(&["sweep", "scenarios/sweeps/tiny.toml", "--out", &out]);
     let results = read(Path::new(&out).join("results.csv"));
     assert_eq!(data_rows(&results), 8);
+}
+
+#[test]
+fn sbatch_limits_are_set_and_checked() {
+    let t = TempDir::new("sbatch-limits");
+    let s = scenario(&t);
+    let job = t.sub("job");
+    ok(&[
+        "sweep",
+        &s,
+        "--out",
+        &job,
+        "--emit-sbatch",
+        "3",
+        "--sbatch-time",
+        "2-12:00:00",
+        "--sbatch-mem",
+        "16G",
+    ]);
+    let script = read(Path::new(&job).join("sweep.sbatch"));
+    assert!(script.contains("#SBATCH --time=2-12:00:00\n"), "{script}");
+    assert!(script.contains("#SBATCH --mem=16G\n"), "{script}");
+    for (flag, bad) in [
+        ("--sbatch-time", "12h"),
+        ("--sbatch-time", "0"),
+        ("--sbatch-time", "1:2:3:4"),
+        ("--sbatch-mem", "4GB"),
+        ("--sbatch-mem", "lots"),
+        ("--sbatch-mem", "0"),
+    ] {
+        let o = aimsim(&[
+            "sweep",
+            &s,
+            "--out",
+            &t.sub("bad"),
+            "--emit-sbatch",
+            "2",
+            flag,
+            bad,
+        ]);
+        assert_eq!(o.code, Some(1), "{flag} {bad}");
+        assert!(o.stderr.contains(flag), "{flag} {bad}: {}", o.stderr);
+    }
 }
