@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use rand::RngExt;
 use serde_json::json;
 
-use crate::output::{crate_versions_json, ensure_dir, sha256_hex, write_manifest};
+use crate::output::{crate_versions_json, sha256_hex, write_manifest};
 use crate::plot::{self, ResponsePlot};
 use crate::scenario::{self, Loaded};
 use crate::trace::{CsvLayout, TraceSpec, TraceWriter, write_sidecar};
@@ -125,7 +125,7 @@ pub fn device(loaded: &Loaded, out: &Path) -> Result<DeviceRun> {
     }
     let traced = protocol_devices(s.trace.as_ref(), s.protocol.devices as usize, s.seed)
         .map_err(|e| anyhow::anyhow!("{origin}: {e:#}"))?;
-    ensure_dir(out)?;
+    let _lock = crate::output::lock_out(out)?;
     let mut draw = stream(s.seed, Purpose::DeviceDraw, 0);
     let mut write = stream(s.seed, Purpose::Write, 0);
     let mut pop = Population::new(&s.device, s.protocol.devices as usize, &mut draw)

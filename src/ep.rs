@@ -10,7 +10,7 @@ use anyhow::{Result, bail};
 use serde_json::json;
 
 use crate::output::{
-    crate_versions_json, ensure_dir, report_written, sha256_hex, write_atomic, write_manifest,
+    crate_versions_json, report_written, sha256_hex, write_atomic, write_manifest,
 };
 use crate::plot::{self, Chart, Series};
 use crate::run::{dataset, ep_config, mean_std};
@@ -42,7 +42,7 @@ pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<FidelityRow>>
             file.origin
         );
     };
-    ensure_dir(out)?;
+    let _lock = crate::output::lock_out(out)?;
     let mut rows = Vec::new();
     for (name, seed) in variants::runs(&base.variants, &bt.seeds) {
         let s = file.load(&variants::seed_sets(sets, seed), name.as_deref())?;

@@ -10,7 +10,7 @@ use anyhow::{Result, bail};
 use serde_json::json;
 
 use crate::output::{
-    crate_versions_json, ensure_dir, report_written, sha256_hex, write_atomic, write_manifest,
+    crate_versions_json, report_written, sha256_hex, write_atomic, write_manifest,
 };
 use crate::plot::{self, Chart, Series};
 use crate::run::mean_std;
@@ -52,7 +52,7 @@ pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<LocalResult>>
             file.origin
         );
     };
-    ensure_dir(out)?;
+    let _lock = crate::output::lock_out(out)?;
     let mut results = Vec::new();
     for (name, seed) in variants::runs(&base.variants, &bl.seeds) {
         let s = file.load(&variants::seed_sets(sets, seed), name.as_deref())?;

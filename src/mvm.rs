@@ -12,7 +12,7 @@ use aimsim_sim::matrix::AnalogMatrix;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
-use crate::output::{crate_versions_json, ensure_dir, npy_f32, write_atomic, write_manifest};
+use crate::output::{crate_versions_json, npy_f32, write_atomic, write_manifest};
 use crate::scenario::Loaded;
 
 /// Largest number of weights (rows x columns) `aimsim mvm` accepts.
@@ -140,7 +140,7 @@ pub fn mvm(
             x.cols
         );
     }
-    ensure_dir(out)?;
+    let _lock = crate::output::lock_out(out)?;
     let mut m = AnalogMatrix::new(
         w.rows,
         w.cols,

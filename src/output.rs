@@ -123,9 +123,151 @@ pub fn ensure_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("cannot create the output folder {}", dir.display()))
 }
 
+/// This process's claim on an output folder: the file `.aimsim.lock` in it, created exclusively and
+/// removed when the guard is dropped. A second aimsim writing to the same folder would rename its files
+/// over the first one's half-way; with the lock it stops before any work and names the holder.
+#[derive(Debug)]
+pub struct OutLock {
+    path: PathBuf,
+}
+
+/// Name of the lock file in an output folder.
+pub const LOCK_FILE: &str = ".aimsim.lock";
+
+impl Drop for OutLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| fs::read_to_string(p).ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown host".into())
+}
+
+/// False only when the process `pid` of this host is known to be gone (Linux: no `/proc/<pid>`, or one
+/// that is not an aimsim, the pid having been reused). Without `/proc` every holder counts as alive.
+fn holder_alive(pid: u32) -> bool {
+    if !Path::new("/proc/self").exists() {
+        return true;
+    }
+    match fs::read(format!("/proc/{pid}/cmdline")) {
+        Err(_) => false,
+        Ok(cmd) => {
+            let exe = cmd.split(|b| *b == 0).next().unwrap_or_default();
+            String::from_utf8_lossy(exe).contains("aimsim")
+        }
+    }
+}
+
+/// Creates `dir` (and parents) and claims it for this process until the guard is dropped. Refuses a
+/// folder another live aimsim holds, naming its process, host and command; takes over the lock of a
+/// process of this host that is gone (a crash or a kill).
+pub fn lock_out(dir: &Path) -> Result<OutLock> {
+    ensure_dir(dir)?;
+    let path = dir.join(LOCK_FILE);
+    let host = host_name();
+    let me = format!(
+        "pid={}\nhost={host}\ncommand={}\n",
+        std::process::id(),
+        std::env::args().collect::<Vec<_>>().join(" ")
+    );
+    for _ in 0..3 {
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                f.write_all(me.as_bytes())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                return Ok(OutLock { path });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let text = fs::read_to_string(&path).unwrap_or_default();
+                let field = |k: &str| {
+                    text.lines()
+                        .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                        .unwrap_or("")
+                        .to_string()
+                };
+                let pid: Option<u32> = field("pid").parse().ok();
+                let stale = field("host") == host && pid.is_some_and(|p| !holder_alive(p));
+                if stale || text.is_empty() && pid.is_none() && retry_empty(&path) {
+                    let _ = fs::remove_file(&path);
+                    continue;
+                }
+                anyhow::bail!(
+                    "{} is in use by another aimsim (pid {} on {}: {}); wait for it to finish or \
+                     choose another --out (if that process no longer runs, delete {})",
+                    dir.display(),
+                    pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into()),
+                    field("host"),
+                    field("command"),
+                    path.display()
+                );
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot create {}", path.display()));
+            }
+        }
+    }
+    anyhow::bail!(
+        "cannot claim {}: its lock file keeps reappearing",
+        dir.display()
+    )
+}
+
+/// An empty lock file is one being written right now, or one left by a process killed between
+/// creating and writing it: waits a moment, and calls it stale if it is still empty.
+fn retry_empty(path: &Path) -> bool {
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    fs::read_to_string(path)
+        .map(|t| t.is_empty())
+        .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_output_folder_is_held_by_one_process() {
+        let dir = std::env::temp_dir().join(format!("aimsim-lock-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let held = lock_out(&dir).unwrap();
+        let text = fs::read_to_string(dir.join(LOCK_FILE)).unwrap();
+        assert!(
+            text.contains(&format!("pid={}", std::process::id())),
+            "{text}"
+        );
+        drop(held);
+        assert!(!dir.join(LOCK_FILE).exists(), "the guard removes its lock");
+        // A lock left by a process that is gone is taken over.
+        fs::write(
+            dir.join(LOCK_FILE),
+            format!("pid=4294967295\nhost={}\ncommand=aimsim run\n", host_name()),
+        )
+        .unwrap();
+        let again = lock_out(&dir).unwrap();
+        drop(again);
+        // A lock of another host is respected, naming its holder.
+        fs::write(
+            dir.join(LOCK_FILE),
+            "pid=12\nhost=elsewhere.example\ncommand=aimsim sweep s.toml\n",
+        )
+        .unwrap();
+        let e = lock_out(&dir).unwrap_err().to_string();
+        assert!(
+            e.contains("pid 12 on elsewhere.example: aimsim sweep s.toml"),
+            "{e}"
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn npy_header_is_aligned_and_parsable() {

@@ -444,7 +444,7 @@ pub fn run_with(
     if opts.stop_after_epoch == Some(0) {
         bail!("--stop-after-epoch counts epochs from 1; 0 would stop before training");
     }
-    ensure_dir(out)?;
+    let _lock = crate::output::lock_out(out)?;
     if opts.resume && !has_checkpoint(out, 3) {
         bail!(
             "--resume: no {} under {} (checkpoints are written at the end of epochs when \

@@ -23,7 +23,9 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use toml::Value;
 
-use crate::output::{self, crate_versions_json, ensure_dir, sha256_hex, write_atomic};
+use crate::output::{
+    self, OutLock, crate_versions_json, ensure_dir, lock_out, sha256_hex, write_atomic,
+};
 use crate::run::{RunSpec, summary_row, train_one};
 use crate::scenario::{self, PointSet, Scenario, SweepSpec};
 use crate::variants::ScenarioSource;
@@ -493,9 +495,10 @@ fn finished(out: &Path, plan: &Plan) -> Result<BTreeMap<usize, PointRecord>> {
     Ok(done)
 }
 
-/// Prepares `out` for `plan`: refuses a folder holding another plan, writes plan.json and plan.csv.
-fn prepare(out: &Path, plan: &Plan) -> Result<()> {
-    ensure_dir(out)?;
+/// Prepares `out` for `plan`: claims the folder (see [`lock_out`]), refuses a folder holding another
+/// plan, writes plan.json and plan.csv. The folder is this process's while the returned guard lives.
+fn prepare(out: &Path, plan: &Plan) -> Result<OutLock> {
+    let lock = lock_out(out)?;
     if let Some(old) = read_plan(out)?
         && old.plan_sha256 != plan.plan_sha256
     {
@@ -505,7 +508,8 @@ fn prepare(out: &Path, plan: &Plan) -> Result<()> {
             out.display()
         );
     }
-    write_plan(out, plan)
+    write_plan(out, plan)?;
+    Ok(lock)
 }
 
 /// Writes the expanded plan (plan.json, plan.csv) into `out` without running anything.
@@ -517,7 +521,7 @@ pub fn write_plan_only(
 ) -> Result<Plan> {
     let mut plan = plan(path, sets)?;
     plan.shard = shard.map(|(i, n)| [i, n]);
-    prepare(out, &plan)?;
+    let _lock = prepare(out, &plan)?;
     Ok(plan)
 }
 
@@ -589,7 +593,7 @@ impl Progress {
 pub fn run(path: &Path, sets: &[String], out: &Path, opts: &SweepOptions) -> Result<SweepReport> {
     let mut ex = expand(path, sets)?;
     ex.plan.shard = opts.shard.map(|(i, n)| [i, n]);
-    prepare(out, &ex.plan)?;
+    let _lock = prepare(out, &ex.plan)?;
     let plan = &ex.plan;
     let done = finished(out, plan)?;
     let mine: Vec<usize> = plan
@@ -863,7 +867,13 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<MergeReport> {
         );
     }
     plan.shard = None;
-    prepare(out, &plan)?;
+    if read_plan(out)?.is_none() && std::fs::read_dir(out).is_ok_and(|mut d| d.next().is_some()) {
+        bail!(
+            "--out {} is a non-empty folder that holds no sweep; merge into a new folder",
+            out.display()
+        );
+    }
+    let _lock = prepare(out, &plan)?;
     let mut records = BTreeMap::new();
     for (index, (k, r)) in owner {
         let id = &plan.points[index].id;

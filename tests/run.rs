@@ -138,3 +138,49 @@ fn run_refuses_scenarios_without_training_and_bad_variants() {
     assert!(err.contains("update.refresh_hi"), "{err}");
     assert!(!err.contains("panicked"));
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_output_folder_in_use_is_refused_and_a_dead_holder_is_taken_over() {
+    let out = temp("locked");
+    std::fs::create_dir_all(&out).unwrap();
+    // A live process whose name says aimsim holds the folder.
+    let sleeper = out.with_file_name("aimsim-lock-holder");
+    std::fs::copy("/bin/sleep", &sleeper).unwrap();
+    let mut holder = Command::new(&sleeper).arg("60").spawn().unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string();
+    std::fs::write(
+        out.join(".aimsim.lock"),
+        format!("pid={}\nhost={host}\ncommand=aimsim run other.toml\n", holder.id()),
+    )
+    .unwrap();
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/quickstart.toml");
+    let args = [
+        "run",
+        scenario,
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "train.train_samples=200",
+    ];
+    let (code, _, err) = aimsim(&args);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("in use by another aimsim (pid {}", holder.id()))
+            && err.contains("aimsim run other.toml"),
+        "{err}"
+    );
+    assert!(!out.join("summary.csv").exists(), "no work before the refusal");
+    // Once the holder is gone its lock is stale: the run takes the folder, and frees it at the end.
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let (code, _, err) = aimsim(&args);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!out.join(".aimsim.lock").exists());
+    let _ = std::fs::remove_file(&sleeper);
+}

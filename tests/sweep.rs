@@ -700,3 +700,20 @@ fn sbatch_limits_are_set_and_checked() {
         assert!(o.stderr.contains(flag), "{flag} {bad}: {}", o.stderr);
     }
 }
+
+#[test]
+fn merge_refuses_a_non_empty_folder_that_holds_no_sweep() {
+    let t = TempDir::new("merge-unrelated");
+    let s = scenario(&t);
+    let single = t.sub("single");
+    ok(&["sweep", &s, "--out", &single]);
+    let unrelated = t.sub("notes");
+    std::fs::create_dir_all(&unrelated).unwrap();
+    std::fs::write(Path::new(&unrelated).join("thesis.tex"), "keep me").unwrap();
+    let o = aimsim(&["sweep", "merge", &single, "--out", &unrelated]);
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert!(o.stderr.contains("holds no sweep"), "{}", o.stderr);
+    assert_eq!(read(Path::new(&unrelated).join("thesis.tex")), "keep me");
+    // An empty or new folder is fine.
+    ok(&["sweep", "merge", &single, "--out", &t.sub("merged")]);
+}
