@@ -14,7 +14,7 @@ use aimsim_networks::train::{
 };
 use aimsim_sim::rng::{Purpose, stream};
 use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use rand::RngExt;
 use serde_json::json;
 
@@ -822,9 +822,12 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
         let b = ProgressBar::new(total);
         b.set_style(
             ProgressStyle::with_template(
-                "{prefix} [{bar:40}] {pos}/{len} samples {per_sec} eta {eta}",
+                "{prefix} [{bar:40}] {pos}/{len} samples, {rate}, eta {eta}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&samples_per_s(s.per_sec()));
+            })
             .progress_chars("=> "),
         );
         b.set_prefix(spec.label.clone());
@@ -1324,4 +1327,26 @@ fn write_summary(
     }
     report_written(out, started);
     Ok(())
+}
+
+/// A training rate as a person reads it: `1795 samples/s`, `7.5 samples/s` (no thousands separators,
+/// no digits past what the estimate can hold).
+fn samples_per_s(rate: f64) -> String {
+    if !rate.is_finite() || rate <= 0.0 {
+        "- samples/s".into()
+    } else if rate < 10.0 {
+        format!("{rate:.1} samples/s")
+    } else {
+        format!("{rate:.0} samples/s")
+    }
+}
+
+#[cfg(test)]
+mod rate_tests {
+    #[test]
+    fn rates_read_as_whole_samples_per_second() {
+        assert_eq!(super::samples_per_s(1795.379), "1795 samples/s");
+        assert_eq!(super::samples_per_s(7.46), "7.5 samples/s");
+        assert_eq!(super::samples_per_s(0.0), "- samples/s");
+    }
 }

@@ -347,3 +347,27 @@ fn a_device_zero_reference_needs_a_single_weight_unit_device() {
     let text = format!("{META}{STEP}[tile]\ncell = \"single\"\nreference = \"device-zero\"\n");
     assert!(load_str(&text, "t.toml", Path::new("."), &[]).is_ok());
 }
+
+#[test]
+fn bounds_and_clocks_that_overflow_are_refused() {
+    let text = format!("{META}{STEP}");
+    for (set, key) in [
+        ("io.inp_bound=inf", "io.inp_bound"),
+        ("io.out_bound=inf", "io.out_bound"),
+        ("io.backward.inp_bound=inf", "io.backward.inp_bound"),
+        ("cost.clock_hz=1e-300", "cost.clock_hz"),
+        ("cost.clock_hz=1e300", "cost.clock_hz"),
+    ] {
+        let e = load_str(&text, "t.toml", Path::new("."), &[set.to_string()]).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some(key), "{set}: {e}");
+    }
+    // Without the converter an infinite bound is an ideal periphery.
+    let ok = [
+        "io.dac_bits=0",
+        "io.inp_bound=inf",
+        "io.adc_bits=0",
+        "io.out_bound=inf",
+    ];
+    let sets: Vec<String> = ok.iter().map(|s| s.to_string()).collect();
+    assert!(load_str(&text, "t.toml", Path::new("."), &sets).is_ok());
+}

@@ -154,7 +154,10 @@ fn an_output_folder_in_use_is_refused_and_a_dead_holder_is_taken_over() {
         .to_string();
     std::fs::write(
         out.join(".aimsim.lock"),
-        format!("pid={}\nhost={host}\ncommand=aimsim run other.toml\n", holder.id()),
+        format!(
+            "pid={}\nhost={host}\ncommand=aimsim run other.toml\n",
+            holder.id()
+        ),
     )
     .unwrap();
     let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/quickstart.toml");
@@ -175,7 +178,10 @@ fn an_output_folder_in_use_is_refused_and_a_dead_holder_is_taken_over() {
             && err.contains("aimsim run other.toml"),
         "{err}"
     );
-    assert!(!out.join("summary.csv").exists(), "no work before the refusal");
+    assert!(
+        !out.join("summary.csv").exists(),
+        "no work before the refusal"
+    );
     // Once the holder is gone its lock is stale: the run takes the folder, and frees it at the end.
     holder.kill().unwrap();
     holder.wait().unwrap();

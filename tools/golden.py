@@ -7,7 +7,8 @@
 Each scenario under scenarios/ runs with the command its header names (run, sweep, local, ep-fidelity,
 device), shrunk by overrides so the whole set takes a few minutes (training: 1 epoch, 300 training / 100
 test samples; the same overrides for both binaries). manifest.json files (they hold timestamps and the
-binary's version) are left out, and so are wall-clock fields (`wall_s` in JSON files and CSV columns).
+binary's version) are left out, and so are wall-clock fields (`wall_s` in JSON files and CSV columns) and
+the absolute scenario path in JSON files (`path`), which differs between checkouts.
 Standard library only.
 """
 import csv, hashlib, io, json, re, subprocess, sys
@@ -34,7 +35,8 @@ def attempt(binary, cmd, scen, out, sets):
 
 def strip_wall(obj):
     if isinstance(obj, dict):
-        return {k: strip_wall(v) for k, v in obj.items() if "wall" not in k}
+        # Wall-clock fields, and the scenario's absolute path (it differs between checkouts).
+        return {k: strip_wall(v) for k, v in obj.items() if "wall" not in k and k != "path"}
     if isinstance(obj, list):
         return [strip_wall(v) for v in obj]
     return obj

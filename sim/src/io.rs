@@ -92,6 +92,21 @@ impl IoConfig {
         if self.out_bound.is_nan() || self.out_bound <= 0.0 {
             return Err(("out_bound", format!("must be > 0, got {}", self.out_bound)));
         }
+        // A converter spreads its levels over the bound: an infinite bound leaves no finite step.
+        if self.dac_bits.is_some() && !self.inp_bound.is_finite() {
+            return Err((
+                "inp_bound",
+                "with a DAC (dac_bits > 0) the input bound must be finite; inf only with dac_bits = 0"
+                    .into(),
+            ));
+        }
+        if self.adc_bits.is_some() && !self.out_bound.is_finite() {
+            return Err((
+                "out_bound",
+                "with an ADC (adc_bits > 0) the output bound must be finite; inf only with adc_bits = 0"
+                    .into(),
+            ));
+        }
         for (k, v) in [("out_noise", self.out_noise), ("w_noise", self.w_noise)] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err((

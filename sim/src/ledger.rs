@@ -47,8 +47,12 @@ impl Default for CostModel {
 impl CostModel {
     /// Checks the settings; returns the offending field and what is allowed.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        if !(self.clock_hz.is_finite() && self.clock_hz > 0.0) {
-            return Err(("clock_hz", format!("must be > 0, got {}", self.clock_hz)));
+        // 1 Hz .. 1 THz: beyond these, times and energies leave any chip's range and overflow.
+        if !(self.clock_hz.is_finite() && (1.0..=1e12).contains(&self.clock_hz)) {
+            return Err((
+                "clock_hz",
+                format!("must be 1 to 1e12 Hz, got {}", self.clock_hz),
+            ));
         }
         if self.outputs_per_adc == 0 {
             return Err(("outputs_per_adc", "must be at least 1".into()));
