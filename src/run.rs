@@ -173,6 +173,24 @@ impl Observer for Recorder {
     }
 
     fn after_epoch(&mut self, net: &dyn Network, m: &EpochMetrics) {
+        let numbers = [
+            ("train loss", m.train_loss),
+            ("training energy", m.train_energy_pj),
+            ("training latency", m.train_latency_ns),
+            ("test energy", m.test_energy_pj_per_sample),
+            ("test latency", m.test_latency_ns_per_sample),
+        ];
+        if let Some((what, v)) = numbers.iter().find(|(_, v)| !v.is_finite()) {
+            // A diverged run stops here: no non-finite number reaches a result file.
+            self.keep(Err(anyhow::anyhow!(
+                "{}: training diverged in epoch {}: the {what} is {v} (weights, activations or \
+                 errors left the range of numbers); lower train.lr or the input scale. Runs \
+                 finished before this one are kept",
+                self.label,
+                m.epoch
+            )));
+            return;
+        }
         if m.epoch == 0 {
             if let Some(t) = &mut self.trace {
                 let r = t.record(net, 0);
@@ -443,6 +461,13 @@ pub fn run_with(
     }
     if opts.stop_after_epoch == Some(0) {
         bail!("--stop-after-epoch counts epochs from 1; 0 would stop before training");
+    }
+    if opts.stop_after_epoch.is_some() && bt.checkpoint_every == 0 {
+        bail!(
+            "--stop-after-epoch simulates an interruption that --resume continues from a checkpoint, \
+             but {origin} writes none (train.checkpoint_every = 0): set it to 1 or more, e.g. \
+             --set train.checkpoint_every=1"
+        );
     }
     let _lock = crate::output::lock_out(out)?;
     if opts.resume && !has_checkpoint(out, 3) {

@@ -427,3 +427,19 @@ fn resumed_run_with_a_validation_split_is_bit_identical() {
     assert!(text.contains("validation = 30"));
     assert_resume_is_bit_identical(&text, 2);
 }
+
+#[test]
+fn stop_after_epoch_without_checkpoints_is_refused_up_front() {
+    let t = TempDir::new("stop-no-ckpt");
+    let text = scenario("pair", "controller = \"bidirectional\"", 0, 10, "updates");
+    let sc = t.write("s.toml", &text);
+    let out = t.sub("out");
+    let o = aimsim(&["run", &sc, "--out", &out, "--stop-after-epoch", "1"]);
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("train.checkpoint_every = 0"),
+        "{}",
+        o.stderr
+    );
+    assert!(!Path::new(&out).exists(), "refused before any work");
+}

@@ -190,3 +190,28 @@ fn an_output_folder_in_use_is_refused_and_a_dead_holder_is_taken_over() {
     assert!(!out.join(".aimsim.lock").exists());
     let _ = std::fs::remove_file(&sleeper);
 }
+
+#[test]
+fn a_diverging_run_stops_with_a_clear_message_and_keeps_finished_runs() {
+    let out = temp("diverged");
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/quickstart.toml");
+    let (code, _, err) = aimsim(&[
+        "run",
+        scenario,
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "train.lr=100",
+        "--set",
+        "train.epochs=1",
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("training diverged in epoch 1"), "{err}");
+    assert!(err.contains("lower train.lr"), "{err}");
+    // The software baseline ran first and finished: its results are kept, and hold finite numbers.
+    let metrics = read(&out.join("software").join("metrics.csv"));
+    assert!(
+        !metrics.to_lowercase().contains("nan") && !metrics.contains("inf"),
+        "{metrics}"
+    );
+}
