@@ -7,11 +7,11 @@ use aimsim_devices::{DeviceSpec, Dist, Model, Param, Spread, StepKind, StepParam
 use aimsim_sim::io::IoConfig;
 use aimsim_sim::ledger::{CostModel, Ledger, Phase};
 use aimsim_sim::matrix::AnalogMatrix;
+use aimsim_sim::rng::{Pcg, Purpose, stream};
 use aimsim_sim::tile::{CellKind, Tile, TileConfig};
 use aimsim_sim::update::{ControllerSpec, PulseScheme, apply_scheme};
 use anyhow::Result;
-use rand::{RngExt, SeedableRng};
-use rand_pcg::Pcg64Mcg;
+use rand::RngExt;
 
 /// The reference device of the benchmarks: constant step 0.001, d2d 0.3 on the step, c2c 0.3.
 pub fn reference_device() -> DeviceSpec {
@@ -66,7 +66,7 @@ fn plain_gemv_t(w: &[f32], cols: usize, d: &[f32], z: &mut [f32]) {
     }
 }
 
-fn random_vec(n: usize, lo: f32, hi: f32, rng: &mut Pcg64Mcg) -> Vec<f32> {
+fn random_vec(n: usize, lo: f32, hi: f32, rng: &mut Pcg) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(lo..hi)).collect()
 }
 
@@ -116,7 +116,7 @@ impl Default for BenchSetup {
 pub fn tiles(seconds: f64, setup: &BenchSetup) -> Result<TileBench> {
     let mut out = TileBench::default();
     let spec = setup.device.clone();
-    let mut rng = Pcg64Mcg::seed_from_u64(1);
+    let mut rng = stream(1, Purpose::Data, 0);
     let (n, m) = (setup.tile.rows, setup.tile.cols);
     let macs = (n * m) as f64;
 
@@ -311,7 +311,6 @@ pub fn train(
 ) -> Result<TrainBench> {
     use aimsim_networks::mlp::{Activation, BiasMode, Hardware, Loss, Mlp, MlpConfig};
     use aimsim_networks::train::{self as tr, Quiet, TrainConfig};
-    use aimsim_sim::rng::{Purpose, stream};
 
     let mut setup = BenchSetup::default();
     setup.tile.cell = cell;

@@ -449,8 +449,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     cell,
                 },
         } => {
-            let dir = aimsim::networks::data::find_data_dir(data.as_deref(), "fashion-mnist")?;
-            let mut d = aimsim::networks::data::load_idx(&dir, "fashion-mnist")?;
+            let dir = aimsim::data::find_data_dir(data.as_deref(), "fashion-mnist")?;
+            let mut d = aimsim::data::load_idx(&dir, "fashion-mnist")?;
             d.truncate(train_samples, test_samples);
             let threads = threads.unwrap_or_else(default_threads).max(1);
             let cell = if cell == "pair" {
