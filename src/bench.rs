@@ -1,4 +1,6 @@
-//! `aimsim bench tiles`: speed of the tile engine against a plain f32 loop measured in the same run.
+//! Benchmarks: `aimsim bench tiles` (the tile engine against a plain f32 loop measured in the same run),
+//! `aimsim bench kernels` (the micro-benchmarks behind the speed claims of docs/results.md) and
+//! `aimsim bench train` (the reference training workload).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -7,11 +9,11 @@ use aimsim_devices::{DeviceSpec, Dist, Model, Param, Spread, StepKind, StepParam
 use aimsim_sim::io::IoConfig;
 use aimsim_sim::ledger::{CostModel, Ledger, Phase};
 use aimsim_sim::matrix::AnalogMatrix;
+use aimsim_sim::rng::{Pcg, Purpose, stream};
 use aimsim_sim::tile::{CellKind, Tile, TileConfig};
 use aimsim_sim::update::{ControllerSpec, PulseScheme, apply_scheme};
 use anyhow::Result;
-use rand::{RngExt, SeedableRng};
-use rand_pcg::Pcg64Mcg;
+use rand::RngExt;
 
 /// The reference device of the benchmarks: constant step 0.001, d2d 0.3 on the step, c2c 0.3.
 pub fn reference_device() -> DeviceSpec {
@@ -66,7 +68,7 @@ fn plain_gemv_t(w: &[f32], cols: usize, d: &[f32], z: &mut [f32]) {
     }
 }
 
-fn random_vec(n: usize, lo: f32, hi: f32, rng: &mut Pcg64Mcg) -> Vec<f32> {
+fn random_vec(n: usize, lo: f32, hi: f32, rng: &mut Pcg) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(lo..hi)).collect()
 }
 
@@ -116,7 +118,7 @@ impl Default for BenchSetup {
 pub fn tiles(seconds: f64, setup: &BenchSetup) -> Result<TileBench> {
     let mut out = TileBench::default();
     let spec = setup.device.clone();
-    let mut rng = Pcg64Mcg::seed_from_u64(1);
+    let mut rng = stream(1, Purpose::Data, 0);
     let (n, m) = (setup.tile.rows, setup.tile.cols);
     let macs = (n * m) as f64;
 
@@ -287,6 +289,135 @@ pub fn tiles(seconds: f64, setup: &BenchSetup) -> Result<TileBench> {
     Ok(out)
 }
 
+/// The micro-benchmarks of the hot kernels, each against the plain version it replaced, measured in the
+/// same run for about `seconds` per figure: the noise lanes against the ziggurat on PCG64 (ns per
+/// standard-normal sample), the pulse-train draw against one draw per two slots (ns per train, BL 31
+/// and BL 4), the batched constant-step write against single writes (ns per device write, 1 to 3
+/// pulses each), and the matrix-vector kernels on a 256x256 matrix (us per product). Returns the lines
+/// to print; the last is `lanes_ns_per_sample=<n> train_bl31_ns=<n> batch_write_ns=<n>
+/// gemv_256_us=<n>`.
+pub fn kernels(seconds: f64) -> Result<Vec<String>> {
+    use aimsim_devices::Population;
+    use aimsim_devices::lanes::NormalLanes;
+    use aimsim_devices::normal::standard_normal;
+    use aimsim_sim::float::FloatMatrix;
+
+    let mut lines = Vec::new();
+    let ns = |calls_per_s: f64, per_call: f64| 1e9 / (calls_per_s * per_call);
+
+    // Write noise: one bulk fill of the lanes against one ziggurat draw at a time.
+    let mut lanes = NormalLanes::from_rng(&mut stream(1, Purpose::Write, 0));
+    let mut buf = vec![0.0f32; 4096];
+    let lanes_ns = ns(
+        rate(seconds, || {
+            lanes.fill(&mut buf);
+            black_box(&mut buf);
+        }),
+        buf.len() as f64,
+    );
+    let mut pcg = stream(1, Purpose::Write, 1);
+    let zig_ns = ns(
+        rate(seconds, || {
+            for v in buf.iter_mut() {
+                *v = standard_normal(&mut pcg);
+            }
+            black_box(&mut buf);
+        }),
+        buf.len() as f64,
+    );
+    lines.push(format!(
+        "noise lanes (devices/src/lanes.rs): {lanes_ns:.2} ns per sample; ziggurat on PCG64: {zig_ns:.2} ns per sample; ratio {:.2}",
+        zig_ns / lanes_ns
+    ));
+
+    // Pulse trains: the jumped draw against the plain loop, for a long and a short train.
+    let mut train_ns = [0.0; 2];
+    for (k, bl) in [31u32, 4].into_iter().enumerate() {
+        let probs: Vec<f32> = (0..1024).map(|i| (i % 97) as f32 / 97.0).collect();
+        let mut fast = stream(1, Purpose::Write, 2);
+        let mut plain = fast.clone();
+        let f = ns(
+            rate(seconds, || {
+                for p in &probs {
+                    black_box(fast.train(*p, bl));
+                }
+            }),
+            probs.len() as f64,
+        );
+        let p = ns(
+            rate(seconds, || {
+                for q in &probs {
+                    black_box(plain.train_plain(*q, bl));
+                }
+            }),
+            probs.len() as f64,
+        );
+        train_ns[k] = f;
+        lines.push(format!(
+            "pulse train BL {bl} (sim/src/rng.rs, Pcg::train): {f:.1} ns per train; plain loop: {p:.1} ns; ratio {:.2}",
+            p / f
+        ));
+    }
+
+    // Device writes of the reference device: the batch (noise lanes, fused loop) against single writes.
+    let devices = 65_536;
+    let mut pop = Population::new(
+        &reference_device(),
+        devices,
+        &mut stream(1, Purpose::DeviceDraw, 0),
+    )?;
+    let mut rng = stream(1, Purpose::Data, 1);
+    let idx: Vec<u32> = (0..devices as u32).collect();
+    let counts: Vec<i32> = (0..devices)
+        .map(|_| {
+            let m = rng.random_range(1..=3);
+            if rng.random::<bool>() { m } else { -m }
+        })
+        .collect();
+    let mut noise = Vec::new();
+    let mut delta = vec![0.0f32; devices];
+    let batch_ns = ns(
+        rate(seconds, || {
+            pop.pulse_many(&idx, &counts, &mut rng, &mut lanes, &mut noise, &mut delta);
+            black_box(&mut delta);
+        }),
+        devices as f64,
+    );
+    let single_ns = ns(
+        rate(seconds, || {
+            for (i, m) in counts.iter().enumerate() {
+                pop.pulse(i, *m, &mut rng);
+            }
+        }),
+        devices as f64,
+    );
+    lines.push(format!(
+        "constant-step writes of 1-3 pulses, random signs (Population::pulse_many): {batch_ns:.2} ns per write; single writes (Population::pulse): {single_ns:.2} ns; ratio {:.2}",
+        single_ns / batch_ns
+    ));
+
+    // Matrix-vector kernels, weights in cache.
+    let (n, m) = (256, 256);
+    let mut w = FloatMatrix::new(n, m);
+    w.weights_mut()
+        .copy_from_slice(&random_vec(n * m, -1.0, 1.0, &mut rng));
+    let x = random_vec(m, 0.0, 1.0, &mut rng);
+    let d = random_vec(n, -0.1, 0.1, &mut rng);
+    let (mut y, mut z) = (vec![0.0; n], vec![0.0; m]);
+    let fwd_us = 1e6 / rate(seconds, || w.forward(black_box(&x), black_box(&mut y)));
+    let bwd_us = 1e6 / rate(seconds, || w.backward(black_box(&d), black_box(&mut z)));
+    lines.push(format!(
+        "gemv {n}x{m} (sim/src/kernels/gemv.rs): forward {fwd_us:.2} us ({:.2} GMAC/s), transposed {bwd_us:.2} us ({:.2} GMAC/s)",
+        (n * m) as f64 / fwd_us / 1e3,
+        (n * m) as f64 / bwd_us / 1e3
+    ));
+    lines.push(format!(
+        "lanes_ns_per_sample={lanes_ns:.2} train_bl31_ns={:.1} batch_write_ns={batch_ns:.2} gemv_256_us={fwd_us:.2}",
+        train_ns[0]
+    ));
+    Ok(lines)
+}
+
 /// Figures of `aimsim bench train`.
 #[derive(Debug, Clone)]
 pub struct TrainBench {
@@ -311,7 +442,6 @@ pub fn train(
 ) -> Result<TrainBench> {
     use aimsim_networks::mlp::{Activation, BiasMode, Hardware, Loss, Mlp, MlpConfig};
     use aimsim_networks::train::{self as tr, Quiet, TrainConfig};
-    use aimsim_sim::rng::{Purpose, stream};
 
     let mut setup = BenchSetup::default();
     setup.tile.cell = cell;

@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod commands;
+pub mod data;
 pub mod ep;
 pub mod local;
 pub mod mvm;

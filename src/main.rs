@@ -283,6 +283,15 @@ enum BenchWhat {
         #[arg(long = "set", value_name = "KEY=VALUE", requires = "scenario")]
         set: Vec<String>,
     },
+    /// Micro-benchmarks of the hot kernels against the plain versions they replaced, measured in the
+    /// same run: noise lanes against the ziggurat, pulse trains against the plain loop, batched
+    /// constant-step writes against single writes, and the 256x256 matrix-vector kernels. Last line:
+    /// `lanes_ns_per_sample=<n> train_bl31_ns=<n> batch_write_ns=<n> gemv_256_us=<n>`.
+    Kernels {
+        /// Seconds of measurement per figure.
+        #[arg(long, default_value_t = 0.5)]
+        seconds: f64,
+    },
     /// Training speed on the reference workload: Fashion-MNIST, 784-256-128-10 sigmoid, batch 1,
     /// stochastic pulses BL 31, constant-step devices (dw_min 0.001, d2d and c2c 0.3, one device per
     /// weight), 7-bit DAC, 9-bit ADC, output noise 0.06; one epoch. Last line: `train_samples_per_s=<n> test_accuracy=<%>`.
@@ -446,6 +455,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench {
+            what: BenchWhat::Kernels { seconds },
+        } => {
+            if !seconds.is_finite() || seconds <= 0.0 {
+                anyhow::bail!("--seconds must be > 0");
+            }
+            for l in aimsim::bench::kernels(seconds)? {
+                println!("{l}");
+            }
+            Ok(())
+        }
+        Command::Bench {
             what:
                 BenchWhat::Train {
                     data,
@@ -456,8 +476,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     cell,
                 },
         } => {
-            let dir = aimsim::networks::data::find_data_dir(data.as_deref(), "fashion-mnist")?;
-            let mut d = aimsim::networks::data::load_idx(&dir, "fashion-mnist")?;
+            let dir = aimsim::data::find_data_dir(data.as_deref(), "fashion-mnist")?;
+            let mut d = aimsim::data::load_idx(&dir, "fashion-mnist")?;
             d.truncate(train_samples, test_samples);
             let threads = threads.unwrap_or_else(default_threads).max(1);
             let cell = if cell == "pair" {

@@ -40,13 +40,11 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.{}.tmp{ext}", std::process::id()))
 }
 
-/// Encodes a C-ordered float32 array as `.npy` (format version 1.0), loadable by `numpy.load`.
-pub fn npy_f32(shape: &[usize], data: &[f32]) -> Vec<u8> {
-    assert_eq!(
-        shape.iter().product::<usize>(),
-        data.len(),
-        "shape does not match data"
-    );
+/// The `.npy` header (format version 1.0, magic included) of a C-ordered little-endian float32 array
+/// of `shape`, padded with spaces so that its length is a multiple of `align` bytes: numpy asks for 64;
+/// a streamed trace pads to a fixed size so that its shape can be patched in place. The one writer of
+/// `.npy` headers in aimsim.
+pub fn npy_header(shape: &[u64], align: usize) -> Vec<u8> {
     let dims = match shape {
         [n] => format!("({n},)"),
         _ => format!(
@@ -59,14 +57,27 @@ pub fn npy_f32(shape: &[usize], data: &[f32]) -> Vec<u8> {
         ),
     };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {dims}, }}");
-    // Magic (6) + version (2) + header length (2) + header + '\n' must be a multiple of 64.
+    // Magic (6) + version (2) + header length (2) + header + '\n' must be a multiple of `align`.
     let unpadded = 10 + header.len() + 1;
-    header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
+    header.push_str(&" ".repeat((align - unpadded % align) % align));
     header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + 4 * data.len());
+    let mut out = Vec::with_capacity(10 + header.len());
     out.extend_from_slice(b"\x93NUMPY\x01\x00");
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
+    out
+}
+
+/// Encodes a C-ordered float32 array as `.npy` (format version 1.0), loadable by `numpy.load`.
+pub fn npy_f32(shape: &[usize], data: &[f32]) -> Vec<u8> {
+    assert_eq!(
+        shape.iter().product::<usize>(),
+        data.len(),
+        "shape does not match data"
+    );
+    let dims: Vec<u64> = shape.iter().map(|d| *d as u64).collect();
+    let mut out = npy_header(&dims, 64);
+    out.reserve(4 * data.len());
     for v in data {
         out.extend_from_slice(&v.to_le_bytes());
     }

@@ -253,8 +253,8 @@ pub fn dataset(t: &TrainSpec, seed: u64) -> Result<Dataset> {
             data_seed,
         ),
         DatasetSpec::Idx { name, dir } => {
-            let dir = data::find_data_dir(dir.as_deref(), name)?;
-            data::load_idx(&dir, name)?
+            let dir = crate::data::find_data_dir(dir.as_deref(), name)?;
+            crate::data::load_idx(&dir, name)?
         }
     };
     d.truncate(t.train_samples as usize, t.test_samples as usize);

@@ -118,19 +118,13 @@ pub const NPY_HEADER_BYTES: usize = 128;
 /// Bytes each output file buffers before it writes to disk.
 pub const BUFFER_BYTES: usize = 64 * 1024;
 
-/// The `.npy` header of a float32 C-ordered `rows x cols` array, padded to [`NPY_HEADER_BYTES`].
+/// The `.npy` header of a float32 C-ordered `rows x cols` array, padded to [`NPY_HEADER_BYTES`]
+/// ([`crate::output::npy_header`]).
 pub fn npy_header(rows: u64, cols: usize) -> [u8; NPY_HEADER_BYTES] {
-    let mut text =
-        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
-    // The longest possible text (two 20-digit numbers) still fits: 58 + 40 < 117.
-    let pad = NPY_HEADER_BYTES - 10 - 1 - text.len();
-    text.push_str(&" ".repeat(pad));
-    text.push('\n');
-    let mut out = [0u8; NPY_HEADER_BYTES];
-    out[..8].copy_from_slice(b"\x93NUMPY\x01\x00");
-    out[8..10].copy_from_slice(&((NPY_HEADER_BYTES - 10) as u16).to_le_bytes());
-    out[10..].copy_from_slice(text.as_bytes());
-    out
+    // The longest possible text (two 20-digit numbers) still fits: 10 + 58 + 40 + 1 < 128.
+    crate::output::npy_header(&[rows, cols as u64], NPY_HEADER_BYTES)
+        .try_into()
+        .expect("a trace header fits its fixed size")
 }
 
 /// How far a trace had been written: enough to truncate and continue it.

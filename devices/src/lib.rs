@@ -13,9 +13,11 @@ pub mod lanes;
 pub mod normal;
 pub mod population;
 pub mod spec;
+pub mod step;
 
-pub use population::{ConstantStepView, Population, StateError, StepColumns};
+pub use population::{Population, StateError};
 pub use spec::{
     DeviceSpec, Dist, Model, NeuroSimParams, Param, SpecError, Spread, StepKind, StepParams,
     TableCurve, Variation,
 };
+pub use step::{ConstantStepView, StepColumns};

@@ -5,6 +5,7 @@ use rand_distr::{Distribution, StandardNormal};
 
 use crate::lanes::NormalLanes;
 use crate::normal::standard_normal;
+use crate::step::{self, ConstantStepView, clip};
 
 use crate::curves::{ExpCurve, MonotoneCurve};
 use crate::spec::{DeviceSpec, Model, NL_LIMIT, Param, SpecError, StepKind, StepParams};
@@ -720,7 +721,7 @@ impl Population {
     }
 
     /// One write of the batched constant-step path with given standard-normal draws `z`, one per
-    /// pulse: `|n| = z.len()` pulses, each `w <- clip(w + dw (1 + c2c z))`. The reference that
+    /// pulse: `|n| = z.len()` pulses, each one [`step::pulse`]. The reference that
     /// [`Population::pulse_many`] follows when [`Population::batched_noise`] holds.
     ///
     /// # Panics
@@ -739,9 +740,7 @@ impl Population {
         };
         let mut w = self.state[i];
         for x in z {
-            let mut step = dw;
-            step *= 1.0 + self.c2c * x;
-            w = clip(w + step, lo, hi);
+            w = step::pulse(w, dw, self.c2c, *x, lo, hi);
         }
         self.state[i] = w;
     }
@@ -906,123 +905,6 @@ impl Population {
     }
 }
 
-/// A mutable view of a continuous constant-step population for fused write loops (see
-/// [`Population::constant_step_view`]): one [`ConstantStepView::write`] is one device's batch of pulses,
-/// with the arithmetic of [`Population::pulse_with_normals`].
-#[derive(Debug)]
-pub struct ConstantStepView<'a> {
-    state: &'a mut [f32],
-    /// Per-device columns as (values, index mask): `values[i & mask]` is device `i`'s value.
-    lo: (&'a [f32], usize),
-    hi: (&'a [f32], usize),
-    up: (&'a [f32], usize),
-    down: (&'a [f32], usize),
-    /// Up and down steps are the same column.
-    symmetric: bool,
-    c2c: f32,
-}
-
-impl ConstantStepView<'_> {
-    /// Applies `m` pulses to device `i` (potentiation for `m > 0`), pulse `k` scaled by
-    /// `1 + c2c z[k]`, and returns `(state before, state after)`. `z` must hold at least
-    /// `max(|m|, 2)` values: the first two are read whatever the count, so that counts of 1 and 2
-    /// (which alternate unpredictably) take the same branch-free path; longer trains continue in a
-    /// loop. The polarity picks its step without a branch too.
-    ///
-    /// # Panics
-    /// If `i` is out of range or `z` is too short.
-    #[inline(always)]
-    pub fn write(&mut self, i: usize, m: i32, z: &[f32]) -> (f32, f32) {
-        let w0 = self.state[i];
-        let (z0, z1) = (z[0], z[1]);
-        // SAFETY: `i < state.len()` (checked by the read above) and every column holds either
-        // `state.len()` values (mask all ones) or one value (mask 0); checked when the view was made.
-        let (lo, hi, dn) = unsafe {
-            (
-                *self.lo.0.get_unchecked(i & self.lo.1),
-                *self.hi.0.get_unchecked(i & self.hi.1),
-                *self.down.0.get_unchecked(i & self.down.1),
-            )
-        };
-        // The step is exactly `up` or `-dn`, picked with arithmetic: a select on the sign compiles to
-        // a branch that random signs defeat. Symmetric devices copy the sign bit of `-m` onto `dn`
-        // (`m = 0` gives `-dn`, harmless: no pulse is applied) and never read the `up` column;
-        // otherwise `p` is 1 or 0 and each product is exact.
-        let dw = if self.symmetric {
-            f32::from_bits(dn.to_bits() | ((m.wrapping_neg() as u32) & 0x8000_0000) ^ 0x8000_0000)
-        } else {
-            // SAFETY: as above.
-            let up = unsafe { *self.up.0.get_unchecked(i & self.up.1) };
-            let p = f32::from(u8::from(m > 0));
-            p * up - (1.0 - p) * dn
-        };
-        let pulses = m.unsigned_abs() as usize;
-        let c2c = self.c2c;
-        let mut step = dw;
-        step *= 1.0 + c2c * z0;
-        let w1 = clip(w0 + step, lo, hi);
-        let mut step = dw;
-        step *= 1.0 + c2c * z1;
-        let w2 = clip(w1 + step, lo, hi);
-        let mut w = [w0, w1, w2][pulses.min(2)];
-        if pulses > 2 {
-            for x in &z[2..pulses] {
-                let mut step = dw;
-                step *= 1.0 + c2c * x;
-                w = clip(w + step, lo, hi);
-            }
-        }
-        self.state[i] = w;
-        (w0, w)
-    }
-}
-
-/// The raw per-device columns of a [`ConstantStepView`], for kernels that write several neighbouring
-/// devices at once with the arithmetic of [`ConstantStepView::write`].
-///
-/// Guarantee (checked when the view was made): each parameter column holds either one value per
-/// device (index mask `usize::MAX`) or a single shared value (index mask 0), so `values[i & mask]`
-/// is in bounds for every `i < state.len()`.
-#[derive(Debug)]
-pub struct StepColumns<'a> {
-    /// Device states (native units).
-    pub state: &'a mut [f32],
-    /// Lower bounds as (values, index mask).
-    pub lo: (&'a [f32], usize),
-    /// Upper bounds as (values, index mask).
-    pub hi: (&'a [f32], usize),
-    /// Potentiation steps as (values, index mask); not read when `symmetric`.
-    pub up: (&'a [f32], usize),
-    /// Depression step magnitudes as (values, index mask).
-    pub down: (&'a [f32], usize),
-    /// Up and down steps are the same column (`down`).
-    pub symmetric: bool,
-    /// Relative cycle-to-cycle spread of a step.
-    pub c2c: f32,
-}
-
-impl ConstantStepView<'_> {
-    /// The view's columns, borrowed for a multi-device kernel.
-    pub fn columns(&mut self) -> StepColumns<'_> {
-        StepColumns {
-            state: &mut *self.state,
-            lo: self.lo,
-            hi: self.hi,
-            up: self.up,
-            down: self.down,
-            symmetric: self.symmetric,
-            c2c: self.c2c,
-        }
-    }
-}
-
-/// `w` limited to `[lo, hi]` (`lo <= hi`, no NaN): [`f32::clamp`] without its argument check.
-#[inline(always)]
-fn clip(w: f32, lo: f32, hi: f32) -> f32 {
-    let w = if w < lo { lo } else { w };
-    if w > hi { hi } else { w }
-}
-
 /// Conductance bounds (uS) per device for the conductance-based models.
 fn conductance_bounds(
     spec: &DeviceSpec,
@@ -1138,15 +1020,15 @@ fn step_pulses<R: Rng + ?Sized>(
                 x.max(0.0).powf(gamma)
             }
         };
-        let mut step = dw * shape;
-        if k.c2c_add > 0.0 {
+        let step = dw * shape;
+        w = if k.c2c_add > 0.0 {
             let xi: f32 = standard_normal(rng);
-            step += k.c2c_add * xi;
-        } else if c2c > 0.0 {
-            let xi: f32 = standard_normal(rng);
-            step *= 1.0 + c2c * xi;
-        }
-        w = (w + step).clamp(lo, hi);
+            clip(w + (step + k.c2c_add * xi), lo, hi)
+        } else {
+            // Without c2c no draw is made, and `z = 0` leaves the step exact.
+            let z: f32 = if c2c > 0.0 { standard_normal(rng) } else { 0.0 };
+            step::pulse(w, step, c2c, z, lo, hi)
+        };
         if let Some(levels) = k.levels {
             w = quantize(w, lo, hi, levels, rng);
         }

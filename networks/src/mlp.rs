@@ -2,6 +2,8 @@
 //! float matrices), trained by backpropagation with every phase on the weight store.
 
 use aimsim_devices::{DeviceSpec, SpecError, StateError};
+/// Exact float weights: the software baseline (a `sim` type, on the tiles' kernels).
+pub use aimsim_sim::float::FloatMatrix;
 use aimsim_sim::ledger::{CostModel, Ledger};
 use aimsim_sim::matrix::{AnalogMatrix, MatrixState};
 use aimsim_sim::par::{self, Job};
@@ -208,70 +210,41 @@ impl Weights for AnalogMatrix {
     }
 }
 
-/// Exact float weights: the software baseline.
-#[derive(Debug, Clone)]
-pub struct FloatMatrix {
-    out_dim: usize,
-    in_dim: usize,
-    w: Vec<f32>,
-}
-
-impl FloatMatrix {
-    /// A zero matrix.
-    pub fn new(out_dim: usize, in_dim: usize) -> Self {
-        FloatMatrix {
-            out_dim,
-            in_dim,
-            w: vec![0.0; out_dim * in_dim],
-        }
-    }
-}
-
 impl Weights for FloatMatrix {
     fn forward(&mut self, x: &[f32], y: &mut [f32], _: &mut Ledger) {
-        aimsim_sim::tile::gemv(&self.w, self.out_dim, self.in_dim, x, y);
+        FloatMatrix::forward(self, x, y);
     }
     fn backward(&mut self, d: &[f32], z: &mut [f32], _: &mut Ledger) {
-        aimsim_sim::tile::gemv_t(&self.w, self.out_dim, self.in_dim, d, z);
+        FloatMatrix::backward(self, d, z);
     }
     fn update(&mut self, x: &[f32], d: &[f32], lr: f32, _: &mut Ledger) {
-        for (row, di) in self.w.chunks_exact_mut(self.in_dim).zip(d) {
-            if *di == 0.0 {
-                continue;
-            }
-            let s = lr * di;
-            for (w, xj) in row.iter_mut().zip(x) {
-                *w -= s * xj;
-            }
-        }
+        FloatMatrix::update(self, x, d, lr);
     }
     fn update_jobs<'a>(&'a mut self, x: &'a [f32], d: &'a [f32], lr: f32) -> Vec<Job<'a>> {
-        let cost = self.w.len() as u64;
-        vec![Job::new(cost, move || {
-            self.update(x, d, lr, &mut Ledger::default())
-        })]
+        let cost = self.weights().len() as u64;
+        vec![Job::new(cost, move || FloatMatrix::update(self, x, d, lr))]
     }
     fn finish_update(&mut self, _: &mut Ledger) {}
     fn weights(&self) -> Vec<f32> {
-        self.w.clone()
+        FloatMatrix::weights(self).to_vec()
     }
     fn program(&mut self, w: &[f32]) {
-        self.w.copy_from_slice(w);
+        self.weights_mut().copy_from_slice(w);
     }
     fn export_state(&self) -> WeightsState {
-        WeightsState::Float(self.w.clone())
+        WeightsState::Float(FloatMatrix::weights(self).to_vec())
     }
     fn import_state(&mut self, state: &WeightsState) -> Result<(), StateError> {
         match state {
-            WeightsState::Float(w) if w.len() == self.w.len() => {
-                self.w.copy_from_slice(w);
+            WeightsState::Float(w) if w.len() == FloatMatrix::weights(self).len() => {
+                self.weights_mut().copy_from_slice(w);
                 Ok(())
             }
             WeightsState::Float(w) => Err(StateError(format!(
                 "{} saved float weights for a {}x{} layer",
                 w.len(),
-                self.out_dim,
-                self.in_dim
+                self.shape().0,
+                self.shape().1
             ))),
             WeightsState::Analog(_) => Err(StateError(
                 "saved tile state for a layer of float weights".into(),

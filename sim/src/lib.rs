@@ -7,12 +7,13 @@
 //! count; [`ledger::Ledger`] adds up cycles and energy per phase.
 #![warn(missing_docs)]
 
+pub mod float;
 pub mod io;
+mod kernels;
 pub mod ledger;
 pub mod matrix;
 pub mod par;
 pub mod protocol;
 pub mod rng;
-mod rowwrite;
 pub mod tile;
 pub mod update;

@@ -169,6 +169,34 @@ impl Pcg {
     }
 }
 
+impl Pcg {
+    /// [`Pcg::train`] as the plain loop it reproduces: one draw per two slots, in order, through the
+    /// generator interface. The same bits and the same stream position; the reference of the tests
+    /// and of `aimsim bench kernels`.
+    pub fn train_plain(&mut self, p: f32, bl: u32) -> u64 {
+        use rand::Rng;
+        if p <= 0.0 {
+            return 0;
+        }
+        let mask = if bl >= 64 { u64::MAX } else { (1u64 << bl) - 1 };
+        if p >= 1.0 {
+            return mask;
+        }
+        let threshold = (p as f64 * 4_294_967_296.0) as u64;
+        let mut bits = 0u64;
+        let mut slot = 0;
+        while slot < bl {
+            let r = self.next_u64();
+            bits |= u64::from((r & 0xFFFF_FFFF) < threshold) << slot;
+            if slot + 1 < 64 {
+                bits |= u64::from((r >> 32) < threshold) << (slot + 1);
+            }
+            slot += 2;
+        }
+        bits & mask
+    }
+}
+
 /// The slot decisions of four draws: bit `2k` set when the low 32 bits of draw `k` are below `t`,
 /// bit `2k + 1` when its high 32 bits are.
 #[inline(always)]
@@ -281,29 +309,6 @@ mod tests {
         }
     }
 
-    /// The reference: one draw per two slots, in order, through the plain generator interface.
-    fn plain_train(rng: &mut Pcg, p: f32, bl: u32) -> u64 {
-        if p <= 0.0 {
-            return 0;
-        }
-        let mask = if bl == 64 { u64::MAX } else { (1u64 << bl) - 1 };
-        if p >= 1.0 {
-            return mask;
-        }
-        let threshold = (p as f64 * 4_294_967_296.0) as u64;
-        let mut bits = 0u64;
-        let mut slot = 0;
-        while slot < bl {
-            let r = rng.next_u64();
-            bits |= u64::from((r & 0xFFFF_FFFF) < threshold) << slot;
-            if slot + 1 < 64 {
-                bits |= u64::from((r >> 32) < threshold) << (slot + 1);
-            }
-            slot += 2;
-        }
-        bits & mask
-    }
-
     #[test]
     fn trains_take_the_plain_draws_for_every_length() {
         let mut fast = stream(5, Purpose::Write, 3);
@@ -320,7 +325,7 @@ mod tests {
                 };
                 assert_eq!(
                     fast.train(p, bl),
-                    plain_train(&mut plain, p, bl),
+                    plain.train_plain(p, bl),
                     "bl {bl}, p {p}"
                 );
             }

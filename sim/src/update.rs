@@ -5,8 +5,8 @@
 
 use aimsim_devices::StateError;
 
+use crate::kernels::rowwrite::RowTrain;
 use crate::ledger::{Charge, CostModel};
-use crate::rowwrite::RowTrain;
 use crate::tile::{CellKind, Routing, Tile};
 
 /// How a desired outer-product step becomes pulses.

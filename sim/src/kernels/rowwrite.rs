@@ -1,6 +1,7 @@
 //! Row writes of single-device cells with the batched constant-step model: the bookkeeping that every
 //! write of a device does, and an AVX2 kernel that takes a row's pulse trains straight to the devices,
-//! eight columns at a time.
+//! eight columns at a time. The pulse itself is the devices' equation, `aimsim_devices::step::pulse`,
+//! instantiated on eight lanes.
 //!
 //! [`Tile::pulse_row`](crate::tile::Tile::pulse_row) receives a row's hits (columns with their signed
 //! pulse counts), found by the pulse scheme, and writes them device by device. Under stochastic pulses
@@ -12,6 +13,47 @@
 //! column order. Tests compare the two paths bit for bit.
 
 use aimsim_devices::ConstantStepView;
+#[cfg(target_arch = "x86_64")]
+use aimsim_devices::step::{self, Arith};
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::{
+    __m256, _mm256_add_ps, _mm256_max_ps, _mm256_min_ps, _mm256_mul_ps, _mm256_set1_ps,
+};
+
+/// Eight `f32` lanes in an AVX register, for [`step::pulse`] inside [`write_row`]: each operation is
+/// the single-precision operation of `f32` on every lane (no fused multiply-add), so the kernel
+/// computes the bits of the scalar writes.
+///
+/// Values of this type are made only inside [`write_row`], which runs only on CPUs with AVX2 (its
+/// safety contract); the methods rely on that.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct F32x8(__m256);
+
+#[cfg(target_arch = "x86_64")]
+impl Arith for F32x8 {
+    #[inline(always)]
+    fn one() -> Self {
+        // SAFETY: AVX is present wherever an `F32x8` exists (see the type).
+        F32x8(unsafe { _mm256_set1_ps(1.0) })
+    }
+    #[inline(always)]
+    fn add(self, other: Self) -> Self {
+        // SAFETY: as in `one`.
+        F32x8(unsafe { _mm256_add_ps(self.0, other.0) })
+    }
+    #[inline(always)]
+    fn mul(self, other: Self) -> Self {
+        // SAFETY: as in `one`.
+        F32x8(unsafe { _mm256_mul_ps(self.0, other.0) })
+    }
+    #[inline(always)]
+    fn clip(self, lo: Self, hi: Self) -> Self {
+        // `max(lo, v)` is `v < lo ? lo : v` and `min(hi, v)` is `v > hi ? hi : v`: the scalar clip.
+        // SAFETY: as in `one`.
+        F32x8(unsafe { _mm256_min_ps(hi.0, _mm256_max_ps(lo.0, self.0)) })
+    }
+}
 
 /// Where one row's writes are booked: the row's slices of the weight cache and pulse counters, the
 /// column energy sums, and the running totals of the row.
@@ -325,10 +367,16 @@ pub(crate) unsafe fn write_row(
             let pv = _mm256_set1_epi32(p);
             let pulse = _mm256_cmpgt_epi32(n, pv);
             let z = draws(_mm256_add_epi32(first, pv), pulse);
-            let step = _mm256_mul_ps(dw, _mm256_add_ps(one, _mm256_mul_ps(c2c, z)));
-            // `max(lo, v)` is `v < lo ? lo : v` and `min(hi, v)` is `v > hi ? hi : v`: the scalar clip.
-            let v = _mm256_min_ps(hi, _mm256_max_ps(lo, _mm256_add_ps(w, step)));
-            _mm256_blendv_ps(w, v, _mm256_castsi256_ps(pulse))
+            // The devices' equation, on eight lanes; lanes without a pulse this round keep `w`.
+            let v = step::pulse(
+                F32x8(w),
+                F32x8(dw),
+                F32x8(c2c),
+                F32x8(z),
+                F32x8(lo),
+                F32x8(hi),
+            );
+            _mm256_blendv_ps(w, v.0, _mm256_castsi256_ps(pulse))
         };
         // A row that fires in one slot gives each device at most one pulse: one round. Other rows
         // take two rounds always (counts of 1 and 2 alternate unpredictably), more while some lane
