@@ -287,19 +287,7 @@ pub fn chip(
     }
 
     let io = io.unwrap_or_default();
-    let fwd_keys = IoKeys {
-        dac_bits: io.dac_bits,
-        adc_bits: io.adc_bits,
-        inp_bound: io.inp_bound,
-        out_bound: io.out_bound,
-        out_noise: io.out_noise,
-        w_noise: io.w_noise,
-        noise_management: io.noise_management,
-        bound_management: io.bound_management,
-        max_bm_iterations: io.max_bm_iterations,
-        max_bm_res: io.max_bm_res,
-    };
-    let mut forward = io_config(&fwd_keys, &IoConfig::default(), "io", loc)?;
+    let mut forward = io_config(&io.forward(), &IoConfig::default(), "io", loc)?;
     forward.zero_grad_at_bound = io.zero_grad_at_bound.unwrap_or(false);
     // The backward pass takes the forward settings except bound management, which aihwkit's backward
     // pass does not have unless asked for in `[io.backward]`.

@@ -252,24 +252,8 @@ pub fn device_spec(
     spec.stuck_max = d.stuck_max.unwrap_or(0.0);
     spec.stuck_random = d.stuck_random.unwrap_or(0.0);
     if let Some(v) = &d.d2d {
-        let entries = [
-            (Param::DwMin, &v.dw_min),
-            (Param::UpDown, &v.up_down),
-            (Param::WMin, &v.w_min),
-            (Param::WMax, &v.w_max),
-            (Param::GammaUp, &v.gamma_up),
-            (Param::GammaDown, &v.gamma_down),
-            (Param::A, &v.a),
-            (Param::B, &v.b),
-            (Param::AUp, &v.a_up),
-            (Param::ADown, &v.a_down),
-            (Param::NlUp, &v.nl_up),
-            (Param::NlDown, &v.nl_down),
-            (Param::GMin, &v.g_min),
-            (Param::GMax, &v.g_max),
-        ];
-        for (p, section) in entries {
-            if let Some(s) = section {
+        for p in Param::ALL {
+            if let Some(s) = v.get(p) {
                 let var = variation(s, &format!("device.d2d.{}", p.key()), loc)?;
                 spec.d2d.push((p, var));
             }

@@ -5,6 +5,7 @@
 //! defaults and checks belong to the conversion of each section. The module is private to `scenario`,
 //! so its `pub` items and fields are visible to the conversions only.
 
+use aimsim_devices::Param;
 use serde::Deserialize;
 use toml::Table;
 
@@ -160,37 +161,49 @@ pub struct TileSection {
     pub w_scale: Option<f32>,
 }
 
-/// Keys of one direction of the periphery.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IoKeys {
-    pub dac_bits: Option<u32>,
-    pub adc_bits: Option<u32>,
-    pub inp_bound: Option<f32>,
-    pub out_bound: Option<f32>,
-    pub out_noise: Option<f32>,
-    pub w_noise: Option<f32>,
-    pub noise_management: Option<bool>,
-    pub bound_management: Option<bool>,
-    pub max_bm_iterations: Option<u32>,
-    pub max_bm_res: Option<f32>,
+/// Defines `[io]` and `[io.backward]` from the keys of one direction of the periphery: `[io]` has
+/// them (for the forward direction) and keys of its own.
+macro_rules! io_sections {
+    ($($field:ident: $ty:ty,)*) => {
+        /// Keys of one direction of the periphery (`[io.backward]`).
+        #[derive(Debug, Default, Clone, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct IoKeys {
+            $(pub $field: Option<$ty>,)*
+        }
+
+        /// `[io]`: the keys of the forward direction, the error rule at the bound, and
+        /// `[io.backward]`.
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct IoSection {
+            $(pub $field: Option<$ty>,)*
+            pub zero_grad_at_bound: Option<bool>,
+            pub backward: Option<IoKeys>,
+        }
+
+        impl IoSection {
+            /// The keys of the forward direction.
+            pub fn forward(&self) -> IoKeys {
+                IoKeys {
+                    $($field: self.$field,)*
+                }
+            }
+        }
+    };
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IoSection {
-    pub dac_bits: Option<u32>,
-    pub adc_bits: Option<u32>,
-    pub inp_bound: Option<f32>,
-    pub out_bound: Option<f32>,
-    pub out_noise: Option<f32>,
-    pub w_noise: Option<f32>,
-    pub noise_management: Option<bool>,
-    pub bound_management: Option<bool>,
-    pub max_bm_iterations: Option<u32>,
-    pub max_bm_res: Option<f32>,
-    pub zero_grad_at_bound: Option<bool>,
-    pub backward: Option<IoKeys>,
+io_sections! {
+    dac_bits: u32,
+    adc_bits: u32,
+    inp_bound: f32,
+    out_bound: f32,
+    out_noise: f32,
+    w_noise: f32,
+    noise_management: bool,
+    bound_management: bool,
+    max_bm_iterations: u32,
+    max_bm_res: f32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -277,67 +290,62 @@ pub enum ModelName {
     Table,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeviceSection {
-    pub preset: Option<String>,
-    pub label: Option<String>,
-    pub citation: Option<String>,
-    pub model: Option<ModelName>,
-    pub g_min: Option<f64>,
-    pub g_max: Option<f64>,
-    pub c2c: Option<f64>,
-    pub c2c_mode: Option<C2cModeName>,
-    pub write_noise: Option<f64>,
-    pub read_noise: Option<f64>,
-    pub reference_mean: Option<f64>,
-    pub reference_std: Option<f64>,
-    pub subtract_symmetry_point: Option<bool>,
-    pub stuck_min: Option<f64>,
-    pub stuck_max: Option<f64>,
-    pub stuck_random: Option<f64>,
-    pub levels: Option<u32>,
-    pub levels_down: Option<u32>,
-    pub nl_up: Option<f64>,
-    pub nl_down: Option<f64>,
-    pub dw_min: Option<f64>,
-    pub up_down: Option<f64>,
-    pub w_min: Option<f64>,
-    pub w_max: Option<f64>,
-    pub gamma_up: Option<f64>,
-    pub gamma_down: Option<f64>,
-    pub a: Option<f64>,
-    pub b: Option<f64>,
-    pub a_up: Option<f64>,
-    pub a_down: Option<f64>,
-    pub table: Option<TableSection>,
-    pub d2d: Option<D2dSection>,
+/// Defines `[device]` and `[device.d2d]` from the device parameters of
+/// `aimsim_devices::with_device_params!`: the nominal value of each in `[device]` (after the keys of
+/// its own), its variation in `[device.d2d]`.
+macro_rules! device_sections {
+    ($($(#[$doc:meta])* $variant:ident $key:ident,)*) => {
+        /// `[device]`: model, noise, stuck devices, levels, the nominal parameters, a measured table
+        /// and the device-to-device variations.
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct DeviceSection {
+            pub preset: Option<String>,
+            pub label: Option<String>,
+            pub citation: Option<String>,
+            pub model: Option<ModelName>,
+            pub c2c: Option<f64>,
+            pub c2c_mode: Option<C2cModeName>,
+            pub write_noise: Option<f64>,
+            pub read_noise: Option<f64>,
+            pub reference_mean: Option<f64>,
+            pub reference_std: Option<f64>,
+            pub subtract_symmetry_point: Option<bool>,
+            pub stuck_min: Option<f64>,
+            pub stuck_max: Option<f64>,
+            pub stuck_random: Option<f64>,
+            pub levels: Option<u32>,
+            pub levels_down: Option<u32>,
+            $($(#[$doc])* pub $key: Option<f64>,)*
+            pub table: Option<TableSection>,
+            pub d2d: Option<D2dSection>,
+        }
+
+        /// `[device.d2d]`: the variation of each parameter, under its key.
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct D2dSection {
+            $($(#[$doc])* pub $key: Option<VariationSection>,)*
+        }
+
+        impl D2dSection {
+            /// The variation of `p`, when written.
+            pub fn get(&self, p: Param) -> Option<&VariationSection> {
+                match p {
+                    $(Param::$variant => self.$key.as_ref(),)*
+                }
+            }
+        }
+    };
 }
+
+aimsim_devices::with_device_params!(device_sections);
 
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "lowercase")]
 pub enum C2cModeName {
     Multiplicative,
     Additive,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct D2dSection {
-    pub dw_min: Option<VariationSection>,
-    pub up_down: Option<VariationSection>,
-    pub w_min: Option<VariationSection>,
-    pub w_max: Option<VariationSection>,
-    pub gamma_up: Option<VariationSection>,
-    pub gamma_down: Option<VariationSection>,
-    pub a: Option<VariationSection>,
-    pub b: Option<VariationSection>,
-    pub a_up: Option<VariationSection>,
-    pub a_down: Option<VariationSection>,
-    pub nl_up: Option<VariationSection>,
-    pub nl_down: Option<VariationSection>,
-    pub g_min: Option<VariationSection>,
-    pub g_max: Option<VariationSection>,
 }
 
 #[derive(Debug, Deserialize)]
