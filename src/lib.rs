@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod commands;
 pub mod ep;
 pub mod local;
+pub mod metrics;
 pub mod mvm;
 pub mod output;
 pub mod plot;

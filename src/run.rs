@@ -9,9 +9,7 @@ use std::time::Instant;
 use aimsim_networks::data::{self, Dataset};
 use aimsim_networks::ep::{EpConfig, EpNetwork, Feedback};
 use aimsim_networks::mlp::{Mlp, MlpConfig};
-use aimsim_networks::train::{
-    EpochMetrics, Network, Observer, TrainConfig, Training, best_validation, train_split,
-};
+use aimsim_networks::train::{EpochMetrics, Network, Observer, TrainConfig, Training, train_split};
 use aimsim_sim::rng::{Purpose, stream};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -19,6 +17,8 @@ use rand::RngExt;
 use serde_json::json;
 
 use crate::checkpoint::{self, Checkpoint, Histograms};
+use crate::metrics::summary_columns;
+pub use crate::metrics::{SummaryRow, metrics_csv, summary_row};
 use crate::output::{
     crate_versions_json, ensure_dir, report_written, sha256_hex, write_atomic, write_manifest,
 };
@@ -248,50 +248,6 @@ pub fn dataset(t: &TrainSpec, seed: u64) -> Result<Dataset> {
         d.binarize(threshold);
     }
     Ok(d)
-}
-
-/// A cell of an optional metric: the value with `decimals` decimals, or empty.
-fn opt_cell(v: Option<f64>, decimals: usize) -> String {
-    v.map(|v| format!("{v:.decimals$}")).unwrap_or_default()
-}
-
-/// Metrics as CSV (simulated quantities only, so equal seeds give byte-identical files). The
-/// validation columns come last and are empty without a validation split.
-pub fn metrics_csv(rows: &[EpochMetrics]) -> Result<Vec<u8>> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record([
-        "epoch",
-        "train_loss",
-        "train_accuracy",
-        "test_accuracy",
-        "pulses_up",
-        "pulses_down",
-        "refreshes",
-        "train_latency_ns",
-        "train_energy_pj",
-        "test_latency_ns_per_sample",
-        "test_energy_pj_per_sample",
-        "val_loss",
-        "val_accuracy",
-    ])?;
-    for m in rows {
-        w.write_record([
-            m.epoch.to_string(),
-            format!("{:.6}", m.train_loss),
-            format!("{:.4}", m.train_accuracy),
-            format!("{:.4}", m.test_accuracy),
-            m.pulses_up.to_string(),
-            m.pulses_down.to_string(),
-            m.refreshes.to_string(),
-            format!("{:.1}", m.train_latency_ns),
-            format!("{:.1}", m.train_energy_pj),
-            format!("{:.3}", m.test_latency_ns_per_sample),
-            format!("{:.3}", m.test_energy_pj_per_sample),
-            opt_cell(m.val_loss, 6),
-            opt_cell(m.val_accuracy, 4),
-        ])?;
-    }
-    Ok(w.into_inner()?)
 }
 
 fn write_variant(
@@ -1000,46 +956,6 @@ fn has_checkpoint(dir: &Path, depth: u32) -> bool {
         })
 }
 
-/// One run's summary, as summary.csv and the printed table report it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SummaryRow {
-    /// Test accuracy after the last epoch, percent.
-    pub final_test: f64,
-    /// Validation accuracy of the epoch the validation split selects ([`best_validation`]), percent;
-    /// `None` without a split.
-    pub best_val: Option<f64>,
-    /// Test accuracy of that epoch, percent; `None` without a split.
-    pub test_at_best_val: Option<f64>,
-    /// Potentiation pulses over training.
-    pub pulses_up: u64,
-    /// Depression pulses over training.
-    pub pulses_down: u64,
-    /// Refreshes over training.
-    pub refreshes: u64,
-    /// Simulated training energy, pJ.
-    pub energy_pj: f64,
-    /// Simulated training latency, ns.
-    pub latency_ns: f64,
-}
-
-/// The summary of one run's metrics. The test set gives only numbers of the final epoch or of the
-/// epoch the validation split selects: no selection is made on test data.
-pub fn summary_row(metrics: &[EpochMetrics]) -> SummaryRow {
-    let last = metrics.last().cloned().unwrap_or_default();
-    let best = best_validation(metrics);
-    let sum = |f: fn(&EpochMetrics) -> f64| metrics.iter().map(f).sum::<f64>();
-    SummaryRow {
-        final_test: last.test_accuracy,
-        best_val: best.and_then(|m| m.val_accuracy),
-        test_at_best_val: best.map(|m| m.test_accuracy),
-        pulses_up: metrics.iter().map(|m| m.pulses_up).sum(),
-        pulses_down: metrics.iter().map(|m| m.pulses_down).sum(),
-        refreshes: metrics.iter().map(|m| m.refreshes).sum(),
-        energy_pj: sum(|m| m.train_energy_pj),
-        latency_ns: sum(|m| m.train_latency_ns),
-    }
-}
-
 /// Mean and sample standard deviation (`n - 1` in the denominator; 0 for fewer than two values).
 pub fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len().max(1) as f64;
@@ -1206,34 +1122,14 @@ fn write_summary(
     grouped: bool,
 ) -> Result<()> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record([
-        "variant",
-        "seed",
-        "rule",
-        "final_test_accuracy",
-        "best_val_accuracy",
-        "test_accuracy_at_best_val",
-        "pulses_up",
-        "pulses_down",
-        "refreshes",
-        "train_energy_pj",
-        "train_latency_ns",
-    ])?;
+    let mut header = vec!["variant", "seed", "rule"];
+    header.extend(summary_columns().map(|c| c.name));
+    w.write_record(header)?;
     for r in results {
         let row = summary_row(&r.metrics);
-        w.write_record([
-            r.name.clone(),
-            r.seed.to_string(),
-            r.rule.clone(),
-            format!("{:.4}", row.final_test),
-            opt_cell(row.best_val, 4),
-            opt_cell(row.test_at_best_val, 4),
-            row.pulses_up.to_string(),
-            row.pulses_down.to_string(),
-            row.refreshes.to_string(),
-            format!("{:.1}", row.energy_pj),
-            format!("{:.1}", row.latency_ns),
-        ])?;
+        let mut cells = vec![r.name.clone(), r.seed.to_string(), r.rule.clone()];
+        cells.extend(summary_columns().map(|c| (c.cell)(&row)));
+        w.write_record(cells)?;
     }
     write_atomic(&out.join("summary.csv"), &w.into_inner()?)?;
 
