@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use aimsim_networks::data::{self, Dataset};
-use aimsim_networks::ep::{EpConfig, EpNetwork, Feedback};
+use aimsim_networks::ep::{EpNetwork, Feedback};
 use aimsim_networks::mlp::{Mlp, MlpConfig};
 use aimsim_networks::train::{EpochMetrics, Network, Observer, TrainConfig, Training, train_split};
 use aimsim_sim::rng::{Purpose, stream};
@@ -23,7 +23,7 @@ use crate::output::{
     crate_versions_json, ensure_dir, report_written, sha256_hex, write_atomic, write_manifest,
 };
 use crate::plot::{self, Chart, Series};
-use crate::scenario::{self, Algorithm, DatasetSpec, EpSpec, PointSet, Scenario, TrainSpec};
+use crate::scenario::{self, Algorithm, DatasetSpec, PointSet, Scenario, TrainSpec};
 use crate::trace::TraceRecorder;
 use crate::variants::{self, ScenarioSource};
 
@@ -98,23 +98,6 @@ impl Network for Net {
             Net::Bp(n) => n.layer_tiles(),
             Net::Ep(n) => n.layer_tiles(),
         }
-    }
-}
-
-/// The energy network of `sizes` with the `[ep]` settings.
-pub fn ep_config(e: &EpSpec, sizes: &[usize], init_scale: f32) -> EpConfig {
-    EpConfig {
-        sizes: sizes.to_vec(),
-        activation: e.activation,
-        steps_free: e.steps_free,
-        steps_nudged: e.steps_nudged,
-        eps: e.eps,
-        beta: e.beta,
-        nudge: e.nudge,
-        feedback: e.feedback,
-        update: e.update,
-        init_scale,
-        tolerance: e.tolerance,
     }
 }
 
@@ -266,7 +249,7 @@ fn write_variant(
         .collect();
     let chart = Chart {
         title: format!("{}: {}", s.name, res.name),
-        subtitle: format!("{} | seed {}", res.rule, s.seed),
+        subtitle: format!("{} | seed {}", res.rule, s.seed()),
         x_label: "epoch".into(),
         y_label: "accuracy (%)".into(),
         series: [
@@ -694,10 +677,15 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
     let vname = name.map_or_else(|| s.name.clone(), str::to_string);
     let key = format!(
         "{:?}|{}|{}|{}|{:?}|{:?}",
-        t.dataset, t.train_samples, t.test_samples, s.seed, t.crop, t.binarize
+        t.dataset,
+        t.train_samples,
+        t.test_samples,
+        s.seed(),
+        t.crop,
+        t.binarize
     );
     if !cache.contains_key(&key) {
-        cache.insert(key.clone(), dataset(&t, s.seed)?);
+        cache.insert(key.clone(), dataset(&t, s.seed())?);
     }
     let data = &cache[&key];
     if t.validation as usize >= data.train_len() {
@@ -719,7 +707,6 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
         init_scale: t.init_scale,
         exact_init: t.exact_init,
     };
-    let hw = variants::hardware(&s);
     let dir = spec.dir;
     ensure_dir(dir)?;
     let ckpt_path = dir.join(checkpoint::FILE_NAME);
@@ -742,15 +729,15 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
         }
         None
     };
-    let mut init = stream(s.seed, Purpose::Init, 0);
-    let hw_opt = (!t.software).then_some(&hw);
+    let mut init = stream(s.seed(), Purpose::Init, 0);
+    let hw_opt = (!t.software).then_some(&s.hardware);
     let mut net = match t.algorithm {
         Algorithm::Bp => Net::Bp(Mlp::new(&cfg, hw_opt, &mut init)?),
         Algorithm::Ep => Net::Ep(Box::new(EpNetwork::new(
-            &ep_config(&s.ep, &cfg.sizes, t.init_scale),
+            &s.ep.network(&cfg.sizes, t.init_scale),
             hw_opt,
             &mut init,
-            s.seed,
+            s.seed(),
         )?)),
     };
     if let (false, Net::Bp(mlp)) = (t.lr_scale.is_empty(), &mut net) {
@@ -770,7 +757,7 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
         lr: t.lr,
         lr_decay: t.lr_decay,
         shuffle: t.shuffle,
-        seed: s.seed,
+        seed: s.seed(),
         validation: t.validation as usize,
     };
     let total = train_split(data, &tc) as u64 * t.epochs as u64;
@@ -802,7 +789,7 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
             TraceRecorder::new(
                 &net,
                 &t.trace,
-                s.seed,
+                s.seed(),
                 dir,
                 unit,
                 saved.as_ref().map(|c| c.trace),
@@ -826,9 +813,9 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
     };
     let v_started = Instant::now();
     let mut training = match saved {
-        Some(c) => Training::resume(data, &tc, &s.cost, c.progress)
+        Some(c) => Training::resume(data, &tc, &s.hardware.cost, c.progress)
             .map_err(|e| anyhow::anyhow!("{}: {e}", ckpt_path.display()))?,
-        None => Training::start(&mut net, data, &tc, &s.cost, &mut rec),
+        None => Training::start(&mut net, data, &tc, &s.hardware.cost, &mut rec),
     };
     let mut stopped = false;
     while !training.done() {
@@ -878,22 +865,26 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
     };
     let res = VariantResult {
         name: vname.clone(),
-        seed: s.seed,
+        seed: s.seed(),
         metrics,
         software: t.software,
         rule: {
             let hw_rule = if t.software {
                 "software baseline (float weights)".to_string()
             } else {
-                format!("{} on {} cells", s.controller.name(), s.tile.cell.name())
+                format!(
+                    "{} on {} cells",
+                    s.hardware.controller.name(),
+                    s.hardware.tile.cell.name()
+                )
             };
             match t.algorithm {
                 Algorithm::Bp => hw_rule,
                 Algorithm::Ep => format!(
                     "EP {} beta {}{}, {}",
-                    s.ep.nudge.name(),
-                    s.ep.beta,
-                    if s.ep.feedback == Feedback::Separate {
+                    s.ep.config.nudge.name(),
+                    s.ep.config.beta,
+                    if s.ep.config.feedback == Feedback::Separate {
                         " separate feedback"
                     } else {
                         ""
@@ -925,11 +916,11 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
             "effective_sha256": sha256_hex(effective.as_bytes()),
             "overrides": applied,
         },
-        "seed": s.seed,
+        "seed": s.seed(),
         "dataset": { "name": data.name, "train": train_split(data, &tc), "validation": tc.validation, "test": data.test_len(), "inputs": data.inputs, "classes": data.classes },
         "network": cfg.sizes,
         "rule": res.rule,
-        "device": s.device.to_string(),
+        "device": s.hardware.device.to_string(),
         "files": files,
         "wall_s": v_started.elapsed().as_secs_f64(),
         "samples_per_s": total as f64 / v_started.elapsed().as_secs_f64().max(1e-9),

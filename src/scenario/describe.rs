@@ -7,7 +7,7 @@ use super::train::Algorithm;
 
 /// A short human description of what a scenario defines (printed by `aimsim validate`).
 pub fn describe(s: &Scenario) -> String {
-    let mut out = format!("scenario `{}` (seed {})\n", s.name, s.seed);
+    let mut out = format!("scenario `{}` (seed {})\n", s.name, s.seed());
     if let Some(d) = &s.description {
         out += &format!("  {d}\n");
     }
@@ -18,7 +18,7 @@ pub fn describe(s: &Scenario) -> String {
     if let Some(p) = &s.preset {
         out += &format!("preset {p}; ");
     }
-    out += &format!("{}\n", s.device);
+    out += &format!("{}\n", s.hardware.device);
     if let Some(c) = &s.citation {
         out += &format!("  source: {c}\n");
     }
@@ -41,14 +41,18 @@ pub fn describe(s: &Scenario) -> String {
     };
     out += &format!(
         "tile: {}x{} {} cells, w_scale {}\n  forward io: {}\n  backward io: {}\n",
-        s.tile.rows,
-        s.tile.cols,
-        s.tile.cell.name(),
-        s.w_scale,
-        io(&s.tile.forward),
-        io(&s.tile.backward)
+        s.hardware.tile.rows,
+        s.hardware.tile.cols,
+        s.hardware.tile.cell.name(),
+        s.hardware.w_scale,
+        io(&s.hardware.tile.forward),
+        io(&s.hardware.tile.backward)
     );
-    let rule = format!("{} {:?}", s.controller.name(), s.controller);
+    let rule = format!(
+        "{} {:?}",
+        s.hardware.controller.name(),
+        s.hardware.controller
+    );
     out += &format!("update: {rule}\n");
     if let Some(t) = &s.train {
         let net = match t.algorithm {
@@ -59,7 +63,7 @@ pub fn describe(s: &Scenario) -> String {
                 t.bias
             ),
             Algorithm::Ep => {
-                let e = &s.ep;
+                let e = &s.ep.config;
                 format!(
                     "EP, {} activation, {}/{} free/nudged steps of eps {}, {} nudge beta {}, {} feedback, {} update",
                     e.activation.name(),
@@ -89,7 +93,8 @@ pub fn describe(s: &Scenario) -> String {
             }
         );
     }
-    if let Some(l) = &s.local {
+    if let Some(local) = &s.local {
+        let l = &local.config;
         out += &format!(
             "local: {} rule, {} inputs, {} hidden, {} outputs, flipped fraction {}, lr {}, {} steps{}\n",
             l.rule.name(),
@@ -99,13 +104,17 @@ pub fn describe(s: &Scenario) -> String {
             l.flip_fraction,
             l.lr,
             l.steps,
-            if l.software { ", float weights" } else { "" }
+            if local.software {
+                ", float weights"
+            } else {
+                ""
+            }
         );
     }
     if !s.variants.is_empty() {
         out += &format!("variants: {}\n", s.variants.join(", "));
     }
-    let c = &s.cost;
+    let c = &s.hardware.cost;
     out += &format!(
         "cost: clock {} Hz, read {} cycles at {} V, ADC {} cycles {} pJ ({} outputs/ADC), DAC {} pJ, pulse {} cycles {} pJ\n",
         c.clock_hz,

@@ -1,6 +1,6 @@
 //! `[local]`: the local-rule experiment of `aimsim local` (Hebbian, anti-Hebbian, curl descent).
 
-use aimsim_networks::local::LocalRule;
+use aimsim_networks::local::{LocalConfig, LocalRule};
 
 use super::ScenarioError;
 use super::locate::{Locator, split_key};
@@ -10,24 +10,8 @@ use super::train::seed_list;
 /// The `[local]` section, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LocalSpec {
-    /// Rule.
-    pub rule: LocalRule,
-    /// Input dimension.
-    pub inputs: u32,
-    /// Hidden units (curl descent) or output units (Hebbian rules).
-    pub hidden: u32,
-    /// Output units of teacher and student (curl descent).
-    pub outputs: u32,
-    /// Fraction of hidden neurons whose updates are sign-flipped (curl descent).
-    pub flip_fraction: f32,
-    /// Learning rate.
-    pub lr: f32,
-    /// Training samples (one update each).
-    pub steps: u32,
-    /// Samples between two evaluations.
-    pub eval_every: u32,
-    /// Test samples of every evaluation.
-    pub test_samples: u32,
+    /// The experiment's settings.
+    pub config: LocalConfig,
     /// Float weights instead of tiles.
     pub software: bool,
     /// Seeds to repeat every run with (empty: the scenario's seed once).
@@ -37,18 +21,19 @@ pub struct LocalSpec {
 /// Validates `[local]`.
 pub fn local_spec(l: LocalSection, loc: &Locator) -> Result<LocalSpec, ScenarioError> {
     let key = |k: &str| split_key(&format!("local.{k}"));
-    let rule = match l.rule {
-        None | Some(LocalRuleName::Curl) => LocalRule::Curl,
-        Some(LocalRuleName::Hebbian) => LocalRule::Hebbian,
-        Some(LocalRuleName::AntiHebbian) => LocalRule::AntiHebbian,
-    };
-    let size = |v: Option<u32>, d: u32, k: &str| match v.unwrap_or(d) {
+    let d = LocalConfig::default();
+    let rule = l.rule.map_or(d.rule, |r| match r {
+        LocalRuleName::Curl => LocalRule::Curl,
+        LocalRuleName::Hebbian => LocalRule::Hebbian,
+        LocalRuleName::AntiHebbian => LocalRule::AntiHebbian,
+    });
+    let size = |v: Option<u32>, d: usize, k: &str| match v.map_or(d, |v| v as usize) {
         s @ 1..=4096 => Ok(s),
         s => Err(loc.error(&key(k), format!("must lie in [1, 4096], got {s}"))),
     };
-    let inputs = size(l.inputs, 100, "inputs")?;
-    let hidden = size(l.hidden, 10, "hidden")?;
-    let outputs = size(l.outputs, 1, "outputs")?;
+    let inputs = size(l.inputs, d.inputs, "inputs")?;
+    let hidden = size(l.hidden, d.hidden, "hidden")?;
+    let outputs = size(l.outputs, d.outputs, "outputs")?;
     if rule != LocalRule::Curl {
         for (k, present) in [
             ("outputs", l.outputs.is_some()),
@@ -67,26 +52,26 @@ pub fn local_spec(l: LocalSection, loc: &Locator) -> Result<LocalSpec, ScenarioE
             ));
         }
     }
-    let flip_fraction = l.flip_fraction.unwrap_or(0.0);
+    let flip_fraction = l.flip_fraction.unwrap_or(d.flip_fraction);
     if !(0.0..=1.0).contains(&flip_fraction) {
         return Err(loc.error(
             &key("flip_fraction"),
             format!("is a fraction of the hidden neurons in [0, 1], got {flip_fraction}"),
         ));
     }
-    let lr = l.lr.unwrap_or(0.05);
+    let lr = l.lr.unwrap_or(d.lr);
     if !(lr.is_finite() && lr > 0.0) {
         return Err(loc.error(&key("lr"), format!("must be > 0, got {lr}")));
     }
-    let steps = l.steps.unwrap_or(20_000);
+    let steps = l.steps.map_or(d.steps, u64::from);
     if !(1..=100_000_000).contains(&steps) {
         return Err(loc.error(&key("steps"), format!("must lie in [1, 1e8], got {steps}")));
     }
-    let eval_every = l.eval_every.unwrap_or(500);
+    let eval_every = l.eval_every.map_or(d.eval_every, u64::from);
     if eval_every == 0 {
         return Err(loc.error(&key("eval_every"), "must be at least 1"));
     }
-    let test_samples = l.test_samples.unwrap_or(1000);
+    let test_samples = l.test_samples.map_or(d.test_samples, |n| n as usize);
     if !(1..=1_000_000).contains(&test_samples) {
         return Err(loc.error(
             &key("test_samples"),
@@ -95,15 +80,17 @@ pub fn local_spec(l: LocalSection, loc: &Locator) -> Result<LocalSpec, ScenarioE
     }
     let seeds = seed_list(l.seeds, &key("seeds"), loc)?;
     Ok(LocalSpec {
-        rule,
-        inputs,
-        hidden,
-        outputs,
-        flip_fraction,
-        lr,
-        steps,
-        eval_every,
-        test_samples,
+        config: LocalConfig {
+            rule,
+            inputs,
+            hidden,
+            outputs,
+            flip_fraction,
+            lr,
+            steps,
+            eval_every,
+            test_samples,
+        },
         software: l.software.unwrap_or(false),
         seeds,
     })

@@ -15,10 +15,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use aimsim_devices::DeviceSpec;
-use aimsim_sim::ledger::CostModel;
-use aimsim_sim::tile::TileConfig;
-use aimsim_sim::update::ControllerSpec;
+use aimsim_networks::mlp::Hardware;
 
 use crate::trace::TraceSpec;
 
@@ -79,8 +76,6 @@ impl std::error::Error for ScenarioError {}
 pub struct Scenario {
     /// Scenario name.
     pub name: String,
-    /// Master seed.
-    pub seed: u64,
     /// Free text.
     pub description: Option<String>,
     /// Preset the device section started from.
@@ -89,18 +84,12 @@ pub struct Scenario {
     pub label: Option<String>,
     /// Where the device parameters come from.
     pub citation: Option<String>,
-    /// The device population's description.
-    pub device: DeviceSpec,
+    /// What the tiles are made of: the device population (`[device]`), tile shape, unit cell and
+    /// periphery (`[tile]`, `[io]`), the learning rule's controller (`[update]`), `tile.w_scale`, the
+    /// ledger's costs (`[cost]`), and the master seed (`scenario.seed`).
+    pub hardware: Hardware,
     /// Protocol settings (defaults filled in).
     pub protocol: Protocol,
-    /// Tile shape, unit cell and periphery.
-    pub tile: TileConfig,
-    /// Layer weight of a normalized tile weight of 1.
-    pub w_scale: f32,
-    /// Learning rule's controller and pulse scheme.
-    pub controller: ControllerSpec,
-    /// Technology costs for the ledger.
-    pub cost: CostModel,
     /// Training settings, when the scenario trains a network.
     pub train: Option<TrainSpec>,
     /// Equilibrium-propagation settings (`[ep]`; defaults when absent).
@@ -116,6 +105,13 @@ pub struct Scenario {
     pub sweep: Option<SweepSpec>,
     /// The `[trace]` section, when written (training falls back to `train.trace_*`).
     pub trace: Option<TraceSpec>,
+}
+
+impl Scenario {
+    /// The master seed (`scenario.seed`, 0 when not written): every random stream derives from it.
+    pub fn seed(&self) -> u64 {
+        self.hardware.seed
+    }
 }
 
 /// A loaded scenario plus what the manifest records about its origin.
@@ -168,17 +164,19 @@ fn convert(
 
     Ok(Scenario {
         name: file.scenario.name,
-        seed,
         description: file.scenario.description,
         preset: d.preset,
         label: d.label,
         citation: d.citation,
-        device: spec,
+        hardware: Hardware {
+            device: spec,
+            tile,
+            controller,
+            w_scale,
+            cost,
+            seed,
+        },
         protocol,
-        tile,
-        w_scale,
-        controller,
-        cost,
         train,
         ep,
         local,

@@ -82,9 +82,9 @@ fn overrides_parse_toml_or_fall_back_to_strings() {
 fn preset_keys_merge_and_user_keys_win() {
     let text = "[scenario]\nname = \"t\"\n[device]\npreset = \"neurosim-epiram\"\nc2c = 0.0\n";
     let (s, _, _) = load_str(text, "t.toml", Path::new("."), &[]).unwrap();
-    assert_eq!(s.device.c2c, 0.0);
+    assert_eq!(s.hardware.device.c2c, 0.0);
     assert_eq!(s.preset.as_deref(), Some("neurosim-epiram"));
-    match &s.device.model {
+    match &s.hardware.device.model {
         Model::NeuroSim(n) => assert_eq!((n.nl_up, n.nl_down), (0.5, -0.5)),
         m => panic!("{m:?}"),
     }
