@@ -84,22 +84,34 @@ struct Payload {
     histograms: Histograms,
 }
 
-#[derive(Serialize, Deserialize)]
-struct MetricsRow {
-    epoch: u32,
-    train_loss: f64,
-    train_accuracy: f64,
-    test_accuracy: f64,
-    pulses_up: u64,
-    pulses_down: u64,
-    refreshes: u64,
-    train_latency_ns: f64,
-    train_energy_pj: f64,
-    test_latency_ns_per_sample: f64,
-    test_energy_pj_per_sample: f64,
-    val_loss: Option<f64>,
-    val_accuracy: Option<f64>,
+/// Defines `MetricsRow`, the checkpoint's copy of [`EpochMetrics`] (same fields, same order), and
+/// the conversions both ways, from the list of `aimsim_networks::with_epoch_metrics!`.
+macro_rules! metrics_row {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty => $decimals:literal,)*) => {
+        #[derive(Serialize, Deserialize)]
+        struct MetricsRow {
+            $($field: $ty,)*
+        }
+
+        impl From<&EpochMetrics> for MetricsRow {
+            fn from(m: &EpochMetrics) -> Self {
+                MetricsRow {
+                    $($field: m.$field,)*
+                }
+            }
+        }
+
+        impl From<MetricsRow> for EpochMetrics {
+            fn from(m: MetricsRow) -> Self {
+                EpochMetrics {
+                    $($field: m.$field,)*
+                }
+            }
+        }
+    };
 }
+
+aimsim_networks::with_epoch_metrics!(metrics_row);
 
 #[derive(Serialize, Deserialize)]
 struct LayerSnap {
@@ -148,46 +160,6 @@ impl From<&Pcg> for RngSnap {
 struct ControllerSnap {
     counters: Vec<u64>,
     values: Vec<f32>,
-}
-
-impl From<&EpochMetrics> for MetricsRow {
-    fn from(m: &EpochMetrics) -> Self {
-        MetricsRow {
-            epoch: m.epoch,
-            train_loss: m.train_loss,
-            train_accuracy: m.train_accuracy,
-            test_accuracy: m.test_accuracy,
-            pulses_up: m.pulses_up,
-            pulses_down: m.pulses_down,
-            refreshes: m.refreshes,
-            train_latency_ns: m.train_latency_ns,
-            train_energy_pj: m.train_energy_pj,
-            test_latency_ns_per_sample: m.test_latency_ns_per_sample,
-            test_energy_pj_per_sample: m.test_energy_pj_per_sample,
-            val_loss: m.val_loss,
-            val_accuracy: m.val_accuracy,
-        }
-    }
-}
-
-impl From<MetricsRow> for EpochMetrics {
-    fn from(m: MetricsRow) -> Self {
-        EpochMetrics {
-            epoch: m.epoch,
-            train_loss: m.train_loss,
-            train_accuracy: m.train_accuracy,
-            test_accuracy: m.test_accuracy,
-            pulses_up: m.pulses_up,
-            pulses_down: m.pulses_down,
-            refreshes: m.refreshes,
-            train_latency_ns: m.train_latency_ns,
-            train_energy_pj: m.train_energy_pj,
-            test_latency_ns_per_sample: m.test_latency_ns_per_sample,
-            test_energy_pj_per_sample: m.test_energy_pj_per_sample,
-            val_loss: m.val_loss,
-            val_accuracy: m.val_accuracy,
-        }
-    }
 }
 
 impl From<&Checkpoint> for Payload {

@@ -123,12 +123,12 @@ pub fn device(loaded: &Loaded, out: &Path) -> Result<DeviceRun> {
              produces: set it to 1 or more"
         );
     }
-    let traced = protocol_devices(s.trace.as_ref(), s.protocol.devices as usize, s.seed)
+    let traced = protocol_devices(s.trace.as_ref(), s.protocol.devices as usize, s.seed())
         .map_err(|e| anyhow::anyhow!("{origin}: {e:#}"))?;
     let _lock = crate::output::lock_out(out)?;
-    let mut draw = stream(s.seed, Purpose::DeviceDraw, 0);
-    let mut write = stream(s.seed, Purpose::Write, 0);
-    let mut pop = Population::new(&s.device, s.protocol.devices as usize, &mut draw)
+    let mut draw = stream(s.seed(), Purpose::DeviceDraw, 0);
+    let mut write = stream(s.seed(), Purpose::Write, 0);
+    let mut pop = Population::new(&s.hardware.device, s.protocol.devices as usize, &mut draw)
         .context("the device description was accepted by validation but could not be built")?;
 
     let layout = CsvLayout {
@@ -182,7 +182,7 @@ pub fn device(loaded: &Loaded, out: &Path) -> Result<DeviceRun> {
         s.protocol.devices,
         s.protocol.pulses,
         s.protocol.cycles,
-        s.seed
+        s.seed()
     );
     plot::response(
         out,
@@ -200,13 +200,13 @@ pub fn device(loaded: &Loaded, out: &Path) -> Result<DeviceRun> {
         "aimsim_version": env!("CARGO_PKG_VERSION"),
         "crate_versions": crate_versions_json(),
         "scenario": scenario_json(loaded),
-        "seed": s.seed,
+        "seed": s.seed(),
         "protocol": {
             "pulses": s.protocol.pulses,
             "cycles": s.protocol.cycles,
             "devices": s.protocol.devices,
         },
-        "device": s.device.to_string(),
+        "device": s.hardware.device.to_string(),
         "trace": {
             "rows": rows,
             "devices": traced.len(),
@@ -259,9 +259,9 @@ pub fn bench_devices(devices: usize, seconds: f64) -> Result<Vec<DeviceBench>> {
         let text = p.toml;
         let (s, _, _) = scenario::load_str(text, p.name, Path::new("scenarios/devices"), &[])
             .map_err(|e| anyhow::anyhow!("preset {}: {e}", p.name))?;
-        let mut draw = stream(s.seed, Purpose::DeviceDraw, 0);
-        let mut write = stream(s.seed, Purpose::Write, 0);
-        let mut pop = Population::new(&s.device, devices, &mut draw)?;
+        let mut draw = stream(s.seed(), Purpose::DeviceDraw, 0);
+        let mut write = stream(s.seed(), Purpose::Write, 0);
+        let mut pop = Population::new(&s.hardware.device, devices, &mut draw)?;
         // Start mid-range so both directions move.
         for i in 0..devices {
             pop.pulse(i, (s.protocol.pulses / 2).max(1) as i32, &mut write);

@@ -13,7 +13,7 @@ use crate::output::{
     crate_versions_json, report_written, sha256_hex, write_atomic, write_manifest,
 };
 use crate::plot::{self, Chart, Series};
-use crate::run::{dataset, ep_config, mean_std};
+use crate::run::{dataset, mean_std};
 use crate::variants::{self, ScenarioSource};
 
 /// One row of `fidelity.csv`.
@@ -48,16 +48,15 @@ pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<FidelityRow>>
         let s = file.load(&variants::seed_sets(sets, seed), name.as_deref())?;
         let t = s.train.clone().expect("variants inherit [train]");
         let vname = name.clone().unwrap_or_else(|| s.name.clone());
-        let data = dataset(&t, s.seed)?;
+        let data = dataset(&t, s.seed())?;
         let mut sizes = vec![data.inputs];
         sizes.extend(t.hidden.iter().map(|h| *h as usize));
         sizes.push(data.classes);
-        let cfg = ep_config(&s.ep, &sizes, t.init_scale);
-        let hw = variants::hardware(&s);
-        let hw_opt = (!t.software).then_some(&hw);
+        let cfg = s.ep.network(&sizes, t.init_scale);
+        let hw_opt = (!t.software).then_some(&s.hardware);
         let build = || {
-            let mut init = stream(s.seed, Purpose::Init, 0);
-            EpNetwork::new(&cfg, hw_opt, &mut init, s.seed)
+            let mut init = stream(s.seed(), Purpose::Init, 0);
+            EpNetwork::new(&cfg, hw_opt, &mut init, s.seed())
         };
         let n = (s.ep.fidelity_samples as usize).min(data.train_len());
         let samples: Vec<(&[f32], usize)> = (0..n)
@@ -68,7 +67,7 @@ pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<FidelityRow>>
             .collect();
         eprintln!(
             "{vname} seed {}: {} beta(s) x {} estimator(s) on {} sample(s)",
-            s.seed,
+            s.seed(),
             s.ep.fidelity_betas.len(),
             s.ep.fidelity_nudges.len(),
             n
@@ -82,8 +81,8 @@ pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<FidelityRow>>
         )?;
         rows.extend(points.into_iter().map(|point| FidelityRow {
             variant: vname.clone(),
-            seed: s.seed,
-            feedback: s.ep.feedback.name(),
+            seed: s.seed(),
+            feedback: s.ep.config.feedback.name(),
             point,
         }));
     }

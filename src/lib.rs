@@ -10,6 +10,7 @@ pub mod commands;
 pub mod data;
 pub mod ep;
 pub mod local;
+pub mod metrics;
 pub mod mvm;
 pub mod output;
 pub mod plot;

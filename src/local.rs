@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use aimsim_networks::local::{self, LocalConfig, LocalRule, LocalRun};
+use aimsim_networks::local::{self, LocalRule, LocalRun};
 use aimsim_sim::ledger::Phase;
 use anyhow::{Result, bail};
 use serde_json::json;
@@ -58,32 +58,21 @@ pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<LocalResult>>
         let s = file.load(&variants::seed_sets(sets, seed), name.as_deref())?;
         let l = s.local.clone().expect("variants inherit [local]");
         let vname = name.clone().unwrap_or_else(|| s.name.clone());
-        let cfg = LocalConfig {
-            rule: l.rule,
-            inputs: l.inputs as usize,
-            hidden: l.hidden as usize,
-            outputs: l.outputs as usize,
-            flip_fraction: l.flip_fraction,
-            lr: l.lr,
-            steps: l.steps as u64,
-            eval_every: l.eval_every as u64,
-            test_samples: l.test_samples as usize,
-        };
-        let hw = variants::hardware(&s);
-        let r = local::run(&cfg, (!l.software).then_some(&hw), s.seed)?;
+        let cfg = &l.config;
+        let r = local::run(cfg, (!l.software).then_some(&s.hardware), s.seed())?;
         eprintln!(
             "{vname} seed {}: {} {} steps, test loss {:.5} -> {:.5}",
-            s.seed,
-            l.rule.name(),
-            l.steps,
+            s.seed(),
+            cfg.rule.name(),
+            cfg.steps,
             r.points.first().map_or(f64::NAN, |p| p.test_loss),
             r.points.last().map_or(f64::NAN, |p| p.test_loss)
         );
         results.push(LocalResult {
             variant: vname,
-            seed: s.seed,
-            rule: l.rule,
-            flip_fraction: l.flip_fraction,
+            seed: s.seed(),
+            rule: cfg.rule,
+            flip_fraction: cfg.flip_fraction,
             run: r,
         });
     }

@@ -437,10 +437,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(path) => {
                     let s = commands::load(&path, &set, &[])?.scenario;
                     aimsim::bench::BenchSetup {
-                        device: s.device,
-                        tile: s.tile,
-                        scheme: s.controller.scheme().clone(),
-                        cost: s.cost,
+                        device: s.hardware.device,
+                        tile: s.hardware.tile,
+                        scheme: s.hardware.controller.scheme().clone(),
+                        cost: s.hardware.cost,
                     }
                 }
             };

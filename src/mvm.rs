@@ -144,12 +144,12 @@ pub fn mvm(
     let mut m = AnalogMatrix::new(
         w.rows,
         w.cols,
-        &s.tile,
-        &s.device,
-        &s.controller,
-        s.w_scale,
-        s.cost.clone(),
-        s.seed,
+        &s.hardware.tile,
+        &s.hardware.device,
+        &s.hardware.controller,
+        s.hardware.w_scale,
+        s.hardware.cost.clone(),
+        s.seed(),
         0,
     )
     .context("the device description was accepted by validation but could not be built")?;
@@ -204,7 +204,7 @@ pub fn mvm(
         "aimsim_version": env!("CARGO_PKG_VERSION"),
         "crate_versions": crate_versions_json(),
         "scenario": crate::commands::scenario_json(loaded),
-        "seed": s.seed,
+        "seed": s.seed(),
         "weights": weights.display().to_string(),
         "inputs": inputs.display().to_string(),
         "direction": if mode.backward { "backward" } else { "forward" },

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use crate::metrics::FINAL_COLUMNS;
 use crate::output::ensure_dir;
 use crate::plot::{self, Chart, Series};
 use crate::sweep::Plan;
@@ -361,26 +362,10 @@ fn runs_plots(dir: &Path, out: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
 
 /// Axis label and scale factor of a results.csv column.
 fn metric_axis(name: &str) -> (String, f32) {
-    match name {
-        "final_test_accuracy" => ("final test accuracy (%)".into(), 1.0),
-        "best_val_accuracy" => ("best validation accuracy (%)".into(), 1.0),
-        "test_accuracy_at_best_val" => {
-            ("test accuracy at the best validation epoch (%)".into(), 1.0)
-        }
-        "final_val_accuracy" => ("final validation accuracy (%)".into(), 1.0),
-        "final_train_accuracy" => ("train accuracy in the last epoch (%)".into(), 1.0),
-        "final_train_loss" => ("train loss in the last epoch".into(), 1.0),
-        "pulses_up" => ("potentiation pulses (millions)".into(), 1e-6),
-        "pulses_down" => ("depression pulses (millions)".into(), 1e-6),
-        "refreshes" => ("refreshes".into(), 1.0),
-        "train_energy_pj" => ("simulated training energy (uJ)".into(), 1e-6),
-        "train_latency_ns" => ("simulated training latency (ms)".into(), 1e-6),
-        "test_energy_pj_per_sample" => ("simulated inference energy per sample (nJ)".into(), 1e-3),
-        "test_latency_ns_per_sample" => {
-            ("simulated inference latency per sample (us)".into(), 1e-3)
-        }
-        "wall_s" => ("wall time (s)".into(), 1.0),
-        other => (other.to_string(), 1.0),
+    match FINAL_COLUMNS.iter().find(|c| c.name == name) {
+        Some(c) => (c.label.to_string(), c.scale),
+        None if name == "wall_s" => ("wall time (s)".into(), 1.0),
+        None => (name.to_string(), 1.0),
     }
 }
 

@@ -7,11 +7,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use aimsim_networks::data::{self, Dataset};
-use aimsim_networks::ep::{EpConfig, EpNetwork, Feedback};
+use aimsim_networks::ep::{EpNetwork, Feedback};
 use aimsim_networks::mlp::{Mlp, MlpConfig};
-use aimsim_networks::train::{
-    EpochMetrics, Network, Observer, TrainConfig, Training, best_validation, train_split,
-};
+use aimsim_networks::train::{EpochMetrics, Network, Observer, TrainConfig, Training, train_split};
 use aimsim_sim::rng::{Purpose, stream};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
@@ -19,11 +17,13 @@ use rand::RngExt;
 use serde_json::json;
 
 use crate::checkpoint::{self, Checkpoint, Histograms};
+use crate::metrics::summary_columns;
+pub use crate::metrics::{SummaryRow, metrics_csv, summary_row};
 use crate::output::{
     crate_versions_json, ensure_dir, report_written, sha256_hex, write_atomic, write_manifest,
 };
 use crate::plot::{self, Chart, Series};
-use crate::scenario::{self, Algorithm, DatasetSpec, EpSpec, PointSet, Scenario, TrainSpec};
+use crate::scenario::{self, Algorithm, DatasetSpec, PointSet, Scenario, TrainSpec};
 use crate::trace::TraceRecorder;
 use crate::variants::{self, ScenarioSource};
 
@@ -98,23 +98,6 @@ impl Network for Net {
             Net::Bp(n) => n.layer_tiles(),
             Net::Ep(n) => n.layer_tiles(),
         }
-    }
-}
-
-/// The energy network of `sizes` with the `[ep]` settings.
-pub fn ep_config(e: &EpSpec, sizes: &[usize], init_scale: f32) -> EpConfig {
-    EpConfig {
-        sizes: sizes.to_vec(),
-        activation: e.activation,
-        steps_free: e.steps_free,
-        steps_nudged: e.steps_nudged,
-        eps: e.eps,
-        beta: e.beta,
-        nudge: e.nudge,
-        feedback: e.feedback,
-        update: e.update,
-        init_scale,
-        tolerance: e.tolerance,
     }
 }
 
@@ -268,50 +251,6 @@ pub fn dataset(t: &TrainSpec, seed: u64) -> Result<Dataset> {
     Ok(d)
 }
 
-/// A cell of an optional metric: the value with `decimals` decimals, or empty.
-fn opt_cell(v: Option<f64>, decimals: usize) -> String {
-    v.map(|v| format!("{v:.decimals$}")).unwrap_or_default()
-}
-
-/// Metrics as CSV (simulated quantities only, so equal seeds give byte-identical files). The
-/// validation columns come last and are empty without a validation split.
-pub fn metrics_csv(rows: &[EpochMetrics]) -> Result<Vec<u8>> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record([
-        "epoch",
-        "train_loss",
-        "train_accuracy",
-        "test_accuracy",
-        "pulses_up",
-        "pulses_down",
-        "refreshes",
-        "train_latency_ns",
-        "train_energy_pj",
-        "test_latency_ns_per_sample",
-        "test_energy_pj_per_sample",
-        "val_loss",
-        "val_accuracy",
-    ])?;
-    for m in rows {
-        w.write_record([
-            m.epoch.to_string(),
-            format!("{:.6}", m.train_loss),
-            format!("{:.4}", m.train_accuracy),
-            format!("{:.4}", m.test_accuracy),
-            m.pulses_up.to_string(),
-            m.pulses_down.to_string(),
-            m.refreshes.to_string(),
-            format!("{:.1}", m.train_latency_ns),
-            format!("{:.1}", m.train_energy_pj),
-            format!("{:.3}", m.test_latency_ns_per_sample),
-            format!("{:.3}", m.test_energy_pj_per_sample),
-            opt_cell(m.val_loss, 6),
-            opt_cell(m.val_accuracy, 4),
-        ])?;
-    }
-    Ok(w.into_inner()?)
-}
-
 fn write_variant(
     dir: &Path,
     s: &Scenario,
@@ -328,7 +267,7 @@ fn write_variant(
         .collect();
     let chart = Chart {
         title: format!("{}: {}", s.name, res.name),
-        subtitle: format!("{} | seed {}", res.rule, s.seed),
+        subtitle: format!("{} | seed {}", res.rule, s.seed()),
         x_label: "epoch".into(),
         y_label: "accuracy (%)".into(),
         series: [
@@ -763,10 +702,15 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
     let vname = name.map_or_else(|| s.name.clone(), str::to_string);
     let key = format!(
         "{:?}|{}|{}|{}|{:?}|{:?}",
-        t.dataset, t.train_samples, t.test_samples, s.seed, t.crop, t.binarize
+        t.dataset,
+        t.train_samples,
+        t.test_samples,
+        s.seed(),
+        t.crop,
+        t.binarize
     );
     if !cache.contains_key(&key) {
-        cache.insert(key.clone(), dataset(&t, s.seed)?);
+        cache.insert(key.clone(), dataset(&t, s.seed())?);
     }
     let data = &cache[&key];
     if t.validation as usize >= data.train_len() {
@@ -788,7 +732,6 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
         init_scale: t.init_scale,
         exact_init: t.exact_init,
     };
-    let hw = variants::hardware(&s);
     let dir = spec.dir;
     ensure_dir(dir)?;
     let ckpt_path = dir.join(checkpoint::FILE_NAME);
@@ -811,15 +754,15 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
         }
         None
     };
-    let mut init = stream(s.seed, Purpose::Init, 0);
-    let hw_opt = (!t.software).then_some(&hw);
+    let mut init = stream(s.seed(), Purpose::Init, 0);
+    let hw_opt = (!t.software).then_some(&s.hardware);
     let mut net = match t.algorithm {
         Algorithm::Bp => Net::Bp(Mlp::new(&cfg, hw_opt, &mut init)?),
         Algorithm::Ep => Net::Ep(Box::new(EpNetwork::new(
-            &ep_config(&s.ep, &cfg.sizes, t.init_scale),
+            &s.ep.network(&cfg.sizes, t.init_scale),
             hw_opt,
             &mut init,
-            s.seed,
+            s.seed(),
         )?)),
     };
     if let (false, Net::Bp(mlp)) = (t.lr_scale.is_empty(), &mut net) {
@@ -839,7 +782,7 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
         lr: t.lr,
         lr_decay: t.lr_decay,
         shuffle: t.shuffle,
-        seed: s.seed,
+        seed: s.seed(),
         validation: t.validation as usize,
     };
     let total = train_split(data, &tc) as u64 * t.epochs as u64;
@@ -874,7 +817,7 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
             TraceRecorder::new(
                 &net,
                 &t.trace,
-                s.seed,
+                s.seed(),
                 dir,
                 unit,
                 saved.as_ref().map(|c| c.trace),
@@ -898,9 +841,9 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
     };
     let v_started = Instant::now();
     let mut training = match saved {
-        Some(c) => Training::resume(data, &tc, &s.cost, c.progress)
+        Some(c) => Training::resume(data, &tc, &s.hardware.cost, c.progress)
             .map_err(|e| anyhow::anyhow!("{}: {e}", ckpt_path.display()))?,
-        None => Training::start(&mut net, data, &tc, &s.cost, &mut rec),
+        None => Training::start(&mut net, data, &tc, &s.hardware.cost, &mut rec),
     };
     let mut stopped = false;
     while !training.done() {
@@ -950,22 +893,26 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
     };
     let res = VariantResult {
         name: vname.clone(),
-        seed: s.seed,
+        seed: s.seed(),
         metrics,
         software: t.software,
         rule: {
             let hw_rule = if t.software {
                 "software baseline (float weights)".to_string()
             } else {
-                format!("{} on {} cells", s.controller.name(), s.tile.cell.name())
+                format!(
+                    "{} on {} cells",
+                    s.hardware.controller.name(),
+                    s.hardware.tile.cell.name()
+                )
             };
             match t.algorithm {
                 Algorithm::Bp => hw_rule,
                 Algorithm::Ep => format!(
                     "EP {} beta {}{}, {}",
-                    s.ep.nudge.name(),
-                    s.ep.beta,
-                    if s.ep.feedback == Feedback::Separate {
+                    s.ep.config.nudge.name(),
+                    s.ep.config.beta,
+                    if s.ep.config.feedback == Feedback::Separate {
                         " separate feedback"
                     } else {
                         ""
@@ -997,11 +944,11 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
             "effective_sha256": sha256_hex(effective.as_bytes()),
             "overrides": applied,
         },
-        "seed": s.seed,
+        "seed": s.seed(),
         "dataset": { "name": data.name, "train": train_split(data, &tc), "validation": tc.validation, "test": data.test_len(), "inputs": data.inputs, "classes": data.classes },
         "network": cfg.sizes,
         "rule": res.rule,
-        "device": s.device.to_string(),
+        "device": s.hardware.device.to_string(),
         "files": files,
         "wall_s": v_started.elapsed().as_secs_f64(),
         "samples_per_s": total as f64 / v_started.elapsed().as_secs_f64().max(1e-9),
@@ -1026,46 +973,6 @@ fn has_checkpoint(dir: &Path, depth: u32) -> bool {
                 .flatten()
                 .any(|e| e.path().is_dir() && has_checkpoint(&e.path(), depth - 1))
         })
-}
-
-/// One run's summary, as summary.csv and the printed table report it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SummaryRow {
-    /// Test accuracy after the last epoch, percent.
-    pub final_test: f64,
-    /// Validation accuracy of the epoch the validation split selects ([`best_validation`]), percent;
-    /// `None` without a split.
-    pub best_val: Option<f64>,
-    /// Test accuracy of that epoch, percent; `None` without a split.
-    pub test_at_best_val: Option<f64>,
-    /// Potentiation pulses over training.
-    pub pulses_up: u64,
-    /// Depression pulses over training.
-    pub pulses_down: u64,
-    /// Refreshes over training.
-    pub refreshes: u64,
-    /// Simulated training energy, pJ.
-    pub energy_pj: f64,
-    /// Simulated training latency, ns.
-    pub latency_ns: f64,
-}
-
-/// The summary of one run's metrics. The test set gives only numbers of the final epoch or of the
-/// epoch the validation split selects: no selection is made on test data.
-pub fn summary_row(metrics: &[EpochMetrics]) -> SummaryRow {
-    let last = metrics.last().cloned().unwrap_or_default();
-    let best = best_validation(metrics);
-    let sum = |f: fn(&EpochMetrics) -> f64| metrics.iter().map(f).sum::<f64>();
-    SummaryRow {
-        final_test: last.test_accuracy,
-        best_val: best.and_then(|m| m.val_accuracy),
-        test_at_best_val: best.map(|m| m.test_accuracy),
-        pulses_up: metrics.iter().map(|m| m.pulses_up).sum(),
-        pulses_down: metrics.iter().map(|m| m.pulses_down).sum(),
-        refreshes: metrics.iter().map(|m| m.refreshes).sum(),
-        energy_pj: sum(|m| m.train_energy_pj),
-        latency_ns: sum(|m| m.train_latency_ns),
-    }
 }
 
 /// Mean and sample standard deviation (`n - 1` in the denominator; 0 for fewer than two values).
@@ -1234,34 +1141,14 @@ fn write_summary(
     grouped: bool,
 ) -> Result<()> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record([
-        "variant",
-        "seed",
-        "rule",
-        "final_test_accuracy",
-        "best_val_accuracy",
-        "test_accuracy_at_best_val",
-        "pulses_up",
-        "pulses_down",
-        "refreshes",
-        "train_energy_pj",
-        "train_latency_ns",
-    ])?;
+    let mut header = vec!["variant", "seed", "rule"];
+    header.extend(summary_columns().map(|c| c.name));
+    w.write_record(header)?;
     for r in results {
         let row = summary_row(&r.metrics);
-        w.write_record([
-            r.name.clone(),
-            r.seed.to_string(),
-            r.rule.clone(),
-            format!("{:.4}", row.final_test),
-            opt_cell(row.best_val, 4),
-            opt_cell(row.test_at_best_val, 4),
-            row.pulses_up.to_string(),
-            row.pulses_down.to_string(),
-            row.refreshes.to_string(),
-            format!("{:.1}", row.energy_pj),
-            format!("{:.1}", row.latency_ns),
-        ])?;
+        let mut cells = vec![r.name.clone(), r.seed.to_string(), r.rule.clone()];
+        cells.extend(summary_columns().map(|c| (c.cell)(&row)));
+        w.write_record(cells)?;
     }
     write_atomic(&out.join("summary.csv"), &w.into_inner()?)?;
 

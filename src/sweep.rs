@@ -15,7 +15,6 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use aimsim_networks::train::EpochMetrics;
 use aimsim_sim::rng::{Purpose, stream};
 use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -23,34 +22,16 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use toml::Value;
 
+use crate::metrics::{FINAL_COLUMNS, final_cells};
 use crate::output::{
     self, OutLock, crate_versions_json, ensure_dir, lock_out, sha256_hex, write_atomic,
 };
-use crate::run::{RunSpec, summary_row, train_one};
+use crate::run::{RunSpec, train_one};
 use crate::scenario::{self, PointSet, Scenario, SweepSpec};
 use crate::variants::ScenarioSource;
 
 /// Version of the plan.json and point.json formats.
 const FORMAT: u32 = 1;
-
-/// Final metrics of a point, in the order of their results.csv columns. No column selects on test
-/// data: `test_accuracy_at_best_val` is the test accuracy of the epoch with the best validation
-/// accuracy (empty, like the other validation columns, without `train.validation`).
-pub const METRIC_COLUMNS: [&str; 13] = [
-    "final_test_accuracy",
-    "best_val_accuracy",
-    "test_accuracy_at_best_val",
-    "final_val_accuracy",
-    "final_train_accuracy",
-    "final_train_loss",
-    "pulses_up",
-    "pulses_down",
-    "refreshes",
-    "train_energy_pj",
-    "train_latency_ns",
-    "test_energy_pj_per_sample",
-    "test_latency_ns_per_sample",
-];
 
 /// One point of an expanded plan, as recorded in plan.json.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,7 +93,7 @@ pub struct PointRecord {
     pub seed: u64,
     /// SHA-256 of the effective configuration.
     pub effective_sha256: String,
-    /// Final metrics as results.csv cells, aligned with [`METRIC_COLUMNS`].
+    /// Final metrics as results.csv cells, aligned with [`FINAL_COLUMNS`].
     pub metrics: Vec<String>,
     /// Wall time of the point, seconds (the only column that differs between equal runs).
     pub wall_s: f64,
@@ -392,7 +373,7 @@ fn read_record(dir: &Path, plan: &Plan, p: &PlanPoint) -> Result<Option<PointRec
         || r.index != p.index
         || r.seed != p.seed
         || r.effective_sha256 != p.effective_sha256
-        || r.metrics.len() != METRIC_COLUMNS.len()
+        || r.metrics.len() != FINAL_COLUMNS.len()
     {
         bail!(
             "{}: this point was run with a different configuration (scenario, overrides or aimsim changed); \
@@ -409,7 +390,7 @@ pub fn results_csv(plan: &Plan, records: &BTreeMap<usize, PointRecord>) -> Resul
     let mut header = vec!["point".to_string()];
     header.extend(plan.columns.iter().cloned());
     header.extend(["repeat".into(), "seed".into()]);
-    header.extend(METRIC_COLUMNS.iter().map(|s| s.to_string()));
+    header.extend(FINAL_COLUMNS.iter().map(|c| c.name.to_string()));
     header.push("wall_s".into());
     w.write_record(&header)?;
     for (index, r) in records {
@@ -422,30 +403,6 @@ pub fn results_csv(plan: &Plan, records: &BTreeMap<usize, PointRecord>) -> Resul
         w.write_record(&row)?;
     }
     Ok(w.into_inner()?)
-}
-
-/// Final metrics of a run as results.csv cells (same precision as metrics.csv).
-fn metric_cells(metrics: &[EpochMetrics]) -> Vec<String> {
-    let last = metrics.last().cloned().unwrap_or_default();
-    let row = summary_row(metrics);
-    let opt = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_default();
-    let sum_u = |f: fn(&EpochMetrics) -> u64| metrics.iter().map(f).sum::<u64>().to_string();
-    let sum_f = |f: fn(&EpochMetrics) -> f64| metrics.iter().map(f).sum::<f64>();
-    vec![
-        format!("{:.4}", last.test_accuracy),
-        opt(row.best_val),
-        opt(row.test_at_best_val),
-        opt(last.val_accuracy),
-        format!("{:.4}", last.train_accuracy),
-        format!("{:.6}", last.train_loss),
-        sum_u(|m| m.pulses_up),
-        sum_u(|m| m.pulses_down),
-        sum_u(|m| m.refreshes),
-        format!("{:.1}", sum_f(|m| m.train_energy_pj)),
-        format!("{:.1}", sum_f(|m| m.train_latency_ns)),
-        format!("{:.3}", last.test_energy_pj_per_sample),
-        format!("{:.3}", last.test_latency_ns_per_sample),
-    ]
 }
 
 /// How `aimsim sweep` runs.
@@ -655,7 +612,7 @@ pub fn run(path: &Path, sets: &[String], out: &Path, opts: &SweepOptions) -> Res
         if done.effective_sha256 != p.effective_sha256 {
             bail!("{}: the configuration changed while the sweep ran", p.id);
         }
-        let metrics = metric_cells(&done.result.metrics);
+        let metrics = final_cells(&done.result.metrics);
         let record = PointRecord {
             format: FORMAT,
             plan_sha256: plan.plan_sha256.clone(),

@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use aimsim_networks::mlp::Hardware;
 use anyhow::{Context, Result};
 
 use crate::scenario::{self, Scenario};
@@ -65,18 +64,6 @@ pub fn runs(variants: &[String], seeds: &[u64]) -> Vec<(Option<String>, Option<u
         .iter()
         .flat_map(|n| seeds.iter().map(move |s| (n.clone(), *s)))
         .collect()
-}
-
-/// The tiles a loaded scenario's network is built on (devices, tile, controller, scale, costs, seed).
-pub fn hardware(s: &Scenario) -> Hardware {
-    Hardware {
-        device: s.device.clone(),
-        tile: s.tile.clone(),
-        controller: s.controller.clone(),
-        w_scale: s.w_scale,
-        cost: s.cost.clone(),
-        seed: s.seed,
-    }
 }
 
 /// The distinct `names` in first-seen order (the rows of a per-variant table).

@@ -58,78 +58,73 @@ impl StepKind {
     }
 }
 
-/// A parameter that can vary from device to device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Param {
-    /// Nominal step of step models.
-    DwMin,
-    /// Up/down asymmetry of step models.
-    UpDown,
-    /// Lower weight bound of step models.
-    WMin,
-    /// Upper weight bound of step models.
-    WMax,
-    /// `gamma_up` of linear-, exp- and pow-step.
-    GammaUp,
-    /// `gamma_down` of linear-, exp- and pow-step.
-    GammaDown,
-    /// `a` of exp-step.
-    A,
-    /// `b` of exp-step.
-    B,
-    /// `a_up` (aihwkit `A_up`) of exp-step.
-    AUp,
-    /// `a_down` (aihwkit `A_down`) of exp-step.
-    ADown,
-    /// NeuroSim potentiation nonlinearity label.
-    NlUp,
-    /// NeuroSim depression nonlinearity label.
-    NlDown,
-    /// Conductance at the lower bound (neurosim, table).
-    GMin,
-    /// Conductance at the upper bound (neurosim, table).
-    GMax,
+/// Calls the macro `$m` with the device parameters that can vary from device to device: for each,
+/// its doc line, its [`Param`] variant and its scenario key, in the fixed order in which per-device
+/// draws are made. This is the one list of these parameters: [`Param`], [`Param::ALL`] and
+/// [`Param::key`] are generated from it here, and so are the nominal values of the scenario's
+/// `[device]` section and the variations of its `[device.d2d]` section in the `aimsim` package.
+#[macro_export]
+macro_rules! with_device_params {
+    ($m:ident) => {
+        $m! {
+            /// Nominal step of step models.
+            DwMin dw_min,
+            /// Up/down asymmetry of step models.
+            UpDown up_down,
+            /// Lower weight bound of step models.
+            WMin w_min,
+            /// Upper weight bound of step models.
+            WMax w_max,
+            /// `gamma_up` of linear-, exp- and pow-step.
+            GammaUp gamma_up,
+            /// `gamma_down` of linear-, exp- and pow-step.
+            GammaDown gamma_down,
+            /// `a` of exp-step.
+            A a,
+            /// `b` of exp-step.
+            B b,
+            /// `a_up` (aihwkit `A_up`) of exp-step.
+            AUp a_up,
+            /// `a_down` (aihwkit `A_down`) of exp-step.
+            ADown a_down,
+            /// NeuroSim potentiation nonlinearity label.
+            NlUp nl_up,
+            /// NeuroSim depression nonlinearity label.
+            NlDown nl_down,
+            /// Conductance at the lower bound (neurosim, table).
+            GMin g_min,
+            /// Conductance at the upper bound (neurosim, table).
+            GMax g_max,
+        }
+    };
 }
 
-impl Param {
-    /// Every parameter, in the fixed order in which per-device draws are made.
-    pub const ALL: [Param; 14] = [
-        Param::DwMin,
-        Param::UpDown,
-        Param::WMin,
-        Param::WMax,
-        Param::GammaUp,
-        Param::GammaDown,
-        Param::A,
-        Param::B,
-        Param::AUp,
-        Param::ADown,
-        Param::NlUp,
-        Param::NlDown,
-        Param::GMin,
-        Param::GMax,
-    ];
-
-    /// Scenario key of the parameter.
-    pub fn key(self) -> &'static str {
-        match self {
-            Param::DwMin => "dw_min",
-            Param::UpDown => "up_down",
-            Param::WMin => "w_min",
-            Param::WMax => "w_max",
-            Param::GammaUp => "gamma_up",
-            Param::GammaDown => "gamma_down",
-            Param::A => "a",
-            Param::B => "b",
-            Param::AUp => "a_up",
-            Param::ADown => "a_down",
-            Param::NlUp => "nl_up",
-            Param::NlDown => "nl_down",
-            Param::GMin => "g_min",
-            Param::GMax => "g_max",
+/// Defines [`Param`] from the list of [`with_device_params!`].
+macro_rules! define_param {
+    ($($(#[$doc:meta])* $variant:ident $key:ident,)*) => {
+        /// A parameter that can vary from device to device.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Param {
+            $($(#[$doc])* $variant,)*
         }
-    }
 
+        impl Param {
+            /// Every parameter, in the fixed order in which per-device draws are made.
+            pub const ALL: [Param; [$(Param::$variant),*].len()] = [$(Param::$variant),*];
+
+            /// Scenario key of the parameter.
+            pub fn key(self) -> &'static str {
+                match self {
+                    $(Param::$variant => stringify!($key),)*
+                }
+            }
+        }
+    };
+}
+
+with_device_params!(define_param);
+
+impl Param {
     /// Parameter for a scenario key.
     pub fn from_key(key: &str) -> Option<Param> {
         Param::ALL.into_iter().find(|p| p.key() == key)

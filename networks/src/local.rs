@@ -68,6 +68,24 @@ pub struct LocalConfig {
     pub test_samples: usize,
 }
 
+impl Default for LocalConfig {
+    /// Curl descent on 100 inputs, 10 hidden units and 1 output with no flipped neurons, lr 0.05,
+    /// 20000 samples, evaluated on 1000 test samples every 500.
+    fn default() -> Self {
+        LocalConfig {
+            rule: LocalRule::Curl,
+            inputs: 100,
+            hidden: 10,
+            outputs: 1,
+            flip_fraction: 0.0,
+            lr: 0.05,
+            steps: 20_000,
+            eval_every: 500,
+            test_samples: 1000,
+        }
+    }
+}
+
 /// One evaluation of a local-rule run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LocalPoint {

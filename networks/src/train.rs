@@ -107,38 +107,59 @@ pub struct TrainConfig {
     pub validation: usize,
 }
 
-/// What one epoch did. All quantities are simulated (no wall time), so two runs with the same seed give
-/// identical metrics.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct EpochMetrics {
-    /// Epoch number (0 = before training).
-    pub epoch: u32,
-    /// Mean training loss over the epoch.
-    pub train_loss: f64,
-    /// Training accuracy over the epoch (predictions made during training), percent.
-    pub train_accuracy: f64,
-    /// Test accuracy after the epoch, percent.
-    pub test_accuracy: f64,
-    /// Potentiation pulses in the epoch.
-    pub pulses_up: u64,
-    /// Depression pulses in the epoch.
-    pub pulses_down: u64,
-    /// Refresh operations in the epoch.
-    pub refreshes: u64,
-    /// Simulated training latency of the epoch, ns.
-    pub train_latency_ns: f64,
-    /// Simulated training energy of the epoch, pJ.
-    pub train_energy_pj: f64,
-    /// Simulated inference latency per test sample, ns.
-    pub test_latency_ns_per_sample: f64,
-    /// Simulated inference energy per test sample, pJ.
-    pub test_energy_pj_per_sample: f64,
-    /// Mean loss on the validation split after the epoch (`None` without a split, or for a network
-    /// that reports no loss, see [`Network::last_loss`]).
-    pub val_loss: Option<f64>,
-    /// Accuracy on the validation split after the epoch, percent (`None` without a split).
-    pub val_accuracy: Option<f64>,
+/// Calls the macro `$m` with the fields of [`EpochMetrics`], in column order: for each, its doc lines,
+/// name, type and the decimals of its text form (whole numbers are written whole; a missing optional
+/// value is an empty cell). This is the one list of the per-epoch metrics: `EpochMetrics` is generated
+/// from it here, and so are the checkpoint's copy of it and the columns of `metrics.csv` in the
+/// `aimsim` package.
+#[macro_export]
+macro_rules! with_epoch_metrics {
+    ($m:ident) => {
+        $m! {
+            /// Epoch number (0 = before training).
+            epoch: u32 => 0,
+            /// Mean training loss over the epoch.
+            train_loss: f64 => 6,
+            /// Training accuracy over the epoch (predictions made during training), percent.
+            train_accuracy: f64 => 4,
+            /// Test accuracy after the epoch, percent.
+            test_accuracy: f64 => 4,
+            /// Potentiation pulses in the epoch.
+            pulses_up: u64 => 0,
+            /// Depression pulses in the epoch.
+            pulses_down: u64 => 0,
+            /// Refresh operations in the epoch.
+            refreshes: u64 => 0,
+            /// Simulated training latency of the epoch, ns.
+            train_latency_ns: f64 => 1,
+            /// Simulated training energy of the epoch, pJ.
+            train_energy_pj: f64 => 1,
+            /// Simulated inference latency per test sample, ns.
+            test_latency_ns_per_sample: f64 => 3,
+            /// Simulated inference energy per test sample, pJ.
+            test_energy_pj_per_sample: f64 => 3,
+            /// Mean loss on the validation split after the epoch (`None` without a split, or for a
+            /// network that reports no loss, see [`Network::last_loss`]).
+            val_loss: Option<f64> => 6,
+            /// Accuracy on the validation split after the epoch, percent (`None` without a split).
+            val_accuracy: Option<f64> => 4,
+        }
+    };
 }
+
+/// Defines [`EpochMetrics`] from the list of [`with_epoch_metrics!`].
+macro_rules! define_epoch_metrics {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty => $decimals:literal,)*) => {
+        /// What one epoch did. All quantities are simulated (no wall time), so two runs with the same
+        /// seed give identical metrics.
+        #[derive(Debug, Clone, Default, PartialEq)]
+        pub struct EpochMetrics {
+            $($(#[$doc])* pub $field: $ty,)*
+        }
+    };
+}
+
+with_epoch_metrics!(define_epoch_metrics);
 
 /// The epoch a validation split selects: among the trained epochs (1..), the one with the highest
 /// validation accuracy, the earliest of equals. `None` when no row has a validation accuracy. Model

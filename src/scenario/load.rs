@@ -1,0 +1,309 @@
+//! The stages of loading up to deserialization: parse the TOML, apply `--set` overrides, the values
+//! of a sweep point and a variant's `set` table, expand a preset, and deserialize into the sections
+//! (mapping serde's errors to located [`ScenarioError`]s).
+
+use std::path::Path;
+
+use toml::{Table, Value};
+
+use super::locate::{Locator, Source, line_col, split_key};
+use super::sections::ScenarioFile;
+use super::{Loaded, Scenario, ScenarioError, convert};
+use crate::presets;
+
+/// Reads, overrides, expands, deserializes and validates a scenario file.
+pub fn load(path: &Path, sets: &[String]) -> Result<Loaded, ScenarioError> {
+    let display = path.display().to_string();
+    let source = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        origin: display.clone(),
+        key: None,
+        message: format!("cannot read the scenario file: {e}"),
+    })?;
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    load_str(&source, &display, &base_dir, sets).map(|(scenario, effective, overrides)| Loaded {
+        scenario,
+        path: path.to_path_buf(),
+        source,
+        effective,
+        overrides,
+    })
+}
+
+/// Parses TOML text, mapping a syntax error to `origin:line:col`.
+fn parse_table(text: &str, origin: &str) -> Result<Table, ScenarioError> {
+    text.parse::<Table>().map_err(|e| {
+        let (l, c) = e.span().map_or((1, 1), |s| line_col(text, s.start));
+        ScenarioError {
+            origin: format!("{origin}:{l}:{c}"),
+            key: None,
+            message: format!("invalid TOML: {}", e.message().trim().replace('\n', " ")),
+        }
+    })
+}
+
+/// Parses one `--set key=value` argument into a key path and a TOML value. Values that are not valid
+/// TOML are taken as strings, so `--set device.model=soft-bounds` needs no quotes.
+pub fn parse_override(raw: &str) -> Result<(Vec<String>, Value), ScenarioError> {
+    let err = |message: String| ScenarioError {
+        origin: format!("--set {raw}"),
+        key: None,
+        message,
+    };
+    let Some((key, value)) = raw.split_once('=') else {
+        return Err(err(
+            "expected <dotted.key>=<value>, e.g. --set device.c2c=0.02".into(),
+        ));
+    };
+    let key = key.trim();
+    let path = split_key(key);
+    if path.iter().any(|s| {
+        s.is_empty()
+            || !s
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    }) {
+        return Err(err(format!(
+            "`{key}` is not a dotted key path (letters, digits, `_` and `-` separated by dots)"
+        )));
+    }
+    let value = value.trim();
+    let parsed = format!("v = {value}")
+        .parse::<Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| Value::String(value.to_string()));
+    Ok((path, parsed))
+}
+
+fn apply_override(
+    table: &mut Table,
+    path: &[String],
+    value: Value,
+    raw: &str,
+) -> Result<(), ScenarioError> {
+    let mut cur = table;
+    for (i, seg) in path[..path.len() - 1].iter().enumerate() {
+        let entry = cur
+            .entry(seg.clone())
+            .or_insert_with(|| Value::Table(Table::new()));
+        cur = match entry {
+            Value::Table(t) => t,
+            _ => {
+                return Err(ScenarioError {
+                    origin: format!("--set {raw}"),
+                    key: Some(path[..=i].join(".")),
+                    message: "is a value, not a section: cannot set a key inside it".into(),
+                });
+            }
+        };
+    }
+    cur.insert(path[path.len() - 1].clone(), value);
+    Ok(())
+}
+
+/// Overlays `top` onto `base`, merging sub-tables key by key.
+fn deep_merge(base: &mut Table, top: Table) {
+    for (k, v) in top {
+        match (base.get_mut(&k), v) {
+            (Some(Value::Table(b)), Value::Table(t)) => deep_merge(b, t),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// [`load`] on text already read. `base_dir` resolves relative data files.
+pub fn load_str(
+    text: &str,
+    origin: &str,
+    base_dir: &Path,
+    sets: &[String],
+) -> Result<(Scenario, String, Vec<String>), ScenarioError> {
+    load_variant_str(text, origin, base_dir, sets, None)
+}
+
+/// Loads a scenario as seen by one of its `[[variant]]`s: the variant's `set` table is applied after the
+/// command line's overrides.
+pub fn load_variant_str(
+    text: &str,
+    origin: &str,
+    base_dir: &Path,
+    sets: &[String],
+    variant: Option<&str>,
+) -> Result<(Scenario, String, Vec<String>), ScenarioError> {
+    load_point_str(text, origin, base_dir, sets, variant, &[])
+}
+
+/// One value a sweep point sets: dotted key path, value, and where it was written (for errors).
+#[derive(Debug, Clone)]
+pub struct PointSet {
+    /// Dotted key path.
+    pub key: String,
+    /// The value.
+    pub value: Value,
+    /// Where the value comes from, e.g. `sweep.toml:12:3 (sweep point p0003)`.
+    pub origin: String,
+}
+
+/// [`load_variant_str`] plus the values of one sweep point, applied after the command line's overrides
+/// exactly like `--set` (so any key path works), with errors pointing at `PointSet::origin`.
+pub fn load_point_str(
+    text: &str,
+    origin: &str,
+    base_dir: &Path,
+    sets: &[String],
+    variant: Option<&str>,
+    point: &[PointSet],
+) -> Result<(Scenario, String, Vec<String>), ScenarioError> {
+    let mut table = parse_table(text, origin)?;
+    let mut overrides = Vec::new();
+    for raw in sets {
+        let (path, value) = parse_override(raw)?;
+        apply_override(&mut table, &path, value, raw)?;
+        overrides.push((path, format!("--set {raw}")));
+    }
+    let mut applied = sets.to_vec();
+    for p in point {
+        let path = split_key(&p.key);
+        let raw = format!("{}={}", p.key, p.value);
+        apply_override(&mut table, &path, p.value.clone(), &raw).map_err(|mut e| {
+            e.origin = p.origin.clone();
+            e
+        })?;
+        overrides.push((path, p.origin.clone()));
+        applied.push(format!("sweep: {raw}"));
+    }
+    if let Some(name) = variant {
+        let entry = table
+            .get("variant")
+            .and_then(Value::as_array)
+            .and_then(|vs| {
+                vs.iter()
+                    .find(|v| v.get("name").and_then(Value::as_str) == Some(name))
+            })
+            .cloned();
+        let Some(entry) = entry else {
+            return Err(ScenarioError {
+                origin: origin.to_string(),
+                key: Some("variant".into()),
+                message: format!("no [[variant]] is named `{name}`"),
+            });
+        };
+        if let Some(Value::Table(set)) = entry.get("set") {
+            for (k, v) in set {
+                let path = split_key(k);
+                let raw = format!("{k}={v}");
+                let label = format!("{origin}: [[variant]] `{name}` set {k} = {v}");
+                if path.iter().any(|p| p.is_empty()) || path[0] == "variant" {
+                    return Err(ScenarioError {
+                        origin: label,
+                        key: Some(k.clone()),
+                        message: "is not a dotted key path of a scenario key".into(),
+                    });
+                }
+                apply_override(&mut table, &path, v.clone(), &raw).map_err(|mut e| {
+                    e.origin = label.clone();
+                    e
+                })?;
+                overrides.push((path, label));
+                applied.push(format!("variant {name}: {raw}"));
+            }
+        }
+    }
+    let mut locator = Locator {
+        overrides,
+        sources: vec![Source {
+            origin: origin.to_string(),
+            text,
+        }],
+    };
+
+    // Preset expansion: the preset's [device] table is the base, the user's keys override it.
+    let preset_name = match table.get("device").and_then(|d| d.get("preset")) {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            return Err(locator.error(
+                &split_key("device.preset"),
+                "must be a string naming a built-in preset",
+            ));
+        }
+    };
+    let mut preset_files: &[(&str, &str)] = &[];
+    if let Some(name) = &preset_name {
+        let Some(p) = presets::find(name) else {
+            return Err(locator.error(
+                &split_key("device.preset"),
+                format!(
+                    "unknown preset `{name}`; built-in presets: {}",
+                    presets::PRESETS
+                        .iter()
+                        .map(|p| p.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        };
+        let preset_origin = format!("preset `{}` (scenarios/devices/{}.toml)", p.name, p.name);
+        let mut preset_table = parse_table(p.toml, &preset_origin)?;
+        let Some(Value::Table(mut base)) = preset_table.remove("device") else {
+            return Err(ScenarioError {
+                origin: preset_origin,
+                key: Some("device".into()),
+                message: "a preset needs a [device] section".into(),
+            });
+        };
+        base.remove("preset");
+        if let Some(Value::Table(user)) = table.remove("device") {
+            // Keys of the preset that do not fit a model the user switched to are reported (in the
+            // preset's file) by the model-key check in `convert`.
+            deep_merge(&mut base, user);
+        }
+        base.insert("preset".into(), Value::String(name.clone()));
+        table.insert("device".into(), Value::Table(base));
+        locator.sources.push(Source {
+            origin: preset_origin,
+            text: p.toml,
+        });
+        preset_files = p.files;
+    }
+
+    let effective = toml::to_string(&table).unwrap_or_default();
+    let file: ScenarioFile = serde_path_to_error::deserialize(Value::Table(table.clone())).map_err(|e| {
+        let mut path: Vec<String> = e
+            .path()
+            .iter()
+            .filter_map(|s| match s {
+                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                serde_path_to_error::Segment::Map { key } | serde_path_to_error::Segment::Enum { variant: key } => {
+                    Some(key.clone())
+                }
+                serde_path_to_error::Segment::Unknown => None,
+            })
+            .collect();
+        let message = e.inner().to_string();
+        let mut message = message.trim().trim_end_matches('.').replace('\n', " ");
+        // The TOML value deserializer appends the path itself; the error already names the key.
+        if let Some(idx) = message.rfind(" in `") {
+            message.truncate(idx);
+        }
+        // Unknown fields are reported at the parent: name the field itself.
+        if let Some(rest) = message.strip_prefix("unknown field `")
+            && let Some((field, _)) = rest.split_once('`')
+            && path.last().map(String::as_str) != Some(field)
+        {
+            path.push(field.to_string());
+        }
+        if path.is_empty() {
+            return ScenarioError {
+                origin: origin.to_string(),
+                key: None,
+                message: format!("{message} (a scenario needs a [scenario] section with `name`, and a [device] section)"),
+            };
+        }
+        locator.error(&path, message)
+    })?;
+
+    convert(file, &locator, base_dir, preset_files).map(|s| (s, effective, applied))
+}

@@ -1,0 +1,349 @@
+//! `[train]`: dataset, network, learning rate and schedule, seeds, checkpoints and the validation
+//! split of `aimsim run` (docs/training.md).
+
+use std::path::{Path, PathBuf};
+
+use aimsim_networks::mlp::{Activation, BiasMode, Loss};
+
+use super::ScenarioError;
+use super::locate::{Locator, split_key};
+use super::sections::{
+    ActivationName, AlgorithmName, BiasName, DatasetName, InitProgramName, LossName, TrainSection,
+};
+use crate::trace::{TraceSpec, TraceUnit};
+
+/// Which dataset a run uses.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DatasetSpec {
+    /// Built-in procedurally drawn digit glyphs (`glyph_side` x `glyph_side` pixels).
+    Glyphs {
+        /// Image side in pixels.
+        side: u32,
+    },
+    /// Built-in teacher-student task.
+    TeacherStudent,
+    /// IDX files of Fashion-MNIST (`name` = "fashion-mnist") or MNIST (`name` = "mnist").
+    Idx {
+        /// Dataset name (also the folder name searched).
+        name: &'static str,
+        /// Folder from the scenario, resolved against the scenario's folder.
+        dir: Option<PathBuf>,
+    },
+}
+
+/// The `[train]` section, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainSpec {
+    /// Dataset.
+    pub dataset: DatasetSpec,
+    /// Training samples used (the first ones, or generated).
+    pub train_samples: u32,
+    /// Test samples used.
+    pub test_samples: u32,
+    /// Keep the central `crop x crop` pixels of every image (none: the whole image).
+    pub crop: Option<u32>,
+    /// Inputs `>= binarize` become 1, the others 0 (none: inputs as loaded).
+    pub binarize: Option<f32>,
+    /// Hidden layer sizes.
+    pub hidden: Vec<u32>,
+    /// Hidden activation.
+    pub activation: Activation,
+    /// Loss.
+    pub loss: Loss,
+    /// Bias placement.
+    pub bias: BiasMode,
+    /// Scale of the initial weights.
+    pub init_scale: f32,
+    /// Set the initial weights exactly instead of programming them with pulses (`init_program`).
+    pub exact_init: bool,
+    /// Epochs.
+    pub epochs: u32,
+    /// Learning rate.
+    pub lr: f32,
+    /// Factor on `lr` per weight layer (first layer first; empty: 1 for every layer).
+    pub lr_scale: Vec<f32>,
+    /// Learning-rate factor per epoch.
+    pub lr_decay: f32,
+    /// Shuffle every epoch.
+    pub shuffle: bool,
+    /// Train the float software baseline instead of the hardware.
+    pub software: bool,
+    /// Devices traced during training.
+    pub trace_devices: u32,
+    /// Training samples between two trace records (0 = no trace).
+    pub trace_every: u32,
+    /// Bins of the conductance histograms.
+    pub histogram_bins: u32,
+    /// Seeds to repeat every run with (empty: the scenario's seed once).
+    pub seeds: Vec<u64>,
+    /// Learning algorithm.
+    pub algorithm: Algorithm,
+    /// Epochs between two checkpoints (0: none; the last epoch always gets one when > 0).
+    pub checkpoint_every: u32,
+    /// Training samples held out as a validation split (the last ones of the training set, never
+    /// trained on; 0: none). Below `train_samples`.
+    pub validation: u32,
+    /// What is traced during training: the `[trace]` section, else `trace_devices` random devices
+    /// every `trace_every` updates.
+    pub trace: TraceSpec,
+}
+
+/// The learning algorithm of `aimsim run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// Backpropagation through the tiles' transposes.
+    Bp,
+    /// Equilibrium propagation (`[ep]`).
+    Ep,
+}
+
+/// A `seeds` list (of `[train]` or `[local]`): at most 1000 seeds, none listed twice.
+pub fn seed_list(
+    seeds: Option<Vec<u64>>,
+    key: &[String],
+    loc: &Locator,
+) -> Result<Vec<u64>, ScenarioError> {
+    let seeds = seeds.unwrap_or_default();
+    if seeds.len() > 1000 {
+        return Err(loc.error(key, format!("at most 1000 seeds, got {}", seeds.len())));
+    }
+    for (i, a) in seeds.iter().enumerate() {
+        if seeds[..i].contains(a) {
+            return Err(loc.error(key, format!("seed {a} is listed twice")));
+        }
+    }
+    Ok(seeds)
+}
+
+/// Validates `[train]`; `trace` is the `[trace]` section, when written.
+pub fn train_spec(
+    t: TrainSection,
+    loc: &Locator,
+    base_dir: &Path,
+    trace: Option<&TraceSpec>,
+) -> Result<TrainSpec, ScenarioError> {
+    let key = |k: &str| split_key(&format!("train.{k}"));
+    let dataset = match t.dataset {
+        None | Some(DatasetName::Glyphs) => DatasetSpec::Glyphs {
+            side: t.glyph_side.unwrap_or(16),
+        },
+        Some(DatasetName::TeacherStudent) => DatasetSpec::TeacherStudent,
+        Some(DatasetName::FashionMnist) => DatasetSpec::Idx {
+            name: "fashion-mnist",
+            dir: t.data_dir.as_ref().map(|d| base_dir.join(d)),
+        },
+        Some(DatasetName::Mnist) => DatasetSpec::Idx {
+            name: "mnist",
+            dir: t.data_dir.as_ref().map(|d| base_dir.join(d)),
+        },
+    };
+    if t.glyph_side.is_some() && !matches!(dataset, DatasetSpec::Glyphs { .. }) {
+        return Err(loc.error(&key("glyph_side"), "only applies to dataset = \"glyphs\""));
+    }
+    if t.data_dir.is_some() && !matches!(dataset, DatasetSpec::Idx { .. }) {
+        return Err(loc.error(
+            &key("data_dir"),
+            "only applies to IDX datasets (fashion-mnist, mnist)",
+        ));
+    }
+    if let DatasetSpec::Glyphs { side } = dataset
+        && !(8..=64).contains(&side)
+    {
+        return Err(loc.error(
+            &key("glyph_side"),
+            format!("must lie in [8, 64] pixels, got {side}"),
+        ));
+    }
+    if let Some(c) = t.crop {
+        match dataset {
+            DatasetSpec::TeacherStudent => {
+                return Err(loc.error(
+                    &key("crop"),
+                    "applies to image datasets (glyphs, fashion-mnist, mnist), not teacher-student",
+                ));
+            }
+            DatasetSpec::Glyphs { side } if c == 0 || c > side => {
+                return Err(loc.error(
+                    &key("crop"),
+                    format!("must lie in [1, {side}] pixels (train.glyph_side), got {c}"),
+                ));
+            }
+            _ if c == 0 || c > 4096 => {
+                return Err(loc.error(
+                    &key("crop"),
+                    format!("must lie in [1, 4096] pixels, got {c}"),
+                ));
+            }
+            _ => {}
+        }
+    }
+    if let Some(b) = t.binarize
+        && !(b.is_finite() && b > 0.0 && b <= 1.0)
+    {
+        return Err(loc.error(
+            &key("binarize"),
+            format!("threshold must lie in (0, 1], got {b}"),
+        ));
+    }
+    let (dtrain, dtest) = match dataset {
+        DatasetSpec::Idx { .. } => (60_000, 10_000),
+        _ => (4_000, 1_000),
+    };
+    let train_samples = t.train_samples.unwrap_or(dtrain);
+    let test_samples = t.test_samples.unwrap_or(dtest);
+    if train_samples == 0 {
+        return Err(loc.error(&key("train_samples"), "must be at least 1"));
+    }
+    let validation = t.validation.unwrap_or(0);
+    if validation >= train_samples {
+        return Err(loc.error(
+            &key("validation"),
+            format!(
+                "holds out {validation} of the {train_samples} training samples (train.train_samples): \
+                 at least one must remain to train on"
+            ),
+        ));
+    }
+    let hidden = t.hidden.unwrap_or_else(|| vec![64]);
+    if let Some(h) = hidden.iter().find(|h| **h == 0 || **h > 16_384) {
+        return Err(loc.error(
+            &key("hidden"),
+            format!("layer sizes must lie in [1, 16384], got {h}"),
+        ));
+    }
+    let epochs = t.epochs.unwrap_or(3);
+    if epochs == 0 || epochs > 10_000 {
+        return Err(loc.error(
+            &key("epochs"),
+            format!("must lie in [1, 10000], got {epochs}"),
+        ));
+    }
+    let lr = t.lr.unwrap_or(0.1);
+    if !(lr.is_finite() && lr > 0.0) {
+        return Err(loc.error(&key("lr"), format!("must be > 0, got {lr}")));
+    }
+    let lr_scale = t.lr_scale.unwrap_or_default();
+    if !lr_scale.is_empty() && lr_scale.len() != hidden.len() + 1 {
+        return Err(loc.error(
+            &key("lr_scale"),
+            format!(
+                "needs one factor per weight layer ({} for train.hidden = {hidden:?}), got {}",
+                hidden.len() + 1,
+                lr_scale.len()
+            ),
+        ));
+    }
+    if let Some(f) = lr_scale.iter().find(|f| !(f.is_finite() && **f > 0.0)) {
+        return Err(loc.error(&key("lr_scale"), format!("factors must be > 0, got {f}")));
+    }
+    let lr_decay = t.lr_decay.unwrap_or(1.0);
+    if !(lr_decay.is_finite() && lr_decay > 0.0 && lr_decay <= 1.0) {
+        return Err(loc.error(
+            &key("lr_decay"),
+            format!("must lie in (0, 1], got {lr_decay}"),
+        ));
+    }
+    let init_scale = t.init_scale.unwrap_or(1.0);
+    if !(init_scale.is_finite() && init_scale >= 0.0) {
+        return Err(loc.error(
+            &key("init_scale"),
+            format!("must be >= 0, got {init_scale}"),
+        ));
+    }
+    let histogram_bins = t.histogram_bins.unwrap_or(40);
+    if !(2..=10_000).contains(&histogram_bins) {
+        return Err(loc.error(
+            &key("histogram_bins"),
+            format!("must lie in [2, 10000], got {histogram_bins}"),
+        ));
+    }
+    let seeds = seed_list(t.seeds, &key("seeds"), loc)?;
+    let algorithm = match t.algorithm {
+        None | Some(AlgorithmName::Bp) => Algorithm::Bp,
+        Some(AlgorithmName::Ep) => Algorithm::Ep,
+    };
+    if algorithm == Algorithm::Ep {
+        for (k, present, instead) in [
+            ("activation", t.activation.is_some(), "ep.activation"),
+            ("loss", t.loss.is_some(), "EP's squared-error cost"),
+            ("bias", t.bias.is_some(), "EP's digital biases"),
+            ("lr_scale", !lr_scale.is_empty(), "one train.lr"),
+            (
+                "init_program",
+                t.init_program.is_some(),
+                "the pulse-programmed start EP networks use",
+            ),
+        ] {
+            if present {
+                return Err(loc.error(
+                    &key(k),
+                    format!("applies to algorithm = \"bp\" only; with \"ep\" use {instead}"),
+                ));
+            }
+        }
+    }
+    let trace_devices = t.trace_devices.unwrap_or(16);
+    if trace_devices > 100_000 {
+        return Err(loc.error(
+            &key("trace_devices"),
+            format!("at most 100000, got {trace_devices}"),
+        ));
+    }
+    if trace.is_some() {
+        for (k, v) in [
+            ("trace_devices", t.trace_devices),
+            ("trace_every", t.trace_every),
+        ] {
+            if v.is_some() {
+                return Err(loc.error(
+                    &key(k),
+                    "the scenario has a [trace] section: set the traced devices and cadence there",
+                ));
+            }
+        }
+    }
+    let trace = trace.cloned().unwrap_or_else(|| TraceSpec {
+        devices: Vec::new(),
+        sample: trace_devices,
+        every: u64::from(t.trace_every.unwrap_or(100)),
+        unit: TraceUnit::Updates,
+    });
+    Ok(TrainSpec {
+        dataset,
+        train_samples,
+        test_samples,
+        crop: t.crop,
+        binarize: t.binarize,
+        hidden,
+        activation: match t.activation {
+            None | Some(ActivationName::Sigmoid) => Activation::Sigmoid,
+            Some(ActivationName::Tanh) => Activation::Tanh,
+            Some(ActivationName::Relu) => Activation::Relu,
+            Some(ActivationName::HardSigmoid) => Activation::HardSigmoid,
+        },
+        loss: match t.loss {
+            None | Some(LossName::CrossEntropy) => Loss::CrossEntropy,
+            Some(LossName::Mse) => Loss::Mse,
+        },
+        bias: match t.bias {
+            None | Some(BiasName::Digital) => BiasMode::Digital,
+            Some(BiasName::Tile) => BiasMode::Tile,
+        },
+        init_scale,
+        exact_init: matches!(t.init_program, Some(InitProgramName::Exact)),
+        epochs,
+        lr,
+        lr_scale,
+        lr_decay,
+        shuffle: t.shuffle.unwrap_or(true),
+        software: t.software.unwrap_or(false),
+        trace_devices,
+        trace_every: t.trace_every.unwrap_or(100),
+        histogram_bins,
+        seeds,
+        algorithm,
+        checkpoint_every: t.checkpoint_every.unwrap_or(1),
+        validation,
+        trace,
+    })
+}
