@@ -35,6 +35,7 @@ pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<FidelityRow>>
     let started = Instant::now();
     let file = ScenarioSource::read(path)?;
     let base = file.load(sets, None)?;
+    file.check_runs(sets, &base)?;
     let Some(bt) = &base.train else {
         bail!(
             "{}: `aimsim ep-fidelity` needs a [train] section (dataset, hidden sizes, lr) and \

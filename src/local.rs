@@ -46,6 +46,7 @@ pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<LocalResult>>
     let started = Instant::now();
     let file = ScenarioSource::read(path)?;
     let base = file.load(sets, None)?;
+    file.check_runs(sets, &base)?;
     let Some(bl) = &base.local else {
         bail!(
             "{}: `aimsim local` needs a [local] section (docs/scenarios.md, docs/ep.md)",

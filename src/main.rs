@@ -382,7 +382,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Validate { scenario } => {
             let loaded = commands::load(&scenario.scenario, &scenario.set, &[])?;
+            // Every variant x seed is loaded as it will run, so a bad `set` in any variant shows here.
+            let runs = aimsim::variants::ScenarioSource::read(&scenario.scenario)?
+                .check_runs(&scenario.set, &loaded.scenario)?;
             print!("{}", scenario::describe(&loaded.scenario));
+            if runs > 1 {
+                println!("runs: {runs} (variant x seed), every one validated");
+            }
             if loaded.scenario.sweep.is_some() {
                 // Every point is loaded as it will run, so a bad value anywhere in the grid shows here.
                 let plan = aimsim::sweep::plan(&scenario.scenario, &scenario.set)?;

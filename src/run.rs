@@ -386,6 +386,7 @@ pub fn run_with(
     let file = ScenarioSource::read(path)?;
     let origin = &file.origin;
     let base = file.load(sets, None)?;
+    file.check_runs(sets, &base)?;
     let Some(bt) = &base.train else {
         bail!(
             "{origin}: `aimsim run` trains a network and needs a [train] section (docs/scenarios.md); \

@@ -38,6 +38,25 @@ impl ScenarioSource {
     }
 }
 
+impl ScenarioSource {
+    /// Loads every (variant, seed) run of `base` (the scenario loaded with `sets` and no variant) as it
+    /// will run, before any work starts: a bad key or value in any `[[variant]]` `set` stops the
+    /// command here, located at its line, instead of after the earlier runs have trained. Returns the
+    /// number of runs checked.
+    pub fn check_runs(&self, sets: &[String], base: &Scenario) -> Result<usize> {
+        let seeds: &[u64] = match (&base.train, &base.local) {
+            (Some(t), _) => &t.seeds,
+            (None, Some(l)) => &l.seeds,
+            (None, None) => &[],
+        };
+        let all = runs(&base.variants, seeds);
+        for (name, seed) in &all {
+            self.load(&seed_sets(sets, *seed), name.as_deref())?;
+        }
+        Ok(all.len())
+    }
+}
+
 /// `sets` followed by `scenario.seed=<seed>` when `seed` is given (a seed repeat).
 pub fn seed_sets(sets: &[String], seed: Option<u64>) -> Vec<String> {
     let mut run_sets = sets.to_vec();

@@ -215,3 +215,31 @@ fn a_diverging_run_stops_with_a_clear_message_and_keeps_finished_runs() {
         "{metrics}"
     );
 }
+
+#[test]
+fn a_bad_variant_is_refused_by_validate_and_run_before_any_work_with_its_line() {
+    let dir = temp("bad-variant");
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("v.toml");
+    std::fs::write(
+        &scenario,
+        "[scenario]\nname = \"v\"\nseed = 1\n[device]\nmodel = \"soft-bounds\"\ndw_min = 0.01\n\
+         [train]\ndataset = \"glyphs\"\ntrain_samples = 200\ntest_samples = 100\nepochs = 1\n\
+         seeds = [1, 2]\n\n[[variant]]\nname = \"good\"\nset = { \"train.lr\" = 0.1 }\n\n\
+         [[variant]]\nname = \"typo\"\nset = { \"train.lrr\" = 0.1 }\n",
+    )
+    .unwrap();
+    let s = scenario.to_str().unwrap();
+    let (code, _, err) = aimsim(&["validate", s]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("v.toml:20:9: [[variant]] `typo`"), "{err}");
+    assert!(err.contains("train.lrr"), "{err}");
+    let out = dir.join("out");
+    let (code, _, err) = aimsim(&["run", s, "--out", out.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("v.toml:20:9"), "{err}");
+    assert!(
+        !out.exists(),
+        "the good variant must not train before the refusal"
+    );
+}

@@ -194,7 +194,10 @@ pub fn load_point_str(
             for (k, v) in set {
                 let path = split_key(k);
                 let raw = format!("{k}={v}");
-                let label = format!("{origin}: [[variant]] `{name}` set {k} = {v}");
+                let at = variant_set_position(text, name, k)
+                    .map(|(l, c)| format!(":{l}:{c}"))
+                    .unwrap_or_default();
+                let label = format!("{origin}{at}: [[variant]] `{name}` set {k} = {v}");
                 if path.iter().any(|p| p.is_empty()) || path[0] == "variant" {
                     return Err(ScenarioError {
                         origin: label,
@@ -306,4 +309,60 @@ pub fn load_point_str(
     })?;
 
     convert(file, &locator, base_dir, preset_files).map(|s| (s, effective, applied))
+}
+
+/// Line and column (1-based) of key `key` in the `set` of the `[[variant]]` named `name`, found in the
+/// file's text: the first line after that variant's `name = "..."` line (and before the next
+/// `[[variant]]`) that holds the key, quoted or bare.
+fn variant_set_position(text: &str, name: &str, key: &str) -> Option<(usize, usize)> {
+    let quoted = format!("\"{key}\"");
+    let mut inside = false;
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim_start();
+        if t.starts_with("[[variant]]") {
+            if inside {
+                return None;
+            }
+            continue;
+        }
+        if !inside {
+            let named = t
+                .strip_prefix("name")
+                .map(str::trim_start)
+                .and_then(|r| r.strip_prefix('='));
+            if let Some(v) = named
+                && v.trim().trim_matches(['"', '\'']) == name
+            {
+                inside = true;
+            }
+            continue;
+        }
+        if let Some(col) = line.find(&quoted).or_else(|| {
+            line.find(key).filter(|i| {
+                line[i + key.len()..].trim_start().starts_with('=')
+                    && !line[..*i].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == '.')
+            })
+        }) {
+            return Some((n + 1, col + 1));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod position_tests {
+    #[test]
+    fn a_variant_set_key_is_found_at_its_line() {
+        let text = "[[variant]]\nname = \"a\"\nset = { \"train.lr\" = 0.1 }\n\n[[variant]]\nname = \"b\"\nset = { \"train.lrr\" = 0.1, x = 1 }\n";
+        assert_eq!(
+            super::variant_set_position(text, "b", "train.lrr"),
+            Some((7, 9))
+        );
+        assert_eq!(
+            super::variant_set_position(text, "a", "train.lr"),
+            Some((3, 9))
+        );
+        assert_eq!(super::variant_set_position(text, "b", "x"), Some((7, 28)));
+        assert_eq!(super::variant_set_position(text, "c", "train.lr"), None);
+    }
 }
