@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use aimsim_networks::local::{self, LocalConfig, LocalRule, LocalRun};
 use aimsim_sim::ledger::Phase;
+use aimsim_sim::par::Par;
 use anyhow::{Result, bail};
 use serde_json::json;
 
@@ -70,7 +71,7 @@ pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<LocalResult>>
             test_samples: l.test_samples as usize,
         };
         let hw = variants::hardware(&s);
-        let r = local::run(&cfg, (!l.software).then_some(&hw), s.seed)?;
+        let r = local::run(&cfg, (!l.software).then_some(&hw), s.seed, Par::Rayon)?;
         eprintln!(
             "{vname} seed {}: {} {} steps, test loss {:.5} -> {:.5}",
             s.seed,
