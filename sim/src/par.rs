@@ -122,7 +122,8 @@ const MAX_HOLD: Duration = Duration::from_millis(3200);
 /// The other way must be this much faster (relative) to be taken.
 const MARGIN: f64 = 0.03;
 /// The current way's rate before and after a probe must agree this well (relative) for the comparison
-/// to count; otherwise the workload changed during it and it is repeated soon.
+/// to count; otherwise the workload changed during it (or the machine is noisy), and it is repeated after
+/// the same interval.
 const CONSISTENT: f64 = 0.10;
 
 /// How a [`Team`] distributes the jobs of a phase.
@@ -559,8 +560,6 @@ impl Adapt {
             } else {
                 self.hold = (2 * self.hold).min(MAX_HOLD);
             }
-        } else {
-            self.hold = MIN_HOLD;
         }
         self.stage = Stage::Hold {
             until: now + self.hold,
