@@ -10,6 +10,7 @@ use aimsim_sim::io::IoConfig;
 use aimsim_sim::ledger::{CostModel, Ledger, Phase};
 use aimsim_sim::matrix::AnalogMatrix;
 use aimsim_sim::rng::{Pcg, Purpose, stream};
+use aimsim_sim::par::{Par, Spread as TeamSpread, Team, TeamReport};
 use aimsim_sim::tile::{CellKind, Tile, TileConfig};
 use aimsim_sim::update::{ControllerSpec, PulseScheme, apply_scheme};
 use anyhow::Result;
@@ -170,7 +171,7 @@ pub fn tiles(seconds: f64, setup: &BenchSetup) -> Result<TileBench> {
     ));
     out.mvm_vs_plain = (plain_f / tile_f).max(plain_b / tile_b);
 
-    // A 1024x1024 layer over a 4x4 grid of 256x256 tiles, 1 and 2 threads.
+    // A 1024x1024 layer over a 4x4 grid of 256x256 tiles, on rayon pools of 1 and 2 threads.
     let big = 1024;
     let wb: Vec<f32> = random_vec(big * big, -1.0, 1.0, &mut rng);
     let xb = random_vec(big, 0.0, 1.0, &mut rng);
@@ -200,9 +201,13 @@ pub fn tiles(seconds: f64, setup: &BenchSetup) -> Result<TileBench> {
             .build()?;
         let mut ledger = Ledger::default();
         let (f, b) = pool.install(|| {
-            let f = rate(seconds, || layer.forward(&xb, &mut yb, &mut ledger));
+            let f = rate(seconds, || {
+                layer.forward(&xb, &mut yb, &mut ledger, Par::Rayon)
+            });
             let mut zb = vec![0.0; big];
-            let b = rate(seconds, || layer.backward(&db, &mut zb, &mut ledger));
+            let b = rate(seconds, || {
+                layer.backward(&db, &mut zb, &mut ledger, Par::Rayon)
+            });
             (f, b)
         });
         out.lines.push(format!(
@@ -216,8 +221,8 @@ pub fn tiles(seconds: f64, setup: &BenchSetup) -> Result<TileBench> {
     // Simulated cost of one forward and one backward pass of the layer, from the ledger.
     let mut ledger = Ledger::default();
     let mut zb = vec![0.0; big];
-    layer.forward(&xb, &mut yb, &mut ledger);
-    layer.backward(&db, &mut zb, &mut ledger);
+    layer.forward(&xb, &mut yb, &mut ledger, Par::Seq);
+    layer.backward(&db, &mut zb, &mut ledger, Par::Seq);
     for phase in [Phase::Forward, Phase::Backward] {
         let t = ledger.phase(phase);
         out.lines.push(format!(
@@ -427,6 +432,63 @@ pub struct TrainBench {
     pub samples_per_s: f64,
     /// Test accuracy after the epoch, percent.
     pub test_accuracy: f64,
+    /// What the team did, when the tiles ran on one.
+    pub team: Option<TeamReport>,
+}
+
+/// Where `aimsim bench train` runs the tiles' parallel phases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Executor {
+    /// A [`Team`] that measures whether spreading a phase over its threads pays and adapts (what
+    /// `aimsim run` uses).
+    Team,
+    /// A [`Team`] that always spreads its phases over every thread.
+    TeamAlways,
+    /// A rayon pool of the same threads: the general-purpose executor, for comparison.
+    Rayon,
+}
+
+impl Executor {
+    /// Name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Executor::Team => "team",
+            Executor::TeamAlways => "team-always",
+            Executor::Rayon => "rayon",
+        }
+    }
+}
+
+/// The `threads` line of `aimsim bench train`: how many threads the tiles used and why.
+pub fn threads_line(executor: Executor, threads: usize, team: Option<&TeamReport>) -> String {
+    let Some(r) = team.filter(|r| r.threads > 1) else {
+        return match executor {
+            Executor::Rayon => {
+                format!("threads: {threads} (a rayon pool of {threads}; it does not adapt)")
+            }
+            _ => format!(
+                "threads: 1 (asked for {threads}; a team of one runs every job on the calling thread)"
+            ),
+        };
+    };
+    let n = r.threads;
+    let share = 100.0 * r.spread_share();
+    if r.spread == TeamSpread::Always {
+        return format!(
+            "threads: {n} (a team that always spreads: {n} threads for every parallel phase)"
+        );
+    }
+    let now = if r.spreading { n } else { 1 };
+    let why = match r.last_rates {
+        Some((spread, solo)) => format!(
+            "the last of {} comparison(s) measured {spread:.0} parallel phases/s on {n} threads against {solo:.0} on 1; {} switch(es)",
+            r.comparisons, r.switches
+        ),
+        None => "no comparison completed".to_string(),
+    };
+    format!(
+        "threads: {n} available, {now} chosen at the end; {n} threads ran {share:.1}% of the parallel phases, 1 thread the rest ({why})"
+    )
 }
 
 /// The reference training workload: 784-256-128-10 sigmoid MLP, batch 1, on 256x256 tiles of `cell`
@@ -434,11 +496,14 @@ pub struct TrainBench {
 /// [`reference_device`] with the aihwkit periphery and stochastic pulses (BL 31), one epoch of `train`
 /// samples, then the test accuracy on `test` samples. `data` is Fashion-MNIST (or any dataset with 784
 /// inputs and 10 classes).
+///
+/// The tiles run on `executor` with `threads` threads; the outputs are the same bits on any.
 pub fn train(
     data: &aimsim_networks::data::Dataset,
     lr: f32,
     threads: usize,
     cell: CellKind,
+    executor: Executor,
 ) -> Result<TrainBench> {
     use aimsim_networks::mlp::{Activation, BiasMode, Hardware, Loss, Mlp, MlpConfig};
     use aimsim_networks::train::{self as tr, Quiet, TrainConfig};
@@ -461,9 +526,6 @@ pub fn train(
         init_scale: 1.0,
         exact_init: false,
     };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()?;
     let mut net = Mlp::new(&cfg, Some(&hw), &mut stream(1, Purpose::Init, 0))?;
     let tc = TrainConfig {
         epochs: 1,
@@ -474,25 +536,45 @@ pub fn train(
         validation: 0,
     };
     // Time the training epoch alone: evaluation runs inside `train` too, so measure it separately.
-    let start = Instant::now();
-    let rows = pool.install(|| tr::train(&mut net, data, &tc, &setup.cost, &mut Quiet));
-    let total = start.elapsed().as_secs_f64();
-    let mut eval_net_ledger = Ledger::default();
-    let eval_start = Instant::now();
-    let acc = pool.install(|| tr::evaluate(&mut net, data, &mut eval_net_ledger));
-    let eval = eval_start.elapsed().as_secs_f64();
+    let mut measure = |par: Par<'_>| {
+        let start = Instant::now();
+        let rows = tr::train(&mut net, data, &tc, &setup.cost, &mut Quiet, par);
+        let total = start.elapsed().as_secs_f64();
+        let mut eval_net_ledger = Ledger::default();
+        let eval_start = Instant::now();
+        let acc = tr::evaluate(&mut net, data, &mut eval_net_ledger, par);
+        (rows, total, acc, eval_start.elapsed().as_secs_f64())
+    };
+    let ((rows, total, acc, eval), team) = match executor {
+        Executor::Rayon => {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()?;
+            (pool.install(|| measure(Par::Rayon)), None)
+        }
+        Executor::Team | Executor::TeamAlways => {
+            let spread = if executor == Executor::Team {
+                TeamSpread::Adaptive
+            } else {
+                TeamSpread::Always
+            };
+            let team = Team::with_spread(threads, spread);
+            (measure(team.par()), Some(team.report()))
+        }
+    };
     // `train` evaluated twice (before and after the epoch): subtract both.
     let train_s = (total - 2.0 * eval).max(1e-9);
     let samples_per_s = data.train_len() as f64 / train_s;
     let last = rows.last().cloned().unwrap_or_default();
     let lines = vec![
         format!(
-            "workload: {} ({} train / {} test), 784-256-128-10 sigmoid, batch 1, {} cells of {}; lr {lr}; {threads} thread(s)",
+            "workload: {} ({} train / {} test), 784-256-128-10 sigmoid, batch 1, {} cells of {}; lr {lr}; {threads} thread(s), executor {}",
             data.name,
             data.train_len(),
             data.test_len(),
             cell.name(),
-            setup.device
+            setup.device,
+            executor.name()
         ),
         format!(
             "epoch 1: train loss {:.4}, train accuracy {:.2}%, test accuracy {:.2}% (re-evaluated: {:.2}%)",
@@ -512,10 +594,12 @@ pub fn train(
             eval,
             data.test_len() as f64 / eval.max(1e-9)
         ),
+        threads_line(executor, threads, team.as_ref()),
     ];
     Ok(TrainBench {
         lines,
         samples_per_s,
         test_accuracy: last.test_accuracy,
+        team,
     })
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use aimsim_networks::ep::{self as epn, EpNetwork, FidelityPoint};
+use aimsim_sim::par::Par;
 use aimsim_sim::rng::{Purpose, stream};
 use anyhow::{Result, bail};
 use serde_json::json;
@@ -79,6 +80,7 @@ pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<FidelityRow>>
             &s.ep.fidelity_betas,
             &s.ep.fidelity_nudges,
             t.lr,
+            Par::Rayon,
         )?;
         rows.extend(points.into_iter().map(|point| FidelityRow {
             variant: vname.clone(),

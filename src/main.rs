@@ -316,6 +316,12 @@ enum BenchWhat {
         /// the device writes per coincidence).
         #[arg(long, default_value = "single", value_parser = ["single", "pair"])]
         cell: String,
+        /// Where the tiles' parallel phases run: `team` (the threads of `aimsim run`: helpers that poll
+        /// between phases, and run on one thread while that is measured faster, as on a busy machine),
+        /// `team-always` (the same team, always spreading phases over every thread) or `rayon` (a rayon
+        /// pool). The outputs are the same bits on each.
+        #[arg(long, default_value = "team", value_parser = ["team", "team-always", "rayon"])]
+        executor: String,
     },
 }
 
@@ -480,6 +486,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     lr,
                     threads,
                     cell,
+                    executor,
                 },
         } => {
             let dir = aimsim::data::find_data_dir(data.as_deref(), "fashion-mnist")?;
@@ -491,7 +498,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 aimsim::sim::tile::CellKind::Single
             };
-            let r = aimsim::bench::train(&d, lr, threads, cell)?;
+            let executor = match executor.as_str() {
+                "team-always" => aimsim::bench::Executor::TeamAlways,
+                "rayon" => aimsim::bench::Executor::Rayon,
+                _ => aimsim::bench::Executor::Team,
+            };
+            let r = aimsim::bench::train(&d, lr, threads, cell, executor)?;
             for l in &r.lines {
                 println!("{l}");
             }

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use aimsim_sim::ledger::Ledger;
 use aimsim_sim::matrix::AnalogMatrix;
+use aimsim_sim::par::Par;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
@@ -165,9 +166,9 @@ pub fn mvm(
     let mut y = vec![0.0f32; out_len];
     for v in x.data.chunks_exact(in_len) {
         if mode.backward {
-            m.backward(v, &mut y, &mut ledger);
+            m.backward(v, &mut y, &mut ledger, Par::Rayon);
         } else {
-            m.forward(v, &mut y, &mut ledger);
+            m.forward(v, &mut y, &mut ledger, Par::Rayon);
         }
         for (o, yo) in y.iter().enumerate() {
             let e: f64 = (0..in_len)

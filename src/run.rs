@@ -10,6 +10,7 @@ use aimsim_networks::data::{self, Dataset};
 use aimsim_networks::ep::{EpNetwork, Feedback};
 use aimsim_networks::mlp::{Mlp, MlpConfig};
 use aimsim_networks::train::{EpochMetrics, Network, Observer, TrainConfig, Training, train_split};
+use aimsim_sim::par::{Par, Team};
 use aimsim_sim::rng::{Purpose, stream};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
@@ -56,10 +57,11 @@ impl Network for Net {
         label: usize,
         lr: f32,
         ledger: &mut aimsim_sim::ledger::Ledger,
+        par: Par<'_>,
     ) -> f32 {
         match self {
-            Net::Bp(n) => n.learn(input, label, lr, ledger),
-            Net::Ep(n) => n.learn(input, label, lr, ledger),
+            Net::Bp(n) => n.learn(input, label, lr, ledger, par),
+            Net::Ep(n) => n.learn(input, label, lr, ledger, par),
         }
     }
     fn learn_ahead(
@@ -69,16 +71,22 @@ impl Network for Net {
         lr: f32,
         ledger: &mut aimsim_sim::ledger::Ledger,
         next: Option<&[f32]>,
+        par: Par<'_>,
     ) -> f32 {
         match self {
-            Net::Bp(n) => n.learn_ahead(input, label, lr, ledger, next),
-            Net::Ep(n) => n.learn_ahead(input, label, lr, ledger, next),
+            Net::Bp(n) => n.learn_ahead(input, label, lr, ledger, next, par),
+            Net::Ep(n) => n.learn_ahead(input, label, lr, ledger, next, par),
         }
     }
-    fn infer(&mut self, input: &[f32], ledger: &mut aimsim_sim::ledger::Ledger) -> usize {
+    fn infer(
+        &mut self,
+        input: &[f32],
+        ledger: &mut aimsim_sim::ledger::Ledger,
+        par: Par<'_>,
+    ) -> usize {
         match self {
-            Net::Bp(n) => n.infer(input, ledger),
-            Net::Ep(n) => n.infer(input, ledger),
+            Net::Bp(n) => n.infer(input, ledger, par),
+            Net::Ep(n) => n.infer(input, ledger, par),
         }
     }
     fn prediction(&self) -> usize {
@@ -840,15 +848,18 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
         last_log: Instant::now(),
         epochs: t.epochs,
     };
+    // The tiles run on a team as large as rayon's current pool: every core for `aimsim run`, the point's
+    // tile threads in a sweep (docs/sweeps.md). The team adapts to a busy machine (sim::par).
+    let team = Team::new(rayon::current_num_threads());
     let v_started = Instant::now();
     let mut training = match saved {
         Some(c) => Training::resume(data, &tc, &s.hardware.cost, c.progress)
             .map_err(|e| anyhow::anyhow!("{}: {e}", ckpt_path.display()))?,
-        None => Training::start(&mut net, data, &tc, &s.hardware.cost, &mut rec),
+        None => Training::start(&mut net, data, &tc, &s.hardware.cost, &mut rec, team.par()),
     };
     let mut stopped = false;
     while !training.done() {
-        let epoch = training.run_epoch(&mut net, &mut rec).epoch;
+        let epoch = training.run_epoch(&mut net, &mut rec, team.par()).epoch;
         if let Some(e) = rec.error.take() {
             return Err(e);
         }

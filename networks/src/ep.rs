@@ -22,6 +22,7 @@
 
 use aimsim_devices::SpecError;
 use aimsim_sim::ledger::Ledger;
+use aimsim_sim::par::Par;
 use aimsim_sim::rng::{Purpose, stream};
 use aimsim_sim::tile::Tile;
 use rand::{Rng, RngExt};
@@ -336,13 +337,14 @@ impl EpNetwork {
     /// Runs up to `steps` relaxation steps of `F = E + beta C` from the current states, every layer at
     /// once (synchronous), with `target = (y, beta)` for a nudged phase; stops early when no state moved
     /// by more than the configured tolerance. Every step reads every layer's tiles forward and (except
-    /// the first) backward. Returns the steps run.
+    /// the first) backward, each read's tiles in parallel as `par` allows. Returns the steps run.
     pub fn relax(
         &mut self,
         x: &[f32],
         target: Option<(&[f32], f32)>,
         steps: u32,
         ledger: &mut Ledger,
+        par: Par<'_>,
     ) -> u32 {
         let n = self.w.len();
         let act = self.cfg.activation;
@@ -358,7 +360,7 @@ impl EpNetwork {
             }
             for k in 0..n {
                 let input: &[f32] = if k == 0 { x } else { &self.rho[k - 1] };
-                self.w[k].forward(input, &mut self.fwd[k], ledger);
+                self.w[k].forward(input, &mut self.fwd[k], ledger, par);
             }
             // Feedback into layer k (1-based) from layer k + 1, through matrix w[k].
             for k in 1..n {
@@ -366,7 +368,7 @@ impl EpNetwork {
                     Some(f) => f,
                     None => &mut self.w[k],
                 };
-                m.backward(&self.rho[k], &mut self.bwd[k - 1], ledger);
+                m.backward(&self.rho[k], &mut self.bwd[k - 1], ledger, par);
             }
             for k in 0..n {
                 let last = k + 1 == n;
@@ -405,9 +407,9 @@ impl EpNetwork {
     }
 
     /// Free phase from zero states; returns `rho` of every layer and remembers the fixed point.
-    fn free_phase(&mut self, x: &[f32], ledger: &mut Ledger) -> Layers {
+    fn free_phase(&mut self, x: &[f32], ledger: &mut Ledger, par: Par<'_>) -> Layers {
         self.reset_states();
-        self.relax(x, None, self.cfg.steps_free, ledger);
+        self.relax(x, None, self.cfg.steps_free, ledger, par);
         self.s_free.clone_from(&self.s);
         let snap = self.snapshot(x);
         self.prediction = argmax(snap.last().expect("layers"));
@@ -415,17 +417,30 @@ impl EpNetwork {
     }
 
     /// Nudged phase at `beta` from the last free fixed point.
-    fn nudged_phase(&mut self, x: &[f32], y: &[f32], beta: f32, ledger: &mut Ledger) -> Layers {
+    fn nudged_phase(
+        &mut self,
+        x: &[f32],
+        y: &[f32],
+        beta: f32,
+        ledger: &mut Ledger,
+        par: Par<'_>,
+    ) -> Layers {
         self.s.clone_from(&self.s_free);
-        self.relax(x, Some((y, beta)), self.cfg.steps_nudged, ledger);
+        self.relax(x, Some((y, beta)), self.cfg.steps_nudged, ledger, par);
         self.snapshot(x)
     }
 
     /// Runs the phases of one sample; returns the contrast and the free phase's cost.
-    fn contrast(&mut self, x: &[f32], label: usize, ledger: &mut Ledger) -> (Contrast, f32) {
+    fn contrast(
+        &mut self,
+        x: &[f32],
+        label: usize,
+        ledger: &mut Ledger,
+        par: Par<'_>,
+    ) -> (Contrast, f32) {
         let classes = *self.cfg.sizes.last().expect("sizes");
         let y = one_hot(label, classes);
-        let free = self.free_phase(x, ledger);
+        let free = self.free_phase(x, ledger, par);
         let cost = 0.5
             * free
                 .last()
@@ -437,7 +452,7 @@ impl EpNetwork {
         let beta = self.cfg.beta;
         let c = match self.cfg.nudge {
             Nudge::OneSided => Contrast {
-                pos: self.nudged_phase(x, &y, beta, ledger),
+                pos: self.nudged_phase(x, &y, beta, ledger, par),
                 neg: free,
                 scale: 1.0 / beta,
             },
@@ -448,14 +463,14 @@ impl EpNetwork {
                     -1.0
                 };
                 Contrast {
-                    pos: self.nudged_phase(x, &y, sign * beta, ledger),
+                    pos: self.nudged_phase(x, &y, sign * beta, ledger, par),
                     neg: free,
                     scale: 1.0 / (sign * beta),
                 }
             }
             Nudge::Symmetric => Contrast {
-                pos: self.nudged_phase(x, &y, beta, ledger),
-                neg: self.nudged_phase(x, &y, -beta, ledger),
+                pos: self.nudged_phase(x, &y, beta, ledger, par),
+                neg: self.nudged_phase(x, &y, -beta, ledger, par),
                 scale: 0.5 / beta,
             },
         };
@@ -470,8 +485,9 @@ impl EpNetwork {
         x: &[f32],
         label: usize,
         ledger: &mut Ledger,
+        par: Par<'_>,
     ) -> Vec<Vec<f32>> {
-        let (c, _) = self.contrast(x, label, ledger);
+        let (c, _) = self.contrast(x, label, ledger, par);
         (0..self.w.len())
             .map(|k| {
                 let (pp, po, np, no) = (&c.pos[k], &c.pos[k + 1], &c.neg[k], &c.neg[k + 1]);
@@ -488,9 +504,16 @@ impl EpNetwork {
 
     /// One EP learning step on one sample: free phase, nudged phase(s), contrastive update of every layer
     /// (and of the separate feedback arrays) through the controllers. Returns the free phase's cost
-    /// `1/2 ||rho(s_L) - y||^2`.
-    pub fn train_step(&mut self, x: &[f32], label: usize, lr: f32, ledger: &mut Ledger) -> f32 {
-        let (c, cost) = self.contrast(x, label, ledger);
+    /// `1/2 ||rho(s_L) - y||^2`. Tiles run in parallel as `par` allows.
+    pub fn train_step(
+        &mut self,
+        x: &[f32],
+        label: usize,
+        lr: f32,
+        ledger: &mut Ledger,
+        par: Par<'_>,
+    ) -> f32 {
+        let (c, cost) = self.contrast(x, label, ledger, par);
         let sc = c.scale;
         for k in 0..self.w.len() {
             let (pp, po, np, no) = (&c.pos[k], &c.pos[k + 1], &c.neg[k], &c.neg[k + 1]);
@@ -511,9 +534,9 @@ impl EpNetwork {
                 }
             }
             for (sx, sd) in &steps {
-                self.w[k].update(sx, sd, lr, ledger);
+                self.w[k].update(sx, sd, lr, ledger, par);
                 if let Some(f) = &mut self.fb[k] {
-                    f.update(sx, sd, lr, ledger);
+                    f.update(sx, sd, lr, ledger, par);
                 }
             }
             for (b, (p, q)) in self.b[k].iter_mut().zip(po.iter().zip(no)) {
@@ -525,8 +548,8 @@ impl EpNetwork {
     }
 
     /// Inference: the free phase; returns the predicted class (largest output `rho`).
-    pub fn predict(&mut self, x: &[f32], ledger: &mut Ledger) -> usize {
-        self.free_phase(x, ledger);
+    pub fn predict(&mut self, x: &[f32], ledger: &mut Ledger, par: Par<'_>) -> usize {
+        self.free_phase(x, ledger, par);
         self.prediction
     }
 
@@ -932,13 +955,15 @@ fn flat(v: &[Vec<f64>]) -> Vec<f64> {
 /// its updates make through the controllers (`lr`, samples in order, from the same start), against the
 /// exact gradient of the same network at the start, for every `beta` and estimator. `build` must return
 /// the same starting network every call (same seeds). A sample whose exact gradient is undefined (a
-/// singular Hessian system) is a [`FidelityError::Singular`] naming the sample.
+/// singular Hessian system) is a [`FidelityError::Singular`] naming the sample. Tiles run in parallel as
+/// `par` allows.
 pub fn fidelity(
     build: &dyn Fn() -> Result<EpNetwork, SpecError>,
     samples: &[(&[f32], usize)],
     betas: &[f32],
     nudges: &[Nudge],
     lr: f32,
+    par: Par<'_>,
 ) -> Result<Vec<FidelityPoint>, FidelityError> {
     let mut probe = build()?;
     let per_sample: Vec<Vec<f64>> = samples
@@ -975,7 +1000,7 @@ pub fn fidelity(
             let mut cosines = Vec::with_capacity(samples.len());
             for ((x, y), g_exact) in samples.iter().zip(&per_sample) {
                 let g: Vec<f64> = probe
-                    .gradient_estimate(x, *y, &mut ledger)
+                    .gradient_estimate(x, *y, &mut ledger, par)
                     .iter()
                     .flatten()
                     .map(|v| *v as f64)
@@ -994,7 +1019,7 @@ pub fn fidelity(
             let mut net = build()?;
             net.set_nudge(beta, nudge);
             for (x, y) in samples {
-                net.train_step(x, *y, lr, &mut ledger);
+                net.train_step(x, *y, lr, &mut ledger, par);
             }
             let applied: Vec<f64> = net
                 .weights()
@@ -1090,7 +1115,7 @@ mod tests {
                 net.reset_states();
                 let mut e = vec![net.energy(&x)];
                 for _ in 0..400 {
-                    net.relax(&x, None, 1, &mut ledger);
+                    net.relax(&x, None, 1, &mut ledger, Par::Seq);
                     e.push(net.energy(&x));
                 }
                 // Up to the rounding of f32 states near the fixed point.
@@ -1104,7 +1129,7 @@ mod tests {
                 }
                 assert!(e[0] - e[400] > 1e-3, "{act:?}: the relaxation did nothing");
                 let before = net.states().to_vec();
-                net.relax(&x, None, 1, &mut ledger);
+                net.relax(&x, None, 1, &mut ledger, Par::Seq);
                 let moved = net
                     .states()
                     .iter()
@@ -1179,6 +1204,7 @@ mod tests {
             &betas,
             &[Nudge::OneSided, Nudge::Symmetric],
             1e-3,
+            Par::Seq,
         )
         .unwrap();
         let get = |beta: f32, n: Nudge| {
@@ -1248,13 +1274,13 @@ mod tests {
         for _ in 0..4 {
             for i in 0..data.train_len() {
                 let (x, y) = data.train_sample(i);
-                net.train_step(x, y as usize, 0.1, &mut ledger);
+                net.train_step(x, y as usize, 0.1, &mut ledger, Par::Seq);
             }
         }
         let correct = (0..data.test_len())
             .filter(|&i| {
                 let (x, y) = data.test_sample(i);
-                net.predict(x, &mut ledger) == y as usize
+                net.predict(x, &mut ledger, Par::Seq) == y as usize
             })
             .count();
         let acc = correct as f64 / data.test_len() as f64;
@@ -1288,7 +1314,7 @@ mod tests {
         assert!(gap < 0.01, "programming gap {gap}");
         let mut ledger = Ledger::default();
         for (x, y) in samples() {
-            net.train_step(&x, y, 0.5, &mut ledger);
+            net.train_step(&x, y, 0.5, &mut ledger, Par::Seq);
         }
         let moved = net.feedback_weights()[1]
             .clone()
@@ -1403,7 +1429,15 @@ mod tests {
             "{msg}"
         );
         let batch = [(x.as_slice(), y)];
-        let err = fidelity(&singular_net, &batch, &[0.1], &[Nudge::Symmetric], 1e-3).unwrap_err();
+        let err = fidelity(
+            &singular_net,
+            &batch,
+            &[0.1],
+            &[Nudge::Symmetric],
+            1e-3,
+            Par::Seq,
+        )
+        .unwrap_err();
         match &err {
             FidelityError::Singular { sample, label, .. } => {
                 assert_eq!((*sample, *label), (0, y))

@@ -17,6 +17,7 @@
 
 use aimsim_devices::SpecError;
 use aimsim_sim::ledger::Ledger;
+use aimsim_sim::par::Par;
 use aimsim_sim::rng::{Purpose, stream};
 use rand::{Rng, RngExt};
 use rand_distr::{Distribution, StandardNormal};
@@ -219,13 +220,13 @@ impl CurlStudent {
         })
     }
 
-    /// `y = tanh(W2 tanh(W1 x))` through the tiles.
-    pub fn output(&mut self, x: &[f32], ledger: &mut Ledger) -> &[f32] {
-        self.w1.forward(x, &mut self.a1, ledger);
+    /// `y = tanh(W2 tanh(W1 x))` through the tiles (in parallel as `par` allows).
+    pub fn output(&mut self, x: &[f32], ledger: &mut Ledger, par: Par<'_>) -> &[f32] {
+        self.w1.forward(x, &mut self.a1, ledger, par);
         for (h, a) in self.h.iter_mut().zip(&self.a1) {
             *h = a.tanh();
         }
-        self.w2.forward(&self.h, &mut self.a2, ledger);
+        self.w2.forward(&self.h, &mut self.a2, ledger, par);
         for (y, a) in self.y.iter_mut().zip(&self.a2) {
             *y = a.tanh();
         }
@@ -234,21 +235,28 @@ impl CurlStudent {
 
     /// One curl-descent step on `(x, target)`: forward, output error, backward through `W2`'s tiles, and
     /// the updates `dW2 = -lr d2 h^T`, `dW1 = -lr (D d1) x^T`. Returns the sample's loss
-    /// `1/2 ||y - target||^2` before the step.
-    pub fn step(&mut self, x: &[f32], target: &[f32], lr: f32, ledger: &mut Ledger) -> f32 {
-        self.output(x, ledger);
+    /// `1/2 ||y - target||^2` before the step. Tiles run in parallel as `par` allows.
+    pub fn step(
+        &mut self,
+        x: &[f32],
+        target: &[f32],
+        lr: f32,
+        ledger: &mut Ledger,
+        par: Par<'_>,
+    ) -> f32 {
+        self.output(x, ledger, par);
         let mut loss = 0.0;
         for ((d, y), t) in self.d2.iter_mut().zip(&self.y).zip(target) {
             let e = y - t;
             loss += 0.5 * e * e;
             *d = e * (1.0 - y * y);
         }
-        self.w2.backward(&self.d2, &mut self.back, ledger);
+        self.w2.backward(&self.d2, &mut self.back, ledger, par);
         for j in 0..self.h.len() {
             self.d1[j] = self.sign[j] * self.back[j] * (1.0 - self.h[j] * self.h[j]);
         }
-        self.w2.update(&self.h, &self.d2, lr, ledger);
-        self.w1.update(x, &self.d1, lr, ledger);
+        self.w2.update(&self.h, &self.d2, lr, ledger, par);
+        self.w1.update(x, &self.d1, lr, ledger, par);
         ledger.count_sample();
         loss
     }
@@ -338,7 +346,12 @@ impl Correlated {
 /// `eval_every` samples (and at 0 and the end). All randomness comes from streams `(seed, Local, i)`:
 /// 0 teacher or input distribution, 1 flipped neurons, 2 training inputs, 3 test inputs, 4 initial
 /// weights.
-pub fn run(cfg: &LocalConfig, hw: Option<&Hardware>, seed: u64) -> Result<LocalRun, SpecError> {
+pub fn run(
+    cfg: &LocalConfig,
+    hw: Option<&Hardware>,
+    seed: u64,
+    par: Par<'_>,
+) -> Result<LocalRun, SpecError> {
     let mut ledger = Ledger::default();
     let mut points = Vec::new();
     let mut train_rng = stream(seed, Purpose::Local, 2);
@@ -370,7 +383,7 @@ pub fn run(cfg: &LocalConfig, hw: Option<&Hardware>, seed: u64) -> Result<LocalR
                 let loss = test
                     .iter()
                     .map(|(x, t)| {
-                        s.output(x, &mut l)
+                        s.output(x, &mut l, par)
                             .iter()
                             .zip(t)
                             .map(|(a, b)| 0.5 * ((a - b) as f64).powi(2))
@@ -392,7 +405,7 @@ pub fn run(cfg: &LocalConfig, hw: Option<&Hardware>, seed: u64) -> Result<LocalR
                     *v = normal(&mut train_rng, sd_x);
                 }
                 let y = two_layer(&t1, &t2, &x);
-                student.step(&x, &y, cfg.lr, &mut ledger);
+                student.step(&x, &y, cfg.lr, &mut ledger, par);
                 if due(step) {
                     points.push(evaluate(&mut student, step));
                 }
@@ -450,12 +463,12 @@ pub fn run(cfg: &LocalConfig, hw: Option<&Hardware>, seed: u64) -> Result<LocalR
             let (mut x, mut y, mut back) = (vec![0.0f32; n], vec![0.0f32; h], vec![0.0f32; n]);
             for step in 1..=cfg.steps {
                 dist.sample(&mut train_rng, &mut x);
-                w.forward(&x, &mut y, &mut ledger);
-                w.backward(&y, &mut back, &mut ledger);
+                w.forward(&x, &mut y, &mut ledger, par);
+                w.backward(&y, &mut back, &mut ledger, par);
                 // dW = lr y (sign x - W^T y)^T = -lr d r^T with d = -y.
                 let r: Vec<f32> = x.iter().zip(&back).map(|(a, b)| sign * a - b).collect();
                 let d: Vec<f32> = y.iter().map(|v| -v).collect();
-                w.update(&r, &d, cfg.lr, &mut ledger);
+                w.update(&r, &d, cfg.lr, &mut ledger, par);
                 ledger.count_sample();
                 if due(step) {
                     points.push(evaluate(w.as_ref(), step));
@@ -504,8 +517,8 @@ mod tests {
         for _ in 0..300 {
             let x: Vec<f32> = (0..n).map(|_| normal(&mut rng, 0.7)).collect();
             let t = two_layer(&t1, &t2, &x);
-            student.step(&x, &t, lr, &mut ledger);
-            flipped.step(&x, &t, lr, &mut ledger);
+            student.step(&x, &t, lr, &mut ledger, Par::Seq);
+            flipped.step(&x, &t, lr, &mut ledger, Par::Seq);
             let hid: Vec<f64> = (0..h)
                 .map(|i| {
                     (0..n)
@@ -553,8 +566,8 @@ mod tests {
 
     #[test]
     fn curl_descent_learns_with_no_flips_and_breaks_down_with_all_flipped() {
-        let plain = run(&curl(0.0, 6000), None, 1).unwrap();
-        let all = run(&curl(1.0, 6000), None, 1).unwrap();
+        let plain = run(&curl(0.0, 6000), None, 1, Par::Seq).unwrap();
+        let all = run(&curl(1.0, 6000), None, 1, Par::Seq).unwrap();
         let (p0, p1) = (
             plain.points[0].test_loss,
             plain.points.last().unwrap().test_loss,
@@ -579,7 +592,7 @@ mod tests {
             eval_every: 4000,
             test_samples: 200,
         };
-        let heb = run(&cfg, None, 2).unwrap();
+        let heb = run(&cfg, None, 2, Par::Seq).unwrap();
         let (first, last) = (&heb.points[0], heb.points.last().unwrap());
         assert!(
             last.alignment.unwrap() > 0.95 && first.alignment.unwrap() < 0.5,
@@ -598,7 +611,7 @@ mod tests {
             last.test_loss
         );
         cfg.rule = LocalRule::AntiHebbian;
-        let anti = run(&cfg, None, 2).unwrap();
+        let anti = run(&cfg, None, 2, Par::Seq).unwrap();
         let (first, last) = (&anti.points[0], anti.points.last().unwrap());
         assert!(
             last.weight_norm < first.weight_norm,

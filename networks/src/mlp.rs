@@ -6,7 +6,7 @@ use aimsim_devices::{DeviceSpec, SpecError, StateError};
 pub use aimsim_sim::float::FloatMatrix;
 use aimsim_sim::ledger::{CostModel, Ledger};
 use aimsim_sim::matrix::{AnalogMatrix, MatrixState};
-use aimsim_sim::par::{self, Job};
+use aimsim_sim::par::{Job, Par};
 use aimsim_sim::tile::{Tile, TileConfig};
 use aimsim_sim::update::ControllerSpec;
 use rand::{Rng, RngExt};
@@ -88,16 +88,17 @@ pub enum BiasMode {
     Tile,
 }
 
-/// A layer's weight store: the three phases of on-chip learning.
+/// A layer's weight store: the three phases of on-chip learning. Each phase may run its tiles in
+/// parallel as `par` allows.
 pub trait Weights: Send + std::fmt::Debug {
     /// `y = W x`.
-    fn forward(&mut self, x: &[f32], y: &mut [f32], ledger: &mut Ledger);
+    fn forward(&mut self, x: &[f32], y: &mut [f32], ledger: &mut Ledger, par: Par<'_>);
     /// `z = W^T d`.
-    fn backward(&mut self, d: &[f32], z: &mut [f32], ledger: &mut Ledger);
+    fn backward(&mut self, d: &[f32], z: &mut [f32], ledger: &mut Ledger, par: Par<'_>);
     /// `W -= lr d x^T`.
-    fn update(&mut self, x: &[f32], d: &[f32], lr: f32, ledger: &mut Ledger);
+    fn update(&mut self, x: &[f32], d: &[f32], lr: f32, ledger: &mut Ledger, par: Par<'_>);
     /// [`Weights::update`] as independent jobs (one per tile on analog weights), so that a network can
-    /// run the updates of all its layers at once; the caller runs them with [`par::run`], then calls
+    /// run the updates of all its layers at once; the caller runs them with [`Par::run`], then calls
     /// [`Weights::finish_update`].
     fn update_jobs<'a>(&'a mut self, x: &'a [f32], d: &'a [f32], lr: f32) -> Vec<Job<'a>>;
     /// [`Weights::update_jobs`] that may also read ahead: given `next`, the jobs may make the forward
@@ -161,14 +162,14 @@ pub struct MlpState {
 }
 
 impl Weights for AnalogMatrix {
-    fn forward(&mut self, x: &[f32], y: &mut [f32], ledger: &mut Ledger) {
-        AnalogMatrix::forward(self, x, y, ledger);
+    fn forward(&mut self, x: &[f32], y: &mut [f32], ledger: &mut Ledger, par: Par<'_>) {
+        AnalogMatrix::forward(self, x, y, ledger, par);
     }
-    fn backward(&mut self, d: &[f32], z: &mut [f32], ledger: &mut Ledger) {
-        AnalogMatrix::backward(self, d, z, ledger);
+    fn backward(&mut self, d: &[f32], z: &mut [f32], ledger: &mut Ledger, par: Par<'_>) {
+        AnalogMatrix::backward(self, d, z, ledger, par);
     }
-    fn update(&mut self, x: &[f32], d: &[f32], lr: f32, ledger: &mut Ledger) {
-        AnalogMatrix::update(self, x, d, lr, ledger);
+    fn update(&mut self, x: &[f32], d: &[f32], lr: f32, ledger: &mut Ledger, par: Par<'_>) {
+        AnalogMatrix::update(self, x, d, lr, ledger, par);
     }
     fn update_jobs<'a>(&'a mut self, x: &'a [f32], d: &'a [f32], lr: f32) -> Vec<Job<'a>> {
         AnalogMatrix::update_jobs(self, x, d, lr)
@@ -211,13 +212,13 @@ impl Weights for AnalogMatrix {
 }
 
 impl Weights for FloatMatrix {
-    fn forward(&mut self, x: &[f32], y: &mut [f32], _: &mut Ledger) {
+    fn forward(&mut self, x: &[f32], y: &mut [f32], _: &mut Ledger, _: Par<'_>) {
         FloatMatrix::forward(self, x, y);
     }
-    fn backward(&mut self, d: &[f32], z: &mut [f32], _: &mut Ledger) {
+    fn backward(&mut self, d: &[f32], z: &mut [f32], _: &mut Ledger, _: Par<'_>) {
         FloatMatrix::backward(self, d, z);
     }
-    fn update(&mut self, x: &[f32], d: &[f32], lr: f32, _: &mut Ledger) {
+    fn update(&mut self, x: &[f32], d: &[f32], lr: f32, _: &mut Ledger, _: Par<'_>) {
         FloatMatrix::update(self, x, d, lr);
     }
     fn update_jobs<'a>(&'a mut self, x: &'a [f32], d: &'a [f32], lr: f32) -> Vec<Job<'a>> {
@@ -477,9 +478,9 @@ impl Mlp {
         Ok(())
     }
 
-    /// Forward pass; returns the output scores (softmax probabilities for cross-entropy, activations for
-    /// MSE).
-    pub fn forward(&mut self, input: &[f32], ledger: &mut Ledger) -> &[f32] {
+    /// Forward pass, each layer's tiles in parallel as `par` allows; returns the output scores (softmax
+    /// probabilities for cross-entropy, activations for MSE).
+    pub fn forward(&mut self, input: &[f32], ledger: &mut Ledger, par: Par<'_>) -> &[f32] {
         for l in 0..self.layers.len() {
             let (prev, rest) = self.layers.split_at_mut(l);
             let layer = &mut rest[0];
@@ -488,7 +489,7 @@ impl Mlp {
             if layer.bias_mode == BiasMode::Tile {
                 layer.x[layer.in_dim] = 1.0;
             }
-            layer.weights.forward(&layer.x, &mut layer.z, ledger);
+            layer.weights.forward(&layer.x, &mut layer.z, ledger, par);
             if layer.bias_mode == BiasMode::Digital {
                 for (z, b) in layer.z.iter_mut().zip(&layer.bias) {
                     *z += b;
@@ -548,9 +549,17 @@ impl Mlp {
     }
 
     /// One on-chip learning step on one sample: forward, error at the output, backward through the
-    /// tiles' transposes, pulsed updates of every layer. Returns the sample's loss.
-    pub fn train_step(&mut self, input: &[f32], label: usize, lr: f32, ledger: &mut Ledger) -> f32 {
-        self.train_step_ahead(input, label, lr, ledger, None)
+    /// tiles' transposes, pulsed updates of every layer; the tiles of each phase in parallel as `par`
+    /// allows. Returns the sample's loss.
+    pub fn train_step(
+        &mut self,
+        input: &[f32],
+        label: usize,
+        lr: f32,
+        ledger: &mut Ledger,
+        par: Par<'_>,
+    ) -> f32 {
+        self.train_step_ahead(input, label, lr, ledger, None, par)
     }
 
     /// [`Mlp::train_step`] that, given the next training sample `next`, lets the first layer's tiles
@@ -563,8 +572,9 @@ impl Mlp {
         lr: f32,
         ledger: &mut Ledger,
         next: Option<&[f32]>,
+        par: Par<'_>,
     ) -> f32 {
-        self.forward(input, ledger);
+        self.forward(input, ledger, par);
         let n = self.layers.len();
         let loss = {
             let last = &mut self.layers[n - 1];
@@ -592,7 +602,9 @@ impl Mlp {
             let (lower, upper) = self.layers.split_at_mut(l);
             let above = &mut upper[0];
             let below = &mut lower[l - 1];
-            above.weights.backward(&above.d, &mut above.back, ledger);
+            above
+                .weights
+                .backward(&above.d, &mut above.back, ledger, par);
             let f = below.act.expect("hidden layers have an activation");
             for k in 0..below.out_dim {
                 below.d[k] = above.back[k] * f.derivative(below.z[k], below.a[k]);
@@ -619,7 +631,7 @@ impl Mlp {
                 ahead,
             ));
         }
-        par::run(jobs);
+        par.run(jobs);
         for ((layer, own), f) in self.layers.iter_mut().zip(&mut ledgers).zip(&self.lr_scale) {
             layer.weights.finish_update(own);
             if layer.bias_mode == BiasMode::Digital {
@@ -675,13 +687,13 @@ mod tests {
         let x = [0.1, -0.4, 0.8, 0.3, -0.2];
         let mut ledger = Ledger::default();
         let loss_at = |net: &mut Mlp, ledger: &mut Ledger| {
-            let p = net.forward(&x, ledger);
+            let p = net.forward(&x, ledger, Par::Seq);
             -(p[2].ln())
         };
         let before = loss_at(&mut net, &mut ledger);
         let w_before: Vec<Vec<f32>> = net.layers.iter().map(|l| l.weights.weights()).collect();
         let lr = 1e-3;
-        net.train_step(&x, 2, lr, &mut ledger);
+        net.train_step(&x, 2, lr, &mut ledger, Par::Seq);
         let grad_sq: f32 = net
             .layers
             .iter()
@@ -738,9 +750,10 @@ mod tests {
 
     #[test]
     fn reading_ahead_changes_no_bit() {
-        // Training told the next sample (the first layer's tiles read it inside the update jobs)
-        // against plain steps: the same losses, predictions, ledger totals and network state after
-        // every sample, with the digital and the tile bias.
+        // Training told the next sample (the first layer's tiles read it inside the update jobs, on a
+        // team of three threads) against plain steps on one thread: the same losses, predictions, ledger
+        // totals and network state after every sample, with the digital and the tile bias.
+        let team = aimsim_sim::par::Team::with_spread(3, aimsim_sim::par::Spread::Always);
         for bias in [BiasMode::Digital, BiasMode::Tile] {
             let (mut plain, mut ahead) = (noisy_net(bias), noisy_net(bias));
             let mut rng = Pcg64::seed_from_u64(12);
@@ -761,8 +774,8 @@ mod tests {
             let (mut la, mut lb) = (Ledger::default(), Ledger::default());
             for (k, (x, y)) in samples.iter().enumerate() {
                 let next = samples.get(k + 1).map(|(n, _)| n.as_slice());
-                let a = plain.train_step(x, *y, 0.5, &mut la);
-                let b = ahead.train_step_ahead(x, *y, 0.5, &mut lb, next);
+                let a = plain.train_step(x, *y, 0.5, &mut la, Par::Seq);
+                let b = ahead.train_step_ahead(x, *y, 0.5, &mut lb, next, team.par());
                 assert_eq!(a.to_bits(), b.to_bits(), "{bias:?}: loss of sample {k}");
                 assert_eq!(plain.predicted(), ahead.predicted());
                 if next.is_none() {
@@ -782,8 +795,8 @@ mod tests {
             }
             // The same network afterwards: evaluation gives the same outputs.
             let (pa, pb) = (
-                plain.forward(&samples[0].0, &mut la).to_vec(),
-                ahead.forward(&samples[0].0, &mut lb).to_vec(),
+                plain.forward(&samples[0].0, &mut la, Par::Seq).to_vec(),
+                ahead.forward(&samples[0].0, &mut lb, team.par()).to_vec(),
             );
             assert_eq!(pa, pb);
         }
@@ -795,8 +808,8 @@ mod tests {
         let mut net = noisy_net(BiasMode::Digital);
         let mut ledger = Ledger::default();
         let (x, other) = (vec![0.5f32; 20], vec![0.25f32; 20]);
-        net.train_step_ahead(&x, 1, 0.5, &mut ledger, Some(&x));
-        net.forward(&other, &mut ledger);
+        net.train_step_ahead(&x, 1, 0.5, &mut ledger, Some(&x), Par::Seq);
+        net.forward(&other, &mut ledger, Par::Seq);
     }
 
     #[test]
@@ -848,15 +861,15 @@ mod tests {
             .collect();
         for _ in 0..5 {
             for (x, y) in &samples {
-                analog.train_step(x, *y, 0.5, &mut ledger);
-                float.train_step(x, *y, 0.5, &mut ledger);
+                analog.train_step(x, *y, 0.5, &mut ledger, Par::Seq);
+                float.train_step(x, *y, 0.5, &mut ledger, Par::Seq);
             }
         }
         let mut worst = 0.0f32;
         let mut moved = 0.0f32;
         for (x, _) in &samples {
-            let pa = analog.forward(x, &mut ledger).to_vec();
-            let pf = float.forward(x, &mut ledger).to_vec();
+            let pa = analog.forward(x, &mut ledger, Par::Seq).to_vec();
+            let pf = float.forward(x, &mut ledger, Par::Seq).to_vec();
             for (a, f) in pa.iter().zip(&pf) {
                 worst = worst.max((a - f).abs());
             }
@@ -900,10 +913,10 @@ mod tests {
             let x = [0.1, -0.4, 0.8, 0.3, -0.2];
             let mut ledger = Ledger::default();
             for label in 0..3 {
-                net.forward(&x, &mut ledger);
+                net.forward(&x, &mut ledger, Par::Seq);
                 let seen = net.loss_of(label);
                 let mut twin = Mlp::new(&cfg, None, &mut Pcg64::seed_from_u64(5)).unwrap();
-                let trained = twin.train_step(&x, label, 0.1, &mut ledger);
+                let trained = twin.train_step(&x, label, 0.1, &mut ledger, Par::Seq);
                 assert_eq!(seen, trained, "{loss:?}, label {label}");
             }
         }
@@ -927,7 +940,7 @@ mod tests {
             if let Some(s) = scales {
                 net.set_lr_scale(s).unwrap();
             }
-            net.train_step(&x, 1, lr, &mut Ledger::default());
+            net.train_step(&x, 1, lr, &mut Ledger::default(), Par::Seq);
             net.layers
                 .iter()
                 .map(|l| (l.weights.weights(), l.bias.clone()))

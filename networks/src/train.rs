@@ -2,7 +2,7 @@
 //! set, metrics from the ledger.
 
 use aimsim_sim::ledger::{CostModel, Ledger, Phase};
-use aimsim_sim::par::Team;
+use aimsim_sim::par::Par;
 use aimsim_sim::rng::{Purpose, stream};
 use rand::RngExt;
 
@@ -13,10 +13,18 @@ use crate::ep::EpNetwork;
 use crate::mlp::Mlp;
 
 /// What the training loop needs from a network: backpropagation's [`Mlp`] and equilibrium
-/// propagation's [`EpNetwork`] both provide it.
+/// propagation's [`EpNetwork`] both provide it. Every method that reads or writes tiles runs them in
+/// parallel as its `par` argument allows.
 pub trait Network {
     /// One on-chip learning step on one sample; returns the sample's loss.
-    fn learn(&mut self, input: &[f32], label: usize, lr: f32, ledger: &mut Ledger) -> f32;
+    fn learn(
+        &mut self,
+        input: &[f32],
+        label: usize,
+        lr: f32,
+        ledger: &mut Ledger,
+        par: Par<'_>,
+    ) -> f32;
     /// [`Network::learn`] told the next training sample, which the next call must learn (a network
     /// may start reading it early, with the same results). By default the hint is ignored.
     fn learn_ahead(
@@ -26,12 +34,13 @@ pub trait Network {
         lr: f32,
         ledger: &mut Ledger,
         next: Option<&[f32]>,
+        par: Par<'_>,
     ) -> f32 {
         let _ = next;
-        self.learn(input, label, lr, ledger)
+        self.learn(input, label, lr, ledger, par)
     }
     /// Inference on one sample, charged to `ledger`; returns the predicted class.
-    fn infer(&mut self, input: &[f32], ledger: &mut Ledger) -> usize;
+    fn infer(&mut self, input: &[f32], ledger: &mut Ledger, par: Par<'_>) -> usize;
     /// Class predicted for the last sample seen by [`Network::learn`] or [`Network::infer`].
     fn prediction(&self) -> usize;
     /// The training loss of the last sample seen by [`Network::infer`] had its label been `label`, if
@@ -45,8 +54,15 @@ pub trait Network {
 }
 
 impl Network for Mlp {
-    fn learn(&mut self, input: &[f32], label: usize, lr: f32, ledger: &mut Ledger) -> f32 {
-        self.train_step(input, label, lr, ledger)
+    fn learn(
+        &mut self,
+        input: &[f32],
+        label: usize,
+        lr: f32,
+        ledger: &mut Ledger,
+        par: Par<'_>,
+    ) -> f32 {
+        self.train_step(input, label, lr, ledger, par)
     }
     fn learn_ahead(
         &mut self,
@@ -55,11 +71,12 @@ impl Network for Mlp {
         lr: f32,
         ledger: &mut Ledger,
         next: Option<&[f32]>,
+        par: Par<'_>,
     ) -> f32 {
-        self.train_step_ahead(input, label, lr, ledger, next)
+        self.train_step_ahead(input, label, lr, ledger, next, par)
     }
-    fn infer(&mut self, input: &[f32], ledger: &mut Ledger) -> usize {
-        self.forward(input, ledger);
+    fn infer(&mut self, input: &[f32], ledger: &mut Ledger, par: Par<'_>) -> usize {
+        self.forward(input, ledger, par);
         self.predicted()
     }
     fn prediction(&self) -> usize {
@@ -74,11 +91,18 @@ impl Network for Mlp {
 }
 
 impl Network for EpNetwork {
-    fn learn(&mut self, input: &[f32], label: usize, lr: f32, ledger: &mut Ledger) -> f32 {
-        self.train_step(input, label, lr, ledger)
+    fn learn(
+        &mut self,
+        input: &[f32],
+        label: usize,
+        lr: f32,
+        ledger: &mut Ledger,
+        par: Par<'_>,
+    ) -> f32 {
+        self.train_step(input, label, lr, ledger, par)
     }
-    fn infer(&mut self, input: &[f32], ledger: &mut Ledger) -> usize {
-        self.predict(input, ledger)
+    fn infer(&mut self, input: &[f32], ledger: &mut Ledger, par: Par<'_>) -> usize {
+        self.predict(input, ledger, par)
     }
     fn prediction(&self) -> usize {
         EpNetwork::prediction(self)
@@ -192,7 +216,12 @@ pub struct Quiet;
 impl Observer for Quiet {}
 
 /// Test accuracy (percent) of `net` on `data`'s test set, with the inference cost charged to `ledger`.
-pub fn evaluate<N: Network + ?Sized>(net: &mut N, data: &Dataset, ledger: &mut Ledger) -> f64 {
+pub fn evaluate<N: Network + ?Sized>(
+    net: &mut N,
+    data: &Dataset,
+    ledger: &mut Ledger,
+    par: Par<'_>,
+) -> f64 {
     let n = data.test_len();
     if n == 0 {
         return 0.0;
@@ -200,7 +229,7 @@ pub fn evaluate<N: Network + ?Sized>(net: &mut N, data: &Dataset, ledger: &mut L
     let mut correct = 0usize;
     for i in 0..n {
         let (x, y) = data.test_sample(i);
-        correct += usize::from(net.infer(x, ledger) == y as usize);
+        correct += usize::from(net.infer(x, ledger, par) == y as usize);
         ledger.count_sample();
     }
     100.0 * correct as f64 / n as f64
@@ -213,6 +242,7 @@ pub fn validate<N: Network + ?Sized>(
     net: &mut N,
     data: &Dataset,
     cfg: &TrainConfig,
+    par: Par<'_>,
 ) -> (Option<f64>, Option<f64>) {
     let n = data.train_len();
     let v = cfg.validation.min(n);
@@ -223,7 +253,7 @@ pub fn validate<N: Network + ?Sized>(
     let (mut correct, mut loss) = (0usize, Some(0.0f64));
     for i in n - v..n {
         let (x, y) = data.train_sample(i);
-        correct += usize::from(net.infer(x, &mut ledger) == y as usize);
+        correct += usize::from(net.infer(x, &mut ledger, par) == y as usize);
         loss = loss
             .zip(net.last_loss(y as usize))
             .map(|(s, l)| s + l as f64);
@@ -267,18 +297,17 @@ pub struct Training<'a> {
 
 impl<'a> Training<'a> {
     /// Starts a run: evaluates the untrained network (epoch 0, reported to the observer) on the
-    /// validation split, then on the test set.
+    /// validation split, then on the test set, with the tiles in parallel as `par` allows.
     pub fn start<N: Network>(
         net: &mut N,
         data: &'a Dataset,
         cfg: &'a TrainConfig,
         cost: &'a CostModel,
         observer: &mut dyn Observer,
+        par: Par<'_>,
     ) -> Self {
-        let ((val_accuracy, val_loss), (acc, lat, en)) =
-            Team::scope(rayon::current_num_threads(), || {
-                (validate(net, data, cfg), eval_cost(net, data, cost))
-            });
+        let (val_accuracy, val_loss) = validate(net, data, cfg, par);
+        let (acc, lat, en) = eval_cost(net, data, cost, par);
         let zero = EpochMetrics {
             epoch: 0,
             test_accuracy: acc,
@@ -352,17 +381,15 @@ impl<'a> Training<'a> {
     }
 
     /// Runs the next epoch (shuffle, one update per training sample outside the validation split,
-    /// evaluation on the validation split, then on the test set) and returns its metrics. The
-    /// tiles' parallel phases run on a [`Team`] as large as rayon's current pool.
+    /// evaluation on the validation split, then on the test set) and returns its metrics. The tiles'
+    /// parallel phases run as `par` allows (training at batch 1 runs best on a
+    /// [`Team`](aimsim_sim::par::Team)); the metrics do not depend on it.
     pub fn run_epoch<N: Network>(
         &mut self,
         net: &mut N,
         observer: &mut dyn Observer,
+        par: Par<'_>,
     ) -> &EpochMetrics {
-        Team::scope(rayon::current_num_threads(), || self.epoch(net, observer))
-    }
-
-    fn epoch<N: Network>(&mut self, net: &mut N, observer: &mut dyn Observer) -> &EpochMetrics {
         let (data, cfg) = (self.data, self.cfg);
         let p = &mut self.progress;
         let ns = |cycles: u64| cycles as f64 / self.cost.clock_hz * 1e9;
@@ -382,7 +409,7 @@ impl<'a> Training<'a> {
             let (x, y) = data.train_sample(i as usize);
             // The next sample of this epoch (the epoch's evaluation comes after its last one).
             let next = p.order.get(k + 1).map(|j| data.train_sample(*j as usize).0);
-            loss += net.learn_ahead(x, y as usize, p.lr, &mut ledger, next) as f64;
+            loss += net.learn_ahead(x, y as usize, p.lr, &mut ledger, next, par) as f64;
             correct += usize::from(net.prediction() == y as usize);
             p.step += 1;
             observer.after_update(&*net, p.step);
@@ -390,8 +417,8 @@ impl<'a> Training<'a> {
                 observer.progress(p.step, total);
             }
         }
-        let (val_accuracy, val_loss) = validate(net, data, cfg);
-        let (acc, lat, en) = eval_cost(net, data, self.cost);
+        let (val_accuracy, val_loss) = validate(net, data, cfg, par);
+        let (acc, lat, en) = eval_cost(net, data, self.cost, par);
         let upd = ledger.phase(Phase::Update);
         let m = EpochMetrics {
             epoch,
@@ -421,26 +448,28 @@ fn eval_cost<N: Network + ?Sized>(
     net: &mut N,
     data: &Dataset,
     cost: &CostModel,
+    par: Par<'_>,
 ) -> (f64, f64, f64) {
     let mut l = Ledger::default();
-    let acc = evaluate(net, data, &mut l);
+    let acc = evaluate(net, data, &mut l, par);
     let n = l.samples().max(1) as f64;
     let ns = l.total_cycles() as f64 / cost.clock_hz * 1e9;
     (acc, ns / n, l.total_energy_pj() / n)
 }
 
 /// Trains `net` on `data` for `cfg.epochs` epochs, returning one row of metrics per epoch (plus epoch 0,
-/// the untrained network). `cost` converts ledger cycles to time.
+/// the untrained network). `cost` converts ledger cycles to time. Tiles run in parallel as `par` allows.
 pub fn train<N: Network>(
     net: &mut N,
     data: &Dataset,
     cfg: &TrainConfig,
     cost: &CostModel,
     observer: &mut dyn Observer,
+    par: Par<'_>,
 ) -> Vec<EpochMetrics> {
-    let mut t = Training::start(net, data, cfg, cost, observer);
+    let mut t = Training::start(net, data, cfg, cost, observer, par);
     while !t.done() {
-        t.run_epoch(net, observer);
+        t.run_epoch(net, observer, par);
     }
     t.into_rows()
 }
@@ -459,12 +488,19 @@ mod tests {
     }
 
     impl Network for Recording {
-        fn learn(&mut self, input: &[f32], label: usize, _lr: f32, _ledger: &mut Ledger) -> f32 {
+        fn learn(
+            &mut self,
+            input: &[f32],
+            label: usize,
+            _lr: f32,
+            _ledger: &mut Ledger,
+            _par: Par<'_>,
+        ) -> f32 {
             self.learned.push(input[0] as usize);
             self.last = label;
             0.5
         }
-        fn infer(&mut self, input: &[f32], _ledger: &mut Ledger) -> usize {
+        fn infer(&mut self, input: &[f32], _ledger: &mut Ledger, _par: Par<'_>) -> usize {
             self.inferred.push(input[0] as usize);
             // Right on even indices: the label of sample i is i % 2.
             self.last = 0;
@@ -509,7 +545,7 @@ mod tests {
         let data = indexed(20, 4);
         let cost = CostModel::default();
         let mut net = Recording::default();
-        let rows = train(&mut net, &data, &config(6), &cost, &mut Quiet);
+        let rows = train(&mut net, &data, &config(6), &cost, &mut Quiet, Par::Seq);
         // train_samples - validation updates per epoch, every one on samples 0..14, each once an epoch.
         assert_eq!(net.learned.len(), 3 * 14);
         for epoch in net.learned.chunks(14) {
@@ -529,7 +565,7 @@ mod tests {
         }
         // Without a split every sample trains and no validation metric exists.
         let mut net = Recording::default();
-        let rows = train(&mut net, &data, &config(0), &cost, &mut Quiet);
+        let rows = train(&mut net, &data, &config(0), &cost, &mut Quiet, Par::Seq);
         assert_eq!(net.learned.len(), 3 * 20);
         assert!(net.inferred.iter().all(|i| *i >= 1000));
         assert!(
@@ -539,13 +575,80 @@ mod tests {
     }
 
     #[test]
+    fn metrics_and_weights_do_not_depend_on_the_executor() {
+        use crate::mlp::{Activation, BiasMode, Hardware, Loss, MlpConfig};
+        use aimsim_devices::{DeviceSpec, Model, StepKind, StepParams};
+        use aimsim_sim::par::{Spread, Team};
+        use aimsim_sim::tile::{CellKind, TileConfig};
+        use aimsim_sim::update::ControllerSpec;
+        use rand::SeedableRng;
+
+        let mut rng = rand_pcg::Pcg64::seed_from_u64(3);
+        let mut draw =
+            |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(0.0..1.0)).collect() };
+        let data = Dataset {
+            name: "random".into(),
+            inputs: 20,
+            classes: 4,
+            train_x: draw(40 * 20),
+            train_y: (0..40).map(|i| (i % 4) as u8).collect(),
+            test_x: draw(10 * 20),
+            test_y: (0..10).map(|i| (i % 4) as u8).collect(),
+        };
+        let mut device = DeviceSpec::new(Model::Step(StepParams::new(StepKind::Constant, 0.01)));
+        device.c2c = 0.3;
+        let hw = Hardware {
+            device,
+            tile: TileConfig {
+                rows: 8,
+                cols: 8,
+                cell: CellKind::Single,
+                ..TileConfig::default()
+            },
+            controller: ControllerSpec::default(),
+            w_scale: 1.0,
+            cost: CostModel::default(),
+            seed: 7,
+        };
+        let cfg = MlpConfig {
+            sizes: vec![20, 12, 4],
+            activation: Activation::Sigmoid,
+            loss: Loss::CrossEntropy,
+            bias: BiasMode::Digital,
+            init_scale: 1.0,
+            exact_init: false,
+        };
+        let cost = CostModel::default();
+        let tc = TrainConfig {
+            validation: 8,
+            ..config(0)
+        };
+        let run = |par: Par<'_>| {
+            let mut net =
+                Mlp::new(&cfg, Some(&hw), &mut rand_pcg::Pcg64::seed_from_u64(4)).unwrap();
+            let rows = train(&mut net, &data, &tc, &cost, &mut Quiet, par);
+            (rows, net.export_state())
+        };
+        let want = run(Par::Seq);
+        assert!(want.0.last().unwrap().pulses_up > 0);
+        for (threads, spread) in [
+            (2, Spread::Always),
+            (3, Spread::Always),
+            (2, Spread::Adaptive),
+        ] {
+            let team = Team::with_spread(threads, spread);
+            assert!(run(team.par()) == want, "{threads} threads, {spread:?}");
+        }
+    }
+
+    #[test]
     fn resuming_checks_the_order_against_the_split() {
         let data = indexed(20, 4);
         let cost = CostModel::default();
         let cfg = config(6);
         let mut net = Recording::default();
-        let mut t = Training::start(&mut net, &data, &cfg, &cost, &mut Quiet);
-        t.run_epoch(&mut net, &mut Quiet);
+        let mut t = Training::start(&mut net, &data, &cfg, &cost, &mut Quiet, Par::Seq);
+        t.run_epoch(&mut net, &mut Quiet, Par::Seq);
         let saved = t.progress().clone();
         assert_eq!(saved.order.len(), 14);
         assert!(Training::resume(&data, &cfg, &cost, saved.clone()).is_ok());

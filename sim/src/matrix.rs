@@ -2,13 +2,13 @@
 //!
 //! The `out x in` matrix is cut into blocks of `rows x cols`; block `(r, c)` lives on tile
 //! `r * grid_cols + c`. Partial sums of a forward (backward) pass are combined digitally, block column by
-//! block column (row by row), in a fixed order on one thread, so results do not depend on how rayon
-//! schedules the tiles.
+//! block column (row by row), in a fixed order on one thread, so results do not depend on which
+//! thread runs which tile (see [`crate::par`]).
 
 use aimsim_devices::{DeviceSpec, SpecError, StateError};
 use rayon::prelude::*;
 
-use crate::par::{self, Job};
+use crate::par::{Job, Par};
 
 use crate::ledger::{Charge, CostModel, Ledger, Phase};
 use crate::tile::{Tile, TileConfig, TileState};
@@ -242,14 +242,14 @@ impl AnalogMatrix {
         w
     }
 
-    /// Forward pass `y = W x` on every tile in parallel; charges the ledger.
+    /// Forward pass `y = W x` on every tile, in parallel as `par` allows; charges the ledger.
     ///
     /// When the last update jobs already read `x` (see [`AnalogMatrix::update_jobs_ahead`]), their
     /// outputs and charges are used: the same values, charged at the same point.
     ///
     /// # Panics
     /// If a read ahead is waiting for a different input.
-    pub fn forward(&mut self, x: &[f32], y: &mut [f32], ledger: &mut Ledger) {
+    pub fn forward(&mut self, x: &[f32], y: &mut [f32], ledger: &mut Ledger, par: Par<'_>) {
         assert_eq!(
             (x.len(), y.len()),
             (self.in_dim, self.out_dim),
@@ -265,7 +265,7 @@ impl AnalogMatrix {
             self.sum_partials(Phase::Forward, y);
             ledger.charge(Phase::Forward, &self.ahead_charges);
         } else {
-            self.read(Phase::Forward, x, y, ledger);
+            self.read(Phase::Forward, x, y, ledger, par);
         }
         self.mark_bound();
     }
@@ -305,19 +305,26 @@ impl AnalogMatrix {
         }
     }
 
-    /// Backward pass `z = W^T d` on every tile in parallel; charges the ledger.
-    pub fn backward(&mut self, d: &[f32], z: &mut [f32], ledger: &mut Ledger) {
+    /// Backward pass `z = W^T d` on every tile, in parallel as `par` allows; charges the ledger.
+    pub fn backward(&mut self, d: &[f32], z: &mut [f32], ledger: &mut Ledger, par: Par<'_>) {
         assert_eq!(
             (d.len(), z.len()),
             (self.out_dim, self.in_dim),
             "backward shapes"
         );
-        self.read(Phase::Backward, d, z, ledger);
+        self.read(Phase::Backward, d, z, ledger, par);
     }
 
-    /// One read phase: every tile converts its block of `input` in parallel; the partial outputs are
-    /// added in tile order on this thread.
-    fn read(&mut self, phase: Phase, input: &[f32], output: &mut [f32], ledger: &mut Ledger) {
+    /// One read phase: every tile converts its block of `input` (in parallel as `par` allows); the
+    /// partial outputs are added in tile order on this thread.
+    fn read(
+        &mut self,
+        phase: Phase,
+        input: &[f32],
+        output: &mut [f32],
+        ledger: &mut Ledger,
+        par: Par<'_>,
+    ) {
         assert!(self.ahead.is_none(), "a forward read ahead is waiting");
         let forward = phase == Phase::Forward;
         // (input block, output block) of each tile.
@@ -362,26 +369,28 @@ impl AnalogMatrix {
                 })
             })
             .collect();
-        par::run(jobs);
+        par.run(jobs);
         self.sum_partials(phase, output);
         ledger.charge(phase, &charges);
     }
 
     /// Pulsed update for the layer step `dW = -lr d x^T` (layer units): every tile's controller acts on
-    /// its block in parallel. Returns the per-tile reports in tile order; charges the ledger.
+    /// its block, in parallel as `par` allows. Returns the per-tile reports in tile order; charges the
+    /// ledger.
     pub fn update(
         &mut self,
         x: &[f32],
         d: &[f32],
         lr: f32,
         ledger: &mut Ledger,
+        par: Par<'_>,
     ) -> Vec<UpdateReport> {
-        par::run(self.update_jobs(x, d, lr));
+        par.run(self.update_jobs(x, d, lr));
         self.finish_update(ledger)
     }
 
     /// [`AnalogMatrix::update`] as one job per tile, for a caller that runs the updates of several
-    /// layers at once: run the jobs (see [`par::run`]), then call [`AnalogMatrix::finish_update`].
+    /// layers at once: run the jobs (see [`Par::run`]), then call [`AnalogMatrix::finish_update`].
     pub fn update_jobs<'a>(&'a mut self, x: &'a [f32], d: &'a [f32], lr: f32) -> Vec<Job<'a>> {
         self.update_jobs_ahead(x, d, lr, None)
     }

@@ -13,6 +13,7 @@ use aimsim_devices::{
 use aimsim_sim::io::IoConfig;
 use aimsim_sim::ledger::{CostModel, Ledger, Phase};
 use aimsim_sim::matrix::AnalogMatrix;
+use aimsim_sim::par::{Par, Spread as TeamSpread, Team};
 use aimsim_sim::tile::{CellKind, Routing, Tile, TileConfig};
 use aimsim_sim::update::{ControllerSpec, PulseScheme, Refresh};
 use proptest::prelude::*;
@@ -121,8 +122,8 @@ fn ideal_matrix_reproduces_float_products() {
         let d = uniform(&mut rng, out, -1.0, 1.0);
         let mut y = vec![0.0; out];
         let mut z = vec![0.0; inp];
-        m.forward(&x, &mut y, &mut ledger);
-        m.backward(&d, &mut z, &mut ledger);
+        m.forward(&x, &mut y, &mut ledger, Par::Seq);
+        m.backward(&d, &mut z, &mut ledger, Par::Seq);
         let xn = norm(x.iter().copied());
         for i in 0..out {
             let row = &w[i * inp..(i + 1) * inp];
@@ -326,7 +327,7 @@ fn stochastic_trials(
         let w0 = m.weights();
         assert!(w0.iter().all(|v| *v == 0.0));
         let before = m.tiles()[0].tally();
-        let r = m.update(x, d, lr, &mut ledger);
+        let r = m.update(x, d, lr, &mut ledger, Par::Seq);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].slots, bl, "trial {t}: train length");
         let w = m.weights();
@@ -450,7 +451,7 @@ fn bl_management_sets_the_train_length() {
             );
             m.program(&[0.0; 6]);
             let mut ledger = Ledger::default();
-            let r = m.update(&x, &d, lr, &mut ledger);
+            let r = m.update(&x, &d, lr, &mut ledger, Par::Seq);
             let expect = if blm { bl } else { 31 };
             assert_eq!(r[0].slots, expect, "ratio {ratio} blm {blm}");
             // No cell gets more coincidences than there are slots.
@@ -461,7 +462,7 @@ fn bl_management_sets_the_train_length() {
                 "ratio {ratio} blm {blm}: {w:?}"
             );
             // All-zero inputs: nothing to do, no slots.
-            let r = m.update(&[0.0; 3], &d, lr, &mut ledger);
+            let r = m.update(&[0.0; 3], &d, lr, &mut ledger, Par::Seq);
             assert_eq!((r[0].slots, r[0].up, r[0].down), (0, 0, 0));
         }
     }
@@ -496,7 +497,7 @@ fn check_counted(
     // The layer's learning rate is in layer units: lr / w_scale in normalized units is scale * dw.
     let lr = (scale * DW) as f32 * w_scale;
     let mut ledger = Ledger::default();
-    let r = m.update(&x, &d, lr, &mut ledger);
+    let r = m.update(&x, &d, lr, &mut ledger, Par::Seq);
     let t = &m.tiles()[0];
     let w = t.weights();
     let layer = m.weights();
@@ -600,7 +601,7 @@ fn one_sided_cells_only_potentiate() {
             for _ in 0..20 {
                 let x = uniform(&mut rng, inp, -1.0, 1.0);
                 let d = uniform(&mut rng, out, -1.0, 1.0);
-                m.update(&x, &d, lr, &mut ledger);
+                m.update(&x, &d, lr, &mut ledger, Par::Seq);
                 for i in 0..out {
                     for j in 0..inp {
                         desired[i * inp + j] -= (lr * d[i] * x[j]) as f64;
@@ -842,20 +843,20 @@ proptest! {
                 0 => {
                     let x = random_vector(&mut r, inp);
                     let mut y = vec![0.0; out];
-                    m.forward(&x, &mut y, &mut ledger);
+                    m.forward(&x, &mut y, &mut ledger, Par::Seq);
                     prop_assert!(y.iter().all(|v| v.is_finite()), "forward {y:?}");
                 }
                 1 => {
                     let d = random_vector(&mut r, out);
                     let mut z = vec![0.0; inp];
-                    m.backward(&d, &mut z, &mut ledger);
+                    m.backward(&d, &mut z, &mut ledger, Par::Seq);
                     prop_assert!(z.iter().all(|v| v.is_finite()), "backward {z:?}");
                 }
                 _ => {
                     let x = random_vector(&mut r, inp);
                     let d = random_vector(&mut r, out);
                     let lr = 10f32.powi(lr_exp);
-                    m.update(&x, &d, lr, &mut ledger);
+                    m.update(&x, &d, lr, &mut ledger, Par::Seq);
                 }
             }
             check_bounds(&m)?;
@@ -874,85 +875,115 @@ struct RunResult {
     ledger: Ledger,
 }
 
-/// `batched`: single cells of a continuous constant-step device with c2c noise, whose rows take the
-/// fused write loop and the tiles' noise lanes; otherwise pairs of soft-bounds devices.
-fn threaded_run_of(threads: usize, seed: u64, batched: bool) -> RunResult {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap();
-    pool.install(|| {
-        assert_eq!(rayon::current_num_threads(), threads);
-        let (out, inp) = (40, 50);
-        let mut spec = constant(0.01);
-        spec.c2c = 0.3;
-        let cell = if batched {
-            spec.d2d = vec![(Param::DwMin, vary(Dist::Normal, Spread::Relative(0.3)))];
-            CellKind::Single
-        } else {
-            if let Model::Step(p) = &mut spec.model {
-                p.kind = StepKind::SoftBounds;
-                p.up_down = 0.1;
-            }
-            spec.stuck_random = 0.05;
-            spec.d2d = vec![
-                (Param::DwMin, vary(Dist::LogNormal, Spread::Relative(0.3))),
-                (Param::WMax, vary(Dist::Normal, Spread::Absolute(0.1))),
-            ];
-            CellKind::Pair
-        };
-        let mut m = matrix(
-            out,
-            inp,
-            &cfg(16, 16, cell, IoConfig::default()),
-            &spec,
-            &ControllerSpec::default(),
-            0.5,
-            CostModel::default(),
-            seed,
-        );
-        assert_eq!(m.tile_count(), 12);
-        // The data do not depend on the seed under test: only the devices and their noise do.
-        let mut rng = Pcg64::seed_from_u64(77);
-        m.program(&uniform(&mut rng, out * inp, -0.4, 0.4));
-        let mut ledger = Ledger::default();
-        let mut outputs = Vec::new();
-        for _ in 0..15 {
-            let x = uniform(&mut rng, inp, -1.0, 1.0);
-            let d = uniform(&mut rng, out, -0.3, 0.3);
-            let mut y = vec![0.0; out];
-            let mut z = vec![0.0; inp];
-            m.forward(&x, &mut y, &mut ledger);
-            m.backward(&d, &mut z, &mut ledger);
-            m.update(&x, &d, 0.05, &mut ledger);
-            outputs.extend(y.iter().chain(&z).map(|v| v.to_bits()));
-        }
-        RunResult {
-            outputs,
-            weights: m.weights().iter().map(|v| v.to_bits()).collect(),
-            ledger,
-        }
-    })
+/// Where a run's tiles run.
+#[derive(Debug, Clone, Copy)]
+enum Exec {
+    Seq,
+    /// A rayon pool of this many threads.
+    Rayon(usize),
+    /// A team of this many threads.
+    Team(usize, TeamSpread),
 }
 
-/// The same outputs, weights and ledger with 1, 2 and 4 threads; another seed changes them.
+/// `batched`: single cells of a continuous constant-step device with c2c noise, whose rows take the
+/// fused write loop and the tiles' noise lanes; otherwise pairs of soft-bounds devices.
+fn threaded_run_of(exec: Exec, seed: u64, batched: bool) -> RunResult {
+    match exec {
+        Exec::Seq => run_on(Par::Seq, seed, batched),
+        Exec::Rayon(threads) => {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                assert_eq!(Par::Rayon.threads(), threads);
+                run_on(Par::Rayon, seed, batched)
+            })
+        }
+        Exec::Team(threads, spread) => {
+            let team = Team::with_spread(threads, spread);
+            assert_eq!(team.par().threads(), threads);
+            let r = run_on(team.par(), seed, batched);
+            if spread == TeamSpread::Always && threads > 1 {
+                // Every phase of more than one job ran spread over the team.
+                assert!(team.report().spread_phases >= 45, "{:?}", team.report());
+            }
+            r
+        }
+    }
+}
+
+fn run_on(par: Par<'_>, seed: u64, batched: bool) -> RunResult {
+    let (out, inp) = (40, 50);
+    let mut spec = constant(0.01);
+    spec.c2c = 0.3;
+    let cell = if batched {
+        spec.d2d = vec![(Param::DwMin, vary(Dist::Normal, Spread::Relative(0.3)))];
+        CellKind::Single
+    } else {
+        if let Model::Step(p) = &mut spec.model {
+            p.kind = StepKind::SoftBounds;
+            p.up_down = 0.1;
+        }
+        spec.stuck_random = 0.05;
+        spec.d2d = vec![
+            (Param::DwMin, vary(Dist::LogNormal, Spread::Relative(0.3))),
+            (Param::WMax, vary(Dist::Normal, Spread::Absolute(0.1))),
+        ];
+        CellKind::Pair
+    };
+    let mut m = matrix(
+        out,
+        inp,
+        &cfg(16, 16, cell, IoConfig::default()),
+        &spec,
+        &ControllerSpec::default(),
+        0.5,
+        CostModel::default(),
+        seed,
+    );
+    assert_eq!(m.tile_count(), 12);
+    // The data do not depend on the seed under test: only the devices and their noise do.
+    let mut rng = Pcg64::seed_from_u64(77);
+    m.program(&uniform(&mut rng, out * inp, -0.4, 0.4));
+    let mut ledger = Ledger::default();
+    let mut outputs = Vec::new();
+    for _ in 0..15 {
+        let x = uniform(&mut rng, inp, -1.0, 1.0);
+        let d = uniform(&mut rng, out, -0.3, 0.3);
+        let mut y = vec![0.0; out];
+        let mut z = vec![0.0; inp];
+        m.forward(&x, &mut y, &mut ledger, par);
+        m.backward(&d, &mut z, &mut ledger, par);
+        m.update(&x, &d, 0.05, &mut ledger, par);
+        outputs.extend(y.iter().chain(&z).map(|v| v.to_bits()));
+    }
+    RunResult {
+        outputs,
+        weights: m.weights().iter().map(|v| v.to_bits()).collect(),
+        ledger,
+    }
+}
+
+/// The same outputs, weights and ledger on one thread, on rayon pools of 1, 2 and 4 threads and on teams
+/// of 2 and 4 (always spreading, and adapting); another seed changes them.
 fn assert_thread_count_does_not_matter(batched: bool) {
-    let one = threaded_run_of(1, 42, batched);
-    let two = threaded_run_of(2, 42, batched);
-    let four = threaded_run_of(4, 42, batched);
-    for (n, other) in [(2, &two), (4, &four)] {
-        assert!(
-            one.outputs == other.outputs,
-            "outputs differ with {n} threads"
-        );
-        assert!(
-            one.weights == other.weights,
-            "weights differ with {n} threads"
-        );
-        assert_eq!(one.ledger, other.ledger, "ledger differs with {n} threads");
+    let one = threaded_run_of(Exec::Seq, 42, batched);
+    for exec in [
+        Exec::Rayon(1),
+        Exec::Rayon(2),
+        Exec::Rayon(4),
+        Exec::Team(2, TeamSpread::Always),
+        Exec::Team(4, TeamSpread::Always),
+        Exec::Team(2, TeamSpread::Adaptive),
+    ] {
+        let other = threaded_run_of(exec, 42, batched);
+        assert!(one.outputs == other.outputs, "outputs differ on {exec:?}");
+        assert!(one.weights == other.weights, "weights differ on {exec:?}");
+        assert_eq!(one.ledger, other.ledger, "ledger differs on {exec:?}");
     }
     assert!(one.ledger.phase(Phase::Update).pulses_up > 0);
-    let other_seed = threaded_run_of(2, 43, batched);
+    let other_seed = threaded_run_of(Exec::Team(2, TeamSpread::Always), 43, batched);
     assert!(
         one.weights != other_seed.weights,
         "a different seed gives the same weights"
@@ -1001,7 +1032,7 @@ fn tiles_draw_independent_devices_and_noise() {
     let mut ledger = Ledger::default();
     let mut same = 0;
     for _ in 0..20 {
-        m.forward(&x, &mut y, &mut ledger);
+        m.forward(&x, &mut y, &mut ledger, Par::Seq);
         let w = m.weights();
         // Remove the (slightly different) programmed products; what is left is each tile's noise.
         let noise: Vec<f32> = (0..8)
@@ -1075,7 +1106,7 @@ fn ledger_matches_hand_computed_costs_on_one_tile() {
     // Forward: x^2 sums to 1.2; every column holds 2 cells of 26 uS.
     let x = [0.4f32, -1.0, 0.2];
     let mut y = [0.0f32; 2];
-    m.forward(&x, &mut y, &mut ledger);
+    m.forward(&x, &mut y, &mut ledger, Par::Seq);
     let f = ledger.phase(Phase::Forward);
     assert_eq!(f.steps, 1);
     assert_eq!(f.cycles, 7 + 5 * 2, "read + 2 serial conversions");
@@ -1089,7 +1120,7 @@ fn ledger_matches_hand_computed_costs_on_one_tile() {
     // Backward: d^2 sums to 1.36; every row holds 3 cells of 26 uS; 3 outputs share ADCs of 2.
     let d = [1.0f32, -0.6];
     let mut z = [0.0f32; 3];
-    m.backward(&d, &mut z, &mut ledger);
+    m.backward(&d, &mut z, &mut ledger, Par::Seq);
     let b = ledger.phase(Phase::Backward);
     assert_eq!(
         b.cycles,
@@ -1113,7 +1144,7 @@ fn ledger_matches_hand_computed_costs_on_one_tile() {
     //   row 1 (d = -0.6): 1.2 -> 1, 3.0 -> 3,       0.6 -> 1   (row max 3)
     // 12 cell pulses, each a potentiation and a depression on the pair.
     let lr = 5.0 / 16.0;
-    let r = m.update(&x, &d, lr, &mut ledger);
+    let r = m.update(&x, &d, lr, &mut ledger, Par::Seq);
     assert_eq!(r[0].slots, 7);
     let u = ledger.phase(Phase::Update);
     assert_eq!(u.cycles, 7 * 3);
@@ -1132,7 +1163,7 @@ fn ledger_matches_hand_computed_costs_on_one_tile() {
     assert_eq!(m.weights(), expect.to_vec());
 
     // A second forward adds another step: latencies add.
-    m.forward(&x, &mut y, &mut ledger);
+    m.forward(&x, &mut y, &mut ledger, Par::Seq);
     assert_eq!(ledger.phase(Phase::Forward).cycles, 2 * 17);
     assert_eq!(ledger.phase(Phase::Forward).steps, 2);
     assert_eq!(ledger.total_cycles(), 2 * 17 + 17 + 21);
@@ -1158,7 +1189,7 @@ fn ledger_takes_max_latency_and_summed_energy_over_tiles() {
     let mut ledger = Ledger::default();
     let x = [0.4f32, -1.0, 0.2];
     let mut y = [0.0f32; 3];
-    m.forward(&x, &mut y, &mut ledger);
+    m.forward(&x, &mut y, &mut ledger, Par::Seq);
     let f = ledger.phase(Phase::Forward);
     // Tile 0: 7 + 5 * 2 = 17 cycles; tile 1: 7 + 5 * 1 = 12 cycles.
     assert_eq!(f.cycles, 17);
@@ -1170,7 +1201,7 @@ fn ledger_takes_max_latency_and_summed_energy_over_tiles() {
     // Backward: both tiles have 3 outputs (2 serial); tile 0 reads 2 rows of 78 uS, tile 1 one row.
     let d = [1.0f32, -0.6, 0.55];
     let mut z = [0.0f32; 3];
-    m.backward(&d, &mut z, &mut ledger);
+    m.backward(&d, &mut z, &mut ledger, Par::Seq);
     let b = ledger.phase(Phase::Backward);
     assert_eq!(b.cycles, 17);
     let e0 = 2.0 * 0.3 + 3.0 * 1.75 + 78.0 * 1.36 * e_dev;
@@ -1179,7 +1210,7 @@ fn ledger_takes_max_latency_and_summed_energy_over_tiles() {
 
     // Update: tile 0 as on one tile (7 slots, 12 cell pulses); tile 1 (d = 0.55): 1.1 -> 1,
     // 2.75 -> 3, 0.55 -> 1 (3 slots, 5 cell pulses).
-    let r = m.update(&x, &d, 5.0 / 16.0, &mut ledger);
+    let r = m.update(&x, &d, 5.0 / 16.0, &mut ledger, Par::Seq);
     assert_eq!((r[0].slots, r[1].slots), (7, 3));
     let u = ledger.phase(Phase::Update);
     assert_eq!(u.cycles, 7 * 3, "latency of the slower tile");
@@ -1301,7 +1332,7 @@ fn bound_management_recovers_clipped_outputs() {
     m.program(&target);
     let mut ledger = Ledger::default();
     let mut y2 = vec![0.0; rows];
-    m.forward(&x, &mut y2, &mut ledger);
+    m.forward(&x, &mut y2, &mut ledger, Par::Seq);
     let cost = CostModel::default();
     let f = ledger.phase(Phase::Forward);
     assert_eq!(f.conversions, passes as u64 * (rows + cols) as u64);
@@ -1535,11 +1566,11 @@ fn errors_of_outputs_at_the_bound_are_zeroed_only_when_asked() {
         let mut m = bound_layer(zero_grad);
         let w = m.weights();
         let mut y = vec![0.0; 4];
-        m.forward(&x, &mut y, &mut ledger);
+        m.forward(&x, &mut y, &mut ledger, Par::Seq);
         // Row 0: 5 (clipped) from the first tile column plus 1.2 from the second.
         assert!((y[0] - 6.2).abs() < 1e-4, "y[0] = {}", y[0]);
         let mut z = vec![0.0; 24];
-        m.backward(&d, &mut z, &mut ledger);
+        m.backward(&d, &mut z, &mut ledger, Par::Seq);
         for j in 0..24 {
             // With the rule, row 0's error does not reach the inputs of the tile whose output clipped
             // (columns 0..12); the second tile column's row 0 output (1.2) keeps its error.
@@ -1563,8 +1594,8 @@ fn errors_of_outputs_at_the_bound_are_zeroed_only_when_asked() {
     for zero_grad in [false, true] {
         let mut m = bound_layer(zero_grad);
         let (mut y, mut z) = (vec![0.0; 4], vec![0.0; 24]);
-        m.forward(&small, &mut y, &mut ledger);
-        m.backward(&d, &mut z, &mut ledger);
+        m.forward(&small, &mut y, &mut ledger, Par::Seq);
+        m.backward(&d, &mut z, &mut ledger, Par::Seq);
         zs.push(z);
     }
     assert_eq!(zs[0], zs[1]);
