@@ -9,8 +9,8 @@ use aimsim_devices::{DeviceSpec, Dist, Model, Param, Spread, StepKind, StepParam
 use aimsim_sim::io::IoConfig;
 use aimsim_sim::ledger::{CostModel, Ledger, Phase};
 use aimsim_sim::matrix::AnalogMatrix;
-use aimsim_sim::rng::{Pcg, Purpose, stream};
 use aimsim_sim::par::{Par, Spread as TeamSpread, Team, TeamReport};
+use aimsim_sim::rng::{Pcg, Purpose, stream};
 use aimsim_sim::tile::{CellKind, Tile, TileConfig};
 use aimsim_sim::update::{ControllerSpec, PulseScheme, apply_scheme};
 use anyhow::Result;

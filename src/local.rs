@@ -61,7 +61,12 @@ pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<LocalResult>>
         let l = s.local.clone().expect("variants inherit [local]");
         let vname = name.clone().unwrap_or_else(|| s.name.clone());
         let cfg = &l.config;
-        let r = local::run(cfg, (!l.software).then_some(&s.hardware), s.seed(), Par::Rayon)?;
+        let r = local::run(
+            cfg,
+            (!l.software).then_some(&s.hardware),
+            s.seed(),
+            Par::Rayon,
+        )?;
         eprintln!(
             "{vname} seed {}: {} {} steps, test loss {:.5} -> {:.5}",
             s.seed(),

@@ -291,6 +291,7 @@ pub fn load_point_str(
         if let Some(idx) = message.rfind(" in `") {
             message.truncate(idx);
         }
+        let message = readable(&message);
         // Unknown fields are reported at the parent: name the field itself.
         if let Some(rest) = message.strip_prefix("unknown field `")
             && let Some((field, _)) = rest.split_once('`')
@@ -309,6 +310,55 @@ pub fn load_point_str(
     })?;
 
     convert(file, &locator, base_dir, preset_files).map(|s| (s, effective, applied))
+}
+
+/// A deserializer's message as a person reads it: Rust type names become what they accept, and an
+/// unknown field or value gets the closest accepted name as a suggestion
+/// (`unknown field `lrr` (did you mean `lr`?), expected one of ...`).
+pub(crate) fn readable(message: &str) -> String {
+    let mut m = message.to_string();
+    for (rust, plain) in [
+        ("expected u8", "expected a whole number >= 0"),
+        ("expected u16", "expected a whole number >= 0"),
+        ("expected u32", "expected a whole number >= 0"),
+        ("expected u64", "expected a whole number >= 0"),
+        ("expected usize", "expected a whole number >= 0"),
+        ("expected i32", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected f32", "expected a number"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+    ] {
+        if let Some(i) = m.find(rust)
+            && !m[i + rust.len()..].starts_with(|c: char| c.is_alphanumeric())
+        {
+            m.replace_range(i..i + rust.len(), plain);
+        }
+    }
+    for lead in ["unknown field `", "unknown variant `"] {
+        let Some(rest) = m.strip_prefix(lead) else {
+            continue;
+        };
+        let Some((given, tail)) = rest.split_once('`') else {
+            continue;
+        };
+        let Some(list) = tail.split_once("expected ").map(|(_, l)| l) else {
+            continue;
+        };
+        let best = list
+            .split(['`'])
+            .skip(1)
+            .step_by(2)
+            .map(|c| (strsim::jaro_winkler(given, c), c))
+            .filter(|(score, _)| *score >= 0.8)
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((_, c)) = best {
+            let at = lead.len() + given.len() + 1;
+            m.insert_str(at, &format!(" (did you mean `{c}`?)"));
+        }
+        break;
+    }
+    m
 }
 
 /// Line and column (1-based) of key `key` in the `set` of the `[[variant]]` named `name`, found in the
@@ -351,6 +401,29 @@ fn variant_set_position(text: &str, name: &str, key: &str) -> Option<(usize, usi
 
 #[cfg(test)]
 mod position_tests {
+    #[test]
+    fn messages_suggest_the_closest_name_and_speak_plainly() {
+        let m = super::readable(
+            "unknown field `lrr`, expected one of `dataset`, `lr`, `lr_scale`, `seeds`",
+        );
+        assert_eq!(
+            m,
+            "unknown field `lrr` (did you mean `lr`?), expected one of `dataset`, `lr`, `lr_scale`, `seeds`"
+        );
+        let m = super::readable(
+            "unknown variant `bidirectonal`, expected one of `bidirectional`, `unidirectional`",
+        );
+        assert!(m.contains("(did you mean `bidirectional`?)"), "{m}");
+        // Nothing close: no suggestion.
+        let m = super::readable("unknown field `zz_not_a_key`, expected `a` or `b`");
+        assert!(!m.contains("did you mean"), "{m}");
+        let m = super::readable("invalid type: floating point `1.5`, expected u32");
+        assert_eq!(
+            m,
+            "invalid type: floating point `1.5`, expected a whole number >= 0"
+        );
+    }
+
     #[test]
     fn a_variant_set_key_is_found_at_its_line() {
         let text = "[[variant]]\nname = \"a\"\nset = { \"train.lr\" = 0.1 }\n\n[[variant]]\nname = \"b\"\nset = { \"train.lrr\" = 0.1, x = 1 }\n";
