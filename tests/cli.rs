@@ -815,3 +815,43 @@ fn benchmarks_print_their_summary_lines() {
     assert_eq!(o.code, Some(1));
     assert!(o.stderr.contains("key `update.bl`"), "{}", o.stderr);
 }
+
+#[test]
+fn validate_speaks_plainly_for_every_shipped_scenario() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut files = Vec::new();
+    for dir in [
+        root.clone(),
+        root.join("seed"),
+        root.join("ep"),
+        root.join("sweeps"),
+    ] {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                files.push(p);
+            }
+        }
+    }
+    assert!(files.len() >= 10);
+    for f in files {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_aimsim"))
+            .args(["validate", f.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{}", f.display());
+        // Rust debug text: struct braces, enum constructors, field names with colons.
+        for bad in [
+            " { ",
+            "Some(",
+            "None,",
+            "Stochastic",
+            "Glyphs",
+            "CrossEntropy",
+            "Digital",
+        ] {
+            assert!(!text.contains(bad), "{}: `{bad}` in\n{text}", f.display());
+        }
+    }
+}

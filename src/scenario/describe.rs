@@ -1,9 +1,11 @@
 //! The summary of a scenario that `aimsim validate` prints.
 
+use aimsim_networks::mlp::{BiasMode, Loss};
 use aimsim_sim::io::IoConfig;
+use aimsim_sim::update::{ControllerSpec, PulseScheme, Refresh};
 
 use super::Scenario;
-use super::train::Algorithm;
+use super::train::{Algorithm, DatasetSpec};
 
 /// A short human description of what a scenario defines (printed by `aimsim validate`).
 pub fn describe(s: &Scenario) -> String {
@@ -48,19 +50,21 @@ pub fn describe(s: &Scenario) -> String {
         io(&s.hardware.tile.forward),
         io(&s.hardware.tile.backward)
     );
-    let rule = format!(
-        "{} {:?}",
-        s.hardware.controller.name(),
-        s.hardware.controller
-    );
+    let rule = controller_text(&s.hardware.controller);
     out += &format!("update: {rule}\n");
     if let Some(t) = &s.train {
         let net = match t.algorithm {
             Algorithm::Bp => format!(
-                "BP, {}, {:?} loss, {:?} bias",
+                "BP, {}, {} loss, {} bias",
                 t.activation.name(),
-                t.loss,
-                t.bias
+                match t.loss {
+                    Loss::CrossEntropy => "cross-entropy",
+                    Loss::Mse => "mean-squared-error",
+                },
+                match t.bias {
+                    BiasMode::Digital => "digital",
+                    BiasMode::Tile => "on-tile",
+                }
             ),
             Algorithm::Ep => {
                 let e = &s.ep.config;
@@ -78,8 +82,8 @@ pub fn describe(s: &Scenario) -> String {
             }
         };
         out += &format!(
-            "train: {:?}, {} train / {} test samples, hidden {:?}, {net}, {} epoch(s), lr {} (x{} per epoch){}\n",
-            t.dataset,
+            "train: {}, {} train / {} test samples, hidden {:?}, {net}, {} epoch(s), lr {} (x{} per epoch){}\n",
+            dataset_text(&t.dataset),
             t.train_samples,
             t.test_samples,
             t.hidden,
@@ -128,4 +132,79 @@ pub fn describe(s: &Scenario) -> String {
         c.pulse_energy_pj
     );
     out
+}
+
+/// The dataset as a person names it.
+fn dataset_text(d: &DatasetSpec) -> String {
+    match d {
+        DatasetSpec::Glyphs { side } => format!("built-in glyphs ({side}x{side} pixels)"),
+        DatasetSpec::TeacherStudent => "built-in teacher-student task".into(),
+        DatasetSpec::Idx { name, dir: None } => format!("{name} (IDX files, searched)"),
+        DatasetSpec::Idx {
+            name,
+            dir: Some(dir),
+        } => format!("{name} (IDX files in {})", dir.display()),
+    }
+}
+
+/// A pulse scheme in words, with its settings.
+fn scheme_text(p: &PulseScheme) -> String {
+    let on = |b: bool| if b { "on" } else { "off" };
+    match p {
+        PulseScheme::Stochastic {
+            bl,
+            update_management,
+            bl_management,
+        } => format!(
+            "stochastic pulses, BL {bl}, update management {}, BL management {}",
+            on(*update_management),
+            on(*bl_management)
+        ),
+        PulseScheme::Count { max_pulses } => format!("counted pulses, at most {max_pulses}"),
+        PulseScheme::SignThreshold { threshold } => {
+            format!("one sign pulse above {threshold} steps")
+        }
+        PulseScheme::RelativeCount {
+            max_pulses,
+            threshold,
+        } => format!("relative counts, threshold {threshold}, at most {max_pulses} pulses"),
+    }
+}
+
+/// A controller in words: its name, scheme and the settings of its own.
+fn controller_text(c: &ControllerSpec) -> String {
+    let refresh = |r: &Refresh| {
+        let when = if r.every == 0 {
+            "each cell checked right after its pulses".to_string()
+        } else {
+            format!("all cells checked every {} update(s)", r.every)
+        };
+        format!(
+            "refresh a pair when its larger device passes {} and its smaller {} of the range, {when}",
+            r.hi, r.lo
+        )
+    };
+    let detail = match c {
+        ControllerSpec::SgdStochastic(p)
+        | ControllerSpec::SgdCount(p)
+        | ControllerSpec::SignThreshold(p)
+        | ControllerSpec::Bidirectional(p)
+        | ControllerSpec::RelativeCount(p, None) => scheme_text(p),
+        ControllerSpec::Unidirectional(p, r) | ControllerSpec::RelativeCount(p, Some(r)) => {
+            format!("{}; {}", scheme_text(p), refresh(r))
+        }
+        ControllerSpec::TikiTaka {
+            scheme,
+            transfer_every,
+            transfer_lr,
+            max_pulses,
+        } => format!(
+            "{}; transfer every {transfer_every} update(s) at rate {transfer_lr}, at most {max_pulses} pulses",
+            scheme_text(scheme)
+        ),
+        ControllerSpec::MixedPrecision { max_pulses } => {
+            format!("digital accumulator, at most {max_pulses} pulses per update")
+        }
+    };
+    format!("{} ({detail})", c.name())
 }
