@@ -325,9 +325,10 @@ fn write_variant(
             let mut pts = Vec::new();
             for (b, c) in counts.iter().enumerate() {
                 let (lo, hi) = (b as f32 / bins as f32, (b + 1) as f32 / bins as f32);
+                // Layers count from 0 at the input side, as in trace.csv and [trace] addresses.
                 w.write_record([
                     when.clone(),
-                    (l + 1).to_string(),
+                    l.to_string(),
                     lo.to_string(),
                     hi.to_string(),
                     c.to_string(),
@@ -337,7 +338,7 @@ fn write_variant(
                 pts.push((hi, share));
             }
             series.push(Series {
-                label: format!("layer {} {when}", l + 1),
+                label: format!("layer {l} {when}"),
                 points: pts,
                 markers: false,
             });

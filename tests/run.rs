@@ -189,6 +189,14 @@ fn an_output_folder_in_use_is_refused_and_a_dead_holder_is_taken_over() {
     assert_eq!(code, Some(0), "{err}");
     assert!(!out.join(".aimsim.lock").exists());
     let _ = std::fs::remove_file(&sleeper);
+    // histogram.csv numbers layers from 0 at the input side, as trace.csv and [trace] do.
+    let hist = read(&out.join("bidirectional").join("histogram.csv"));
+    let layers: std::collections::BTreeSet<&str> = hist
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    assert_eq!(layers.into_iter().collect::<Vec<_>>(), ["0", "1"], "{hist}");
 }
 
 #[test]

@@ -1064,9 +1064,11 @@ def initial_weight_tail(hist: Path) -> list[dict]:
     sizes = [(784, 256), (256, 128), (128, 10)]
     rows = list(csv.DictReader(open(hist)))
     out = []
+    # histogram.csv numbers layers from 0 (from 1 before 2026-12-07); the report counts from 1.
+    first = min((int(r["layer"]) for r in rows), default=0)
     for layer, (fi, fo) in enumerate(sizes, start=1):
         lim = math.sqrt(6.0 / (fi + fo)) + 0.05
-        rr = [r for r in rows if r["when"] == "initial" and int(r["layer"]) == layer]
+        rr = [r for r in rows if r["when"] == "initial" and int(r["layer"]) == first + layer - 1]
         if not rr:
             continue
         lo = np.array([float(r["bin_lo"]) for r in rr])
