@@ -53,13 +53,25 @@ macro_rules! epoch_columns {
 
 aimsim_networks::with_epoch_metrics!(epoch_columns);
 
+/// Columns epoch 0 (before training) does not measure: left empty in its row rather than written as 0.
+pub const NOT_MEASURED_AT_EPOCH_0: &[&str] = &["train_loss", "train_accuracy"];
+
 /// Metrics as CSV (simulated quantities only, so equal seeds give byte-identical files). The
-/// validation columns come last and are empty without a validation split.
+/// validation columns come last and are empty without a validation split; epoch 0 leaves the
+/// training loss and accuracy empty (nothing was trained).
 pub fn metrics_csv(rows: &[EpochMetrics]) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(EPOCH_COLUMNS)?;
     for m in rows {
-        w.write_record(epoch_cells(m))?;
+        let mut cells = epoch_cells(m);
+        if m.epoch == 0 {
+            for (c, name) in cells.iter_mut().zip(EPOCH_COLUMNS) {
+                if NOT_MEASURED_AT_EPOCH_0.contains(name) {
+                    c.clear();
+                }
+            }
+        }
+        w.write_record(cells)?;
     }
     Ok(w.into_inner()?)
 }

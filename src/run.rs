@@ -197,9 +197,14 @@ impl Observer for Recorder {
             .val_accuracy
             .map(|v| format!(" validation accuracy {v:.2}%"))
             .unwrap_or_default();
+        let loss = if m.epoch == 0 {
+            String::new()
+        } else {
+            format!(" train loss {:.4}", m.train_loss)
+        };
         let line = format!(
-            "{}: epoch {}/{}{val} test accuracy {:.2}% train loss {:.4}",
-            self.label, m.epoch, self.epochs, m.test_accuracy, m.train_loss
+            "{}: epoch {}/{}{val} test accuracy {:.2}%{loss}",
+            self.label, m.epoch, self.epochs, m.test_accuracy
         );
         match &self.bar {
             Some(b) => b.println(line),
