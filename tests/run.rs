@@ -222,6 +222,9 @@ fn a_diverging_run_stops_with_a_clear_message_and_keeps_finished_runs() {
         !metrics.to_lowercase().contains("nan") && !metrics.contains("inf"),
         "{metrics}"
     );
+    // Epoch 0 measures no training: its train loss and accuracy are empty, not 0.
+    let epoch0 = metrics.lines().nth(1).unwrap();
+    assert!(epoch0.starts_with("0,,,"), "{epoch0}");
 }
 
 #[test]
