@@ -254,3 +254,39 @@ fn a_bad_variant_is_refused_by_validate_and_run_before_any_work_with_its_line() 
         "the good variant must not train before the refusal"
     );
 }
+
+#[test]
+fn runs_that_cannot_fit_are_refused_before_any_work() {
+    let out = temp("too-big");
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/quickstart.toml");
+    for (set, key) in [
+        ("train.train_samples=1000000000", "train.train_samples"),
+        ("train.hidden=[65536, 65536]", "train.hidden"),
+        ("train.trace_devices=100000", "train.trace_every"),
+    ] {
+        let mut args = vec![
+            "run",
+            scenario,
+            "--out",
+            out.to_str().unwrap(),
+            "--set",
+            set,
+        ];
+        if key == "train.trace_every" {
+            args.extend(["--set", "train.trace_every=1"]);
+        }
+        let started = std::time::Instant::now();
+        let (code, _, err) = aimsim(&args);
+        assert_eq!(code, Some(1), "{set}: {err}");
+        assert!(err.contains(&format!("`{key}`")), "{set}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("memory allocation"),
+            "{err}"
+        );
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "{set}: refused only after work"
+        );
+        assert!(!out.exists(), "{set}: refused before any work");
+    }
+}
