@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::scenario::{self, Scenario};
 
@@ -21,8 +21,7 @@ pub struct ScenarioSource {
 impl ScenarioSource {
     /// Reads the scenario file at `path`.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the scenario file {}", path.display()))?;
+        let text = scenario::read_scenario_text(path)?;
         Ok(Self {
             text,
             origin: path.display().to_string(),

@@ -855,3 +855,29 @@ fn validate_speaks_plainly_for_every_shipped_scenario() {
         }
     }
 }
+
+#[test]
+fn a_scenario_that_is_not_utf8_is_located() {
+    let dir = std::env::temp_dir().join(format!("aimsim-utf8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("bad.toml");
+    std::fs::write(&f, b"[scenario]\nname = \"x\xff\"\n").unwrap();
+    for cmd in ["validate", "run"] {
+        let mut args = vec![cmd, f.to_str().unwrap()];
+        let out = dir.join("out");
+        if cmd == "run" {
+            args.extend(["--out", out.to_str().unwrap()]);
+        }
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_aimsim"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{cmd}: {err}");
+        assert!(
+            err.contains("bad.toml:2:10: byte 20 (0xff) is not UTF-8"),
+            "{cmd}: {err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -14,11 +14,7 @@ use crate::presets;
 /// Reads, overrides, expands, deserializes and validates a scenario file.
 pub fn load(path: &Path, sets: &[String]) -> Result<Loaded, ScenarioError> {
     let display = path.display().to_string();
-    let source = std::fs::read_to_string(path).map_err(|e| ScenarioError {
-        origin: display.clone(),
-        key: None,
-        message: format!("cannot read the scenario file: {e}"),
-    })?;
+    let source = read_scenario_text(path)?;
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     load_str(&source, &display, &base_dir, sets).map(|(scenario, effective, overrides)| Loaded {
         scenario,
@@ -26,6 +22,30 @@ pub fn load(path: &Path, sets: &[String]) -> Result<Loaded, ScenarioError> {
         source,
         effective,
         overrides,
+    })
+}
+
+/// Reads a scenario file as UTF-8 text. Bytes that are not UTF-8 are reported at their line, column and
+/// byte offset (a TOML file must be UTF-8), not as a bare "stream did not contain valid UTF-8".
+pub fn read_scenario_text(path: &Path) -> Result<String, ScenarioError> {
+    let display = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| ScenarioError {
+        origin: display.clone(),
+        key: None,
+        message: format!("cannot read the scenario file: {e}"),
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let good = std::str::from_utf8(&e.as_bytes()[..at]).unwrap_or_default();
+        let (l, c) = line_col(good, at);
+        ScenarioError {
+            origin: format!("{display}:{l}:{c}"),
+            key: None,
+            message: format!(
+                "byte {at} (0x{:02x}) is not UTF-8; a scenario file must be UTF-8 text",
+                e.as_bytes()[at]
+            ),
+        }
     })
 }
 

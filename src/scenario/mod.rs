@@ -38,7 +38,9 @@ mod variant;
 
 pub use describe::describe;
 pub use ep::EpSpec;
-pub use load::{PointSet, load, load_point_str, load_str, load_variant_str, parse_override};
+pub use load::{
+    PointSet, load, load_point_str, load_str, load_variant_str, parse_override, read_scenario_text,
+};
 pub use local::LocalSpec;
 pub use locate::key_origin;
 pub use protocol::{MAX_TRACE_CELLS, Protocol, check_protocol};
