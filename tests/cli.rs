@@ -281,6 +281,10 @@ fn set_overrides_are_validated_like_the_file() {
     let o = aimsim(&["device", &sc, "--out", &never, "--pulses", "0"]);
     let e = one_error_line(&o, "--pulses 0");
     assert!(e.contains("key `protocol.pulses`"), "{e}");
+    // A trace too large for its devices blames the devices, not the pulses.
+    let o = aimsim(&["validate", &sc, "--set", "protocol.devices=2000000000"]);
+    let e = one_error_line(&o, "protocol.devices=2e9");
+    assert!(e.contains("key `protocol.devices`"), "{e}");
 
     // A good override is applied, recorded, and changes the result.
     let (plain, quiet) = (t.sub("plain"), t.sub("quiet"));

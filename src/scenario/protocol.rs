@@ -55,8 +55,17 @@ pub fn check_protocol(p: &Protocol) -> Result<(), (&'static str, String)> {
     }
     let cells = (1 + 2 * u64::from(p.pulses) * u64::from(p.cycles)) * u64::from(p.devices);
     if cells > MAX_TRACE_CELLS {
+        // Blame the factor that makes the trace large: the devices (columns) or the rows.
+        let rows = 1 + 2 * u64::from(p.pulses) * u64::from(p.cycles);
+        let key = if u64::from(p.devices) >= rows {
+            "devices"
+        } else if p.cycles > p.pulses {
+            "cycles"
+        } else {
+            "pulses"
+        };
         return Err((
-            "pulses",
+            key,
             format!(
                 "the trace would hold {cells} values (rows x devices), above the limit of {MAX_TRACE_CELLS}; \
                  use fewer pulses, cycles or devices"
