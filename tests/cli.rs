@@ -885,3 +885,30 @@ fn a_scenario_that_is_not_utf8_is_located() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_duplicate_key_is_named() {
+    let dir = std::env::temp_dir().join(format!("aimsim-dup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (text, want) in [
+        (
+            "[scenario]\nname = \"a\"\nname = \"b\"\n",
+            "dup.toml:3:1: invalid TOML: duplicate key `name`",
+        ),
+        (
+            "[scenario]\nname = \"a\"\n[scenario]\nseed = 1\n",
+            "duplicate key `scenario`",
+        ),
+    ] {
+        let f = dir.join("dup.toml");
+        std::fs::write(&f, text).unwrap();
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_aimsim"))
+            .args(["validate", f.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains(want), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -53,10 +53,29 @@ pub fn read_scenario_text(path: &Path) -> Result<String, ScenarioError> {
 fn parse_table(text: &str, origin: &str) -> Result<Table, ScenarioError> {
     text.parse::<Table>().map_err(|e| {
         let (l, c) = e.span().map_or((1, 1), |s| line_col(text, s.start));
+        let mut message = format!("invalid TOML: {}", e.message().trim().replace('\n', " "));
+        // The parser names no key for a duplicate: take it from the text at the error's position.
+        if message.ends_with("duplicate key")
+            && let Some(span) = e.span()
+        {
+            let rest = &text[span.start.min(text.len())..];
+            let key = rest
+                .lines()
+                .next()
+                .unwrap_or("")
+                .split('=')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .trim_matches(['[', ']']);
+            if !key.is_empty() {
+                message = format!("{message} `{key}` (each key may be set once per table)");
+            }
+        }
         ScenarioError {
             origin: format!("{origin}:{l}:{c}"),
             key: None,
-            message: format!("invalid TOML: {}", e.message().trim().replace('\n', " ")),
+            message,
         }
     })
 }
