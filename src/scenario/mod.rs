@@ -65,11 +65,37 @@ pub struct ScenarioError {
 
 impl fmt::Display for ScenarioError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let message = short_numbers(&self.message);
         match &self.key {
-            Some(k) => write!(f, "{}: key `{}`: {}", self.origin, k, self.message),
-            None => write!(f, "{}: {}", self.origin, self.message),
+            Some(k) => write!(f, "{}: key `{}`: {message}", self.origin, k),
+            None => write!(f, "{}: {message}", self.origin),
         }
     }
+}
+
+/// Rewrites numbers of more than 16 digits (as `{}` prints a float like 1e300) in scientific notation,
+/// so a message reads `got 1e300` rather than three hundred digits.
+fn short_numbers(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        let digits = run.chars().filter(char::is_ascii_digit).count();
+        match run.parse::<f64>() {
+            Ok(v) if digits > 16 => out.push_str(&format!("{v:e}")),
+            _ => out.push_str(run),
+        }
+        run.clear();
+    };
+    for ch in message.chars() {
+        if ch.is_ascii_digit() || (ch == '.' && !run.is_empty() && !run.contains('.')) {
+            run.push(ch);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(ch);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
 }
 
 impl std::error::Error for ScenarioError {}

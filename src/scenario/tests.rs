@@ -160,3 +160,15 @@ fn table_csv_errors_name_line_and_byte() {
             .contains("pulse 1")
     );
 }
+
+#[test]
+fn long_numbers_are_printed_short() {
+    assert_eq!(
+        super::short_numbers(&format!("must lie in [0, 1e30], got {}", 1e300f64)),
+        "must lie in [0, 1e30], got 1e300"
+    );
+    assert_eq!(
+        super::short_numbers("got 0.25 at line 12."),
+        "got 0.25 at line 12."
+    );
+}
