@@ -217,10 +217,31 @@ fn find_data_dir_in(
     name: &str,
 ) -> Result<PathBuf, DataError> {
     let mut tried = Vec::new();
-    let not_found = |tried: Vec<PathBuf>| DataError::NotFound {
-        what: format!("folder with the IDX files of dataset {name}"),
-        tried,
-        hint: install_hint(name),
+    let not_found = |tried: Vec<PathBuf>| {
+        // A folder that holds some of the files: say which are missing there, not "not found".
+        for d in &tried {
+            let missing: Vec<&str> = IDX_FILES
+                .iter()
+                .copied()
+                .filter(|b| locate(d, b).is_err())
+                .collect();
+            if missing.len() < IDX_FILES.len() {
+                return DataError::NotFound {
+                    what: format!(
+                        "{} of dataset {name} (the folder {} holds the other IDX files)",
+                        missing.join(", "),
+                        d.display()
+                    ),
+                    tried: missing.iter().map(|m| d.join(m)).collect(),
+                    hint: format!("Each file may be raw or .gz. {}", install_hint(name)),
+                };
+            }
+        }
+        DataError::NotFound {
+            what: format!("folder with the IDX files of dataset {name}"),
+            tried,
+            hint: install_hint(name),
+        }
     };
     if let Some(dir) = explicit {
         for d in [dir.to_path_buf(), dir.join(name)] {
@@ -611,6 +632,30 @@ mod tests {
         assert_eq!(
             find_data_dir_in(None, Some(&explicit), &root.join("none"), "mnist").unwrap(),
             explicit
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_folder_missing_one_file_names_that_file() {
+        let root = temp_dir("partial");
+        let dir = root.join("fmnist");
+        touch_all(&dir, true);
+        std::fs::remove_file(dir.join(format!("{}.gz", IDX_FILES[3]))).unwrap();
+        let e = find_data_dir_in(Some(&dir), None, &root.join("none"), "fashion-mnist")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{} of dataset fashion-mnist (the folder {}",
+                IDX_FILES[3],
+                dir.display()
+            )),
+            "{e}"
+        );
+        assert!(
+            e.contains(&dir.join(IDX_FILES[3]).display().to_string()),
+            "{e}"
         );
         std::fs::remove_dir_all(&root).unwrap();
     }
