@@ -109,7 +109,23 @@ where
         .y_label_area_size(78)
         .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(e)?;
+    // Whole-number x data (epochs, counts) get whole-number ticks only.
+    let x_whole = chart
+        .series
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .all(|(x, _)| x.fract() == 0.0);
+    let x_fmt = move |v: &f32| {
+        if x_whole && (v - v.round()).abs() > 1e-6 * v.abs().max(1.0) {
+            String::new()
+        } else {
+            tick_label(*v)
+        }
+    };
+    let y_fmt = |v: &f32| tick_label(*v);
     c.configure_mesh()
+        .x_label_formatter(&x_fmt)
+        .y_label_formatter(&y_fmt)
         .x_desc(chart.x_label.as_str())
         .y_desc(chart.y_label.as_str())
         .axis_desc_style(("sans-serif", 18))
@@ -162,6 +178,20 @@ where
     }
     area.present().map_err(e)?;
     Ok(())
+}
+
+/// A tick value as a person writes it: `50` not `50.0`, `0.25`, `1e-6` for very small or large values.
+pub fn tick_label(v: f32) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    let a = v.abs();
+    if !(1e-3..1e6).contains(&a) {
+        return format!("{v:e}");
+    }
+    let s = format!("{v:.4}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" { "0".into() } else { s.to_string() }
 }
 
 /// Writes `<stem>.svg` and `<stem>.png` of a chart into `dir`, atomically.
@@ -236,4 +266,18 @@ pub fn response(dir: &Path, stem: &str, p: &ResponsePlot) -> Result<()> {
         y_range: None,
     };
     write(dir, stem, &chart)
+}
+
+#[cfg(test)]
+mod tick_tests {
+    use super::tick_label;
+
+    #[test]
+    fn tick_labels_read_plainly() {
+        assert_eq!(tick_label(50.0), "50");
+        assert_eq!(tick_label(0.25), "0.25");
+        assert_eq!(tick_label(2.5e-7), "2.5e-7");
+        assert_eq!(tick_label(0.0), "0");
+        assert_eq!(tick_label(-12.5), "-12.5");
+    }
 }
