@@ -649,7 +649,7 @@ impl Mlp {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand_pcg::Pcg64;
@@ -719,7 +719,7 @@ mod tests {
 
     /// A noisy analog network whose first layer spans several tiles (tile bias column included), for
     /// the read-ahead tests: stochastic pulses, c2c noise, a noisy periphery.
-    fn noisy_net(bias: BiasMode) -> Mlp {
+    pub(crate) fn noisy_net(bias: BiasMode) -> Mlp {
         use aimsim_devices::{Model, StepKind, StepParams};
         use aimsim_sim::tile::CellKind;
         let mut device = DeviceSpec::new(Model::Step(StepParams::new(StepKind::Constant, 0.01)));

@@ -576,11 +576,8 @@ mod tests {
 
     #[test]
     fn metrics_and_weights_do_not_depend_on_the_executor() {
-        use crate::mlp::{Activation, BiasMode, Hardware, Loss, MlpConfig};
-        use aimsim_devices::{DeviceSpec, Model, StepKind, StepParams};
+        use crate::mlp::BiasMode;
         use aimsim_sim::par::{Spread, Team};
-        use aimsim_sim::tile::{CellKind, TileConfig};
-        use aimsim_sim::update::ControllerSpec;
         use rand::SeedableRng;
 
         let mut rng = rand_pcg::Pcg64::seed_from_u64(3);
@@ -595,37 +592,14 @@ mod tests {
             test_x: draw(10 * 20),
             test_y: (0..10).map(|i| (i % 4) as u8).collect(),
         };
-        let mut device = DeviceSpec::new(Model::Step(StepParams::new(StepKind::Constant, 0.01)));
-        device.c2c = 0.3;
-        let hw = Hardware {
-            device,
-            tile: TileConfig {
-                rows: 8,
-                cols: 8,
-                cell: CellKind::Single,
-                ..TileConfig::default()
-            },
-            controller: ControllerSpec::default(),
-            w_scale: 1.0,
-            cost: CostModel::default(),
-            seed: 7,
-        };
-        let cfg = MlpConfig {
-            sizes: vec![20, 12, 4],
-            activation: Activation::Sigmoid,
-            loss: Loss::CrossEntropy,
-            bias: BiasMode::Digital,
-            init_scale: 1.0,
-            exact_init: false,
-        };
         let cost = CostModel::default();
         let tc = TrainConfig {
             validation: 8,
             ..config(0)
         };
         let run = |par: Par<'_>| {
-            let mut net =
-                Mlp::new(&cfg, Some(&hw), &mut rand_pcg::Pcg64::seed_from_u64(4)).unwrap();
+            // The read-ahead tests' network: stochastic pulses, c2c noise, a noisy periphery.
+            let mut net = crate::mlp::tests::noisy_net(BiasMode::Digital);
             let rows = train(&mut net, &data, &tc, &cost, &mut Quiet, par);
             (rows, net.export_state())
         };
