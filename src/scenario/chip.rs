@@ -103,21 +103,7 @@ fn controller_spec(
     if name == "tiki-taka" {
         allowed.extend(["transfer_every", "transfer_lr", "transfer_max_pulses"]);
     }
-    for (k, present) in [
-        ("bl", u.bl.is_some()),
-        ("update_management", u.update_management.is_some()),
-        ("bl_management", u.bl_management.is_some()),
-        ("max_pulses", u.max_pulses.is_some()),
-        ("threshold", u.threshold.is_some()),
-        ("scheme", u.scheme.is_some()),
-        ("direction", u.direction.is_some()),
-        ("refresh_every", u.refresh_every.is_some()),
-        ("refresh_hi", u.refresh_hi.is_some()),
-        ("refresh_lo", u.refresh_lo.is_some()),
-        ("transfer_every", u.transfer_every.is_some()),
-        ("transfer_lr", u.transfer_lr.is_some()),
-        ("transfer_max_pulses", u.transfer_max_pulses.is_some()),
-    ] {
+    for (k, present) in u.present() {
         if present && !allowed.contains(&k) {
             return Err(loc.error(
                 &key(k),

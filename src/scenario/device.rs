@@ -14,6 +14,16 @@ use super::locate::{Locator, split_key};
 use super::sections::{C2cModeName, DeviceSection, DistName, ModelName, VariationSection};
 use super::table::load_table;
 
+// Keys of `[device]` that belong to one family of models only (names of `DeviceSection`'s fields;
+// a test checks each is one).
+const STEP_ONLY: &[&str] = &["dw_min", "up_down", "w_min", "w_max"];
+const GAMMA: &[&str] = &["gamma_up", "gamma_down"];
+const EXP_ONLY: &[&str] = &["a", "b", "a_up", "a_down"];
+const NEUROSIM_ONLY: &[&str] = &["nl_up", "nl_down", "levels_down"];
+const TABLE_ONLY: &[&str] = &["table"];
+const REFERENCE_ONLY: &[&str] = &["reference_mean", "reference_std", "subtract_symmetry_point"];
+const STEP_NOISE: &[&str] = &["c2c_mode", "write_noise"];
+
 /// Validates `[device]` into a device description. `base_dir` resolves a table's data file;
 /// `preset_files` are the data files built into the preset the section started from.
 pub fn device_spec(
@@ -31,41 +41,6 @@ pub fn device_spec(
         ));
     };
 
-    // Keys that belong to one family of models only.
-    let step_only = [
-        ("dw_min", d.dw_min.is_some()),
-        ("up_down", d.up_down.is_some()),
-        ("w_min", d.w_min.is_some()),
-        ("w_max", d.w_max.is_some()),
-    ];
-    let gamma = [
-        ("gamma_up", d.gamma_up.is_some()),
-        ("gamma_down", d.gamma_down.is_some()),
-    ];
-    let exp_only = [
-        ("a", d.a.is_some()),
-        ("b", d.b.is_some()),
-        ("a_up", d.a_up.is_some()),
-        ("a_down", d.a_down.is_some()),
-    ];
-    let neurosim_only = [
-        ("nl_up", d.nl_up.is_some()),
-        ("nl_down", d.nl_down.is_some()),
-        ("levels_down", d.levels_down.is_some()),
-    ];
-    let table_only = [("table", d.table.is_some())];
-    let reference_only = [
-        ("reference_mean", d.reference_mean.is_some()),
-        ("reference_std", d.reference_std.is_some()),
-        (
-            "subtract_symmetry_point",
-            d.subtract_symmetry_point.is_some(),
-        ),
-    ];
-    let step_noise = [
-        ("c2c_mode", d.c2c_mode.is_some()),
-        ("write_noise", d.write_noise.is_some()),
-    ];
     let reference = matches!(model_name, ModelName::SoftBoundsReference);
     let model_str = match model_name {
         ModelName::ConstantStep => "constant-step",
@@ -77,9 +52,9 @@ pub fn device_spec(
         ModelName::Neurosim => "neurosim",
         ModelName::Table => "table",
     };
-    let mut not_allowed: Vec<&[(&str, bool)]> = Vec::new();
+    let mut not_allowed: Vec<&[&str]> = Vec::new();
     if !reference {
-        not_allowed.push(&reference_only);
+        not_allowed.push(REFERENCE_ONLY);
     }
     let step_kind = match model_name {
         ModelName::ConstantStep => Some(StepKind::Constant),
@@ -91,27 +66,27 @@ pub fn device_spec(
     };
     match step_kind {
         Some(k) => {
-            not_allowed.push(&neurosim_only);
-            not_allowed.push(&table_only);
+            not_allowed.push(NEUROSIM_ONLY);
+            not_allowed.push(TABLE_ONLY);
             if k != StepKind::Exp {
-                not_allowed.push(&exp_only);
+                not_allowed.push(EXP_ONLY);
             }
             if matches!(k, StepKind::Constant | StepKind::SoftBounds) {
-                not_allowed.push(&gamma);
+                not_allowed.push(GAMMA);
             }
         }
         None => {
-            not_allowed.extend([&step_only[..], &gamma, &exp_only, &step_noise]);
+            not_allowed.extend([STEP_ONLY, GAMMA, EXP_ONLY, STEP_NOISE]);
             if matches!(model_name, ModelName::Neurosim) {
-                not_allowed.push(&table_only);
+                not_allowed.push(TABLE_ONLY);
             } else {
-                not_allowed.push(&neurosim_only);
+                not_allowed.push(NEUROSIM_ONLY);
             }
         }
     }
     for group in not_allowed {
-        for (k, present) in group {
-            if *present {
+        for k in group {
+            if d.is_set(k).expect("a key of [device]") {
                 return Err(loc.error(
                     &key(k),
                     format!("does not apply to model `{model_str}`; see docs/scenarios.md for the keys of each model"),
@@ -324,4 +299,33 @@ fn variation(v: &VariationSection, key: &str, loc: &Locator) -> Result<Variation
         }
     };
     Ok(Variation { dist, spread })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_key_groups_name_device_keys() {
+        let d = DeviceSection::default();
+        for group in [
+            STEP_ONLY,
+            GAMMA,
+            EXP_ONLY,
+            NEUROSIM_ONLY,
+            TABLE_ONLY,
+            REFERENCE_ONLY,
+            STEP_NOISE,
+        ] {
+            for k in group {
+                assert_eq!(d.is_set(k), Some(false), "{k}");
+            }
+        }
+        assert_eq!(d.is_set("no_such_key"), None);
+        let set = DeviceSection {
+            a_up: Some(1.0),
+            ..Default::default()
+        };
+        assert_eq!(set.is_set("a_up"), Some(true));
+    }
 }

@@ -245,23 +245,41 @@ pub enum DirectionName {
     Unidirectional,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateSection {
-    pub controller: Option<ControllerName>,
-    pub bl: Option<u32>,
-    pub update_management: Option<bool>,
-    pub bl_management: Option<bool>,
-    pub max_pulses: Option<u32>,
-    pub threshold: Option<f32>,
-    pub scheme: Option<SchemeName>,
-    pub direction: Option<DirectionName>,
-    pub refresh_every: Option<u32>,
-    pub refresh_hi: Option<f32>,
-    pub refresh_lo: Option<f32>,
-    pub transfer_every: Option<u32>,
-    pub transfer_lr: Option<f32>,
-    pub transfer_max_pulses: Option<u32>,
+/// `[update]`: the controller and its keys, each written once; [`UpdateSection::present`] lists which
+/// of the keys other than `controller` a scenario set (what `chip::controller_spec` checks against the
+/// keys each controller and scheme take).
+macro_rules! update_section {
+    ($($key:ident: $ty:ty),* $(,)?) => {
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct UpdateSection {
+            pub controller: Option<ControllerName>,
+            $(pub $key: Option<$ty>,)*
+        }
+
+        impl UpdateSection {
+            /// Every key but `controller`, with whether the scenario set it.
+            pub fn present(&self) -> Vec<(&'static str, bool)> {
+                vec![$((stringify!($key), self.$key.is_some()),)*]
+            }
+        }
+    };
+}
+
+update_section! {
+    bl: u32,
+    update_management: bool,
+    bl_management: bool,
+    max_pulses: u32,
+    threshold: f32,
+    scheme: SchemeName,
+    direction: DirectionName,
+    refresh_every: u32,
+    refresh_hi: f32,
+    refresh_lo: f32,
+    transfer_every: u32,
+    transfer_lr: f32,
+    transfer_max_pulses: u32,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -299,35 +317,56 @@ pub enum ModelName {
     Table,
 }
 
-/// Defines `[device]` and `[device.d2d]` from the device parameters of
-/// `aimsim_devices::with_device_params!`: the nominal value of each in `[device]` (after the keys of
-/// its own), its variation in `[device.d2d]`.
-macro_rules! device_sections {
-    ($($(#[$doc:meta])* $variant:ident $key:ident,)*) => {
+/// `[device]` from its keys, each written once: the struct, and [`DeviceSection::is_set`] by key name.
+macro_rules! device_section {
+    ([$($(#[$doc:meta])* $key:ident: $ty:ty,)*]) => {
         /// `[device]`: model, noise, stuck devices, levels, the nominal parameters, a measured table
         /// and the device-to-device variations.
         #[derive(Debug, Default, Deserialize)]
         #[serde(deny_unknown_fields)]
         pub struct DeviceSection {
-            pub preset: Option<String>,
-            pub label: Option<String>,
-            pub citation: Option<String>,
-            pub model: Option<ModelName>,
-            pub c2c: Option<f64>,
-            pub c2c_mode: Option<C2cModeName>,
-            pub write_noise: Option<f64>,
-            pub read_noise: Option<f64>,
-            pub reference_mean: Option<f64>,
-            pub reference_std: Option<f64>,
-            pub subtract_symmetry_point: Option<bool>,
-            pub stuck_min: Option<f64>,
-            pub stuck_max: Option<f64>,
-            pub stuck_random: Option<f64>,
-            pub levels: Option<u32>,
-            pub levels_down: Option<u32>,
-            $($(#[$doc])* pub $key: Option<f64>,)*
-            pub table: Option<TableSection>,
-            pub d2d: Option<D2dSection>,
+            $($(#[$doc])* pub $key: Option<$ty>,)*
+        }
+
+        impl DeviceSection {
+            /// Whether the key `name` of `[device]` is written; `None` when `[device]` has no such key.
+            pub fn is_set(&self, name: &str) -> Option<bool> {
+                $(if name == stringify!($key) {
+                    return Some(self.$key.is_some());
+                })*
+                None
+            }
+        }
+    };
+}
+
+/// Defines `[device]` and `[device.d2d]` from the device parameters of
+/// `aimsim_devices::with_device_params!`: the nominal value of each in `[device]` (after the keys of
+/// its own), its variation in `[device.d2d]`.
+macro_rules! device_sections {
+    ($($(#[$doc:meta])* $variant:ident $key:ident,)*) => {
+        device_section! {
+            [
+                preset: String,
+                label: String,
+                citation: String,
+                model: ModelName,
+                c2c: f64,
+                c2c_mode: C2cModeName,
+                write_noise: f64,
+                read_noise: f64,
+                reference_mean: f64,
+                reference_std: f64,
+                subtract_symmetry_point: bool,
+                stuck_min: f64,
+                stuck_max: f64,
+                stuck_random: f64,
+                levels: u32,
+                levels_down: u32,
+                $($(#[$doc])* $key: f64,)*
+                table: TableSection,
+                d2d: D2dSection,
+            ]
         }
 
         /// `[device.d2d]`: the variation of each parameter, under its key.
