@@ -129,6 +129,10 @@ pub trait Weights: Send + std::fmt::Debug {
     fn tiles(&self) -> &[Tile] {
         &[]
     }
+    /// The layer on tiles, if the weights are analog (deployment works on it directly).
+    fn analog_mut(&mut self) -> Option<&mut AnalogMatrix> {
+        None
+    }
     /// What training has changed in the store, for checkpoints.
     fn export_state(&self) -> WeightsState;
     /// Restores a state made by [`Weights::export_state`] on a store built from the same scenario.
@@ -198,6 +202,9 @@ impl Weights for AnalogMatrix {
     fn tiles(&self) -> &[Tile] {
         AnalogMatrix::tiles(self)
     }
+    fn analog_mut(&mut self) -> Option<&mut AnalogMatrix> {
+        Some(self)
+    }
     fn export_state(&self) -> WeightsState {
         WeightsState::Analog(AnalogMatrix::export_state(self))
     }
@@ -264,6 +271,10 @@ pub struct Layer {
     bias_mode: BiasMode,
     bias: Vec<f32>,
     act: Option<Activation>,
+    /// Digital factors on the weights' outputs, before the bias: empty (none), one for all outputs,
+    /// or one per output (deployment's weight mapping and drift compensation; see
+    /// [`Layer::set_out_scale`]).
+    out_scale: Vec<f32>,
     /// Input as applied (with the constant 1 in tile-bias mode).
     x: Vec<f32>,
     z: Vec<f32>,
@@ -284,6 +295,28 @@ impl Layer {
     /// Digital bias (zeros in tile-bias mode).
     pub fn bias(&self) -> &[f32] {
         &self.bias
+    }
+    /// Whether the bias is an extra tile column driven by a constant 1 (else a digital vector).
+    pub fn bias_on_tile(&self) -> bool {
+        self.bias_mode == BiasMode::Tile
+    }
+    /// Sets the digital bias (ignored in tile-bias mode, where the bias is the last weight column).
+    pub fn set_bias(&mut self, b: &[f32]) {
+        assert_eq!(b.len(), self.out_dim, "one bias per output");
+        if self.bias_mode == BiasMode::Digital {
+            self.bias.copy_from_slice(b);
+        }
+    }
+    /// Multiplies the weights' outputs by digital factors before the bias is added: `[]` for none,
+    /// `[s]` for one factor on every output, or one factor per output. Reads through the periphery
+    /// are unchanged; this is the digital rescaling after the ADC that maps conductances back to
+    /// weights and compensates drift.
+    pub fn set_out_scale(&mut self, s: &[f32]) {
+        assert!(
+            s.len() <= 1 || s.len() == self.out_dim,
+            "no factor, one, or one per output"
+        );
+        self.out_scale = s.to_vec();
     }
 }
 
@@ -398,6 +431,7 @@ impl Mlp {
                 bias_mode: cfg.bias,
                 bias: vec![0.0; out_dim],
                 act,
+                out_scale: Vec::new(),
                 x: vec![0.0; cols],
                 z: vec![0.0; out_dim],
                 a: vec![0.0; out_dim],
@@ -435,6 +469,11 @@ impl Mlp {
     /// The layers.
     pub fn layers(&self) -> &[Layer] {
         &self.layers
+    }
+
+    /// The layers, to deploy or rescale them (see [`Layer::set_out_scale`]).
+    pub fn layers_mut(&mut self) -> &mut [Layer] {
+        &mut self.layers
     }
 
     /// What training has changed in the network (see [`MlpState`]).
@@ -490,6 +529,18 @@ impl Mlp {
                 layer.x[layer.in_dim] = 1.0;
             }
             layer.weights.forward(&layer.x, &mut layer.z, ledger, par);
+            match layer.out_scale.len() {
+                0 => {}
+                1 => {
+                    let s = layer.out_scale[0];
+                    layer.z.iter_mut().for_each(|z| *z *= s);
+                }
+                _ => {
+                    for (z, s) in layer.z.iter_mut().zip(&layer.out_scale) {
+                        *z *= s;
+                    }
+                }
+            }
             if layer.bias_mode == BiasMode::Digital {
                 for (z, b) in layer.z.iter_mut().zip(&layer.bias) {
                     *z += b;

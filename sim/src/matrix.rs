@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use crate::par::{Job, Par};
 
 use crate::ledger::{Charge, CostModel, Ledger, Phase};
-use crate::tile::{Tile, TileConfig, TileState};
+use crate::tile::{Tile, TileConfig, TileState, VerifyReport};
 use crate::update::{Controller, ControllerSpec, ControllerState, UpdateReport};
 
 /// A layer's weights on tiles.
@@ -208,6 +208,45 @@ impl AnalogMatrix {
             .collect::<Vec<_>>()
             .into_iter()
             .sum()
+    }
+
+    /// Programs layer weights (row-major `out x in`, layer units) onto the tiles with closed-loop
+    /// write-verify ([`Tile::write_verify`]), tiles in parallel. Returns the counts of all tiles.
+    pub fn write_verify(&mut self, weights: &[f32], tolerance: f32, max_pulses: u32) -> VerifyReport {
+        assert_eq!(weights.len(), self.out_dim * self.in_dim, "weight shape");
+        let blocks: Vec<_> = (0..self.tiles.len()).map(|k| self.tile_block(k)).collect();
+        let (in_dim, scale) = (self.in_dim, self.w_scale);
+        let reports: Vec<VerifyReport> = self
+            .tiles
+            .par_iter_mut()
+            .zip(blocks)
+            .map(|(t, ((r0, r1), (c0, c1)))| {
+                let mut target = Vec::with_capacity((r1 - r0) * (c1 - c0));
+                for i in r0..r1 {
+                    target.extend(
+                        weights[i * in_dim + c0..i * in_dim + c1]
+                            .iter()
+                            .map(|w| w / scale),
+                    );
+                }
+                t.write_verify(&target, tolerance, max_pulses)
+            })
+            .collect();
+        let mut all = VerifyReport::default();
+        for r in &reports {
+            all.add(r);
+        }
+        all
+    }
+
+    /// The tiles, to change what their reads see (deployment; see [`Tile::set_read_fractions`]).
+    pub fn tiles_mut(&mut self) -> &mut [Tile] {
+        &mut self.tiles
+    }
+
+    /// The block of the layer matrix tile `k` holds: `((row0, row1), (col0, col1))`, ends exclusive.
+    pub fn block(&self, k: usize) -> ((usize, usize), (usize, usize)) {
+        self.tile_block(k)
     }
 
     /// Sets layer weights (row-major `out x in`, layer units) without pulses ([`Tile::set_weights_exact`]).

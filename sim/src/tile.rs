@@ -182,6 +182,35 @@ pub struct TileState {
     pub lanes: [u32; WORDS],
 }
 
+/// What a [`Tile::write_verify`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Devices programmed.
+    pub devices: u64,
+    /// Devices that ended outside the tolerance (pulse budget spent, or stuck, or at a bound).
+    pub unconverged: u64,
+    /// Verify reads (one device each).
+    pub reads: u64,
+    /// Pulse trains applied (each a slot of `n` pulses).
+    pub slots: u64,
+    /// Potentiation pulses.
+    pub pulses_up: u64,
+    /// Depression pulses.
+    pub pulses_down: u64,
+}
+
+impl VerifyReport {
+    /// Adds another report's counts.
+    pub fn add(&mut self, o: &VerifyReport) {
+        self.devices += o.devices;
+        self.unconverged += o.unconverged;
+        self.reads += o.reads;
+        self.slots += o.slots;
+        self.pulses_up += o.pulses_up;
+        self.pulses_down += o.pulses_down;
+    }
+}
+
 /// What a converted MVM of a tile did, for the ledger.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ReadReport {
@@ -466,6 +495,61 @@ impl Tile {
             self.g_row[i / self.cols] += g;
             self.g_col[i % self.cols] += g;
         }
+    }
+
+    /// Every device's state in array `a` as a fraction of its nominal range (0 at the lower, 1 at the
+    /// upper nominal bound), without write noise or reference: what drift and relaxation act on after
+    /// deployment.
+    pub fn state_fractions(&self, a: usize) -> Vec<f32> {
+        let p = &self.arrays[a];
+        (0..self.rows * self.cols).map(|i| p.fraction(i)).collect()
+    }
+
+    /// Makes reads see, for device `i` of array `a`, the state fraction `aged[a][i]` (for example the
+    /// conductance at a time after programming) instead of the device's own state; the device's
+    /// write-noise offset and reference still apply as in [`Population::read_fraction`]. Device
+    /// states, pulse counters and the random stream are untouched; the read-energy sums follow the
+    /// aged conductances. Lasts until [`Tile::restore_reads`] or the next write.
+    pub fn set_read_fractions(&mut self, aged: &[Vec<f32>]) {
+        assert_eq!(aged.len(), self.arrays.len(), "one fraction array per device array");
+        let n = self.rows * self.cols;
+        for v in aged {
+            assert_eq!(v.len(), n, "one fraction per device");
+        }
+        self.g_row.iter_mut().for_each(|v| *v = 0.0);
+        self.g_col.iter_mut().for_each(|v| *v = 0.0);
+        for i in 0..n {
+            let mut f = [0.0f32; 4];
+            let mut g = 0.0f64;
+            for (a, p) in self.arrays.iter().enumerate() {
+                let now = p.fraction(i);
+                f[a] = aged[a][i] + (p.read_fraction(i) - now);
+                g += if self.weight_units[a] {
+                    aged[a][i] as f64
+                } else {
+                    p.conductance(i) as f64
+                        + p.conductance_scale() * ((aged[a][i] - now) / p.fraction_scale()) as f64
+                };
+            }
+            self.w[i] = match self.cell {
+                CellKind::Single => 2.0 * f[0] + self.single_offset - 1.0,
+                CellKind::Pair | CellKind::OneSided => f[0] - f[1],
+                CellKind::MultiArray { gamma } => gamma * (f[0] - f[1]) + (f[2] - f[3]),
+            };
+            self.g_row[i / self.cols] += g;
+            self.g_col[i % self.cols] += g;
+        }
+    }
+
+    /// Makes reads see the devices' own states again (after [`Tile::set_read_fractions`]).
+    pub fn restore_reads(&mut self) {
+        self.recompute_all();
+    }
+
+    /// Replaces the tile's random stream (read and write noise), e.g. to give each repeat of an
+    /// inference its own stream so that repeats do not depend on the order they run in.
+    pub fn set_rng(&mut self, rng: Pcg) {
+        self.rng = rng;
     }
 
     /// Applies `n` pulses (`n > 0` potentiation) to device `i` of array `a`, keeping the weight cache,
@@ -812,6 +896,55 @@ impl Tile {
         }
     }
 
+    /// Programs normalized target weights (row-major) with closed-loop write-verify, device by device
+    /// from its present state: read the device (with its read noise), compare with its share of the
+    /// cell's weight (as in [`Tile::program`]), and if it is off by more than `tolerance` (a fraction
+    /// of the device's nominal range) apply a train of pulses toward the goal (potentiation up,
+    /// depression down; about half the remaining distance by the device's nominal step, at least one
+    /// pulse), then read again, until the read is within tolerance or the device has used `max_pulses`
+    /// pulses. What is left over (the programming error) comes from the device model itself: its c2c
+    /// noise, nonlinearity, levels, bounds, stuck devices and the read noise of the verify reads.
+    pub fn write_verify(&mut self, target: &[f32], tolerance: f32, max_pulses: u32) -> VerifyReport {
+        assert_eq!(target.len(), self.rows * self.cols, "target shape");
+        let mut report = VerifyReport::default();
+        for (i, t) in target.iter().enumerate() {
+            let goals = self.cell_goals(*t);
+            for (a, goal) in goals.iter().enumerate().take(self.arrays.len()) {
+                let step = self.arrays[a].nominal_step().max(1e-9);
+                let mut used = 0u32;
+                let mut converged = false;
+                loop {
+                    report.reads += 1;
+                    let err = goal - self.read_fraction(a, i);
+                    if err.abs() <= tolerance {
+                        converged = true;
+                        break;
+                    }
+                    if used >= max_pulses {
+                        break;
+                    }
+                    let want = ((0.5 * err.abs() / step).floor() as u32).max(1);
+                    let n = want.min(max_pulses - used);
+                    used += n;
+                    if err > 0.0 {
+                        report.pulses_up += n as u64;
+                        self.pulse_raw(a, i, n as i32);
+                    } else {
+                        report.pulses_down += n as u64;
+                        self.pulse_raw(a, i, -(n as i32));
+                    }
+                    report.slots += 1;
+                }
+                report.devices += 1;
+                if !converged {
+                    report.unconverged += 1;
+                }
+            }
+            self.w[i] = self.cell_weight(i);
+        }
+        report
+    }
+
     /// Sets normalized target weights (row-major) without pulses: every device takes its share of the
     /// cell's weight as in [`Tile::program`], exactly, clipped to its own bounds (d2d variation and stuck
     /// devices still show; levels, nonlinearity and write noise do not). For measuring the periphery
@@ -960,6 +1093,94 @@ mod tests {
             },
         ));
         spec
+    }
+
+    #[test]
+    fn write_verify_reaches_the_tolerance_or_spends_the_budget() {
+        let cfg = TileConfig {
+            rows: 6,
+            cols: 8,
+            cell: CellKind::Pair,
+            forward: IoConfig::ideal(),
+            backward: IoConfig::ideal(),
+            zero_reference: false,
+        };
+        let target: Vec<f32> = (0..48).map(|i| (i as f32 / 24.0) - 1.0).collect();
+        // A fine ideal device: every device ends within the tolerance (0.005 of its range, so within
+        // 0.01 of the weight for a pair).
+        let spec = DeviceSpec::new(Model::Step(StepParams::new(StepKind::Constant, 1e-3)));
+        let mut t = Tile::new(0, &cfg, &spec, 1).unwrap();
+        let r = t.write_verify(&target, 0.005, 10_000);
+        assert_eq!((r.devices, r.unconverged), (96, 0));
+        assert_eq!(r.pulses_up + r.pulses_down, t.tally().up + t.tally().down);
+        assert!(r.reads > r.devices);
+        for (w, g) in t.weights().iter().zip(&target) {
+            assert!((w - g).abs() <= 0.0101, "{w} vs {g}");
+        }
+        // A budget of one pulse per device leaves most devices short of their goal.
+        let mut t = Tile::new(0, &cfg, &spec, 1).unwrap();
+        let r = t.write_verify(&target, 0.005, 1);
+        assert!(r.unconverged > 48, "{r:?}");
+        assert!(r.pulses_up + r.pulses_down <= 96);
+        // A noisy device: a tighter tolerance gives a smaller programming error.
+        let rms = |tol: f32| {
+            let mut t = Tile::new(0, &cfg, &noisy_device(), 1).unwrap();
+            t.write_verify(&target, tol, 1000);
+            let e: f32 = t.weights().iter().zip(&target).map(|(w, g)| (w - g).powi(2)).sum();
+            (e / 48.0).sqrt()
+        };
+        assert!(rms(0.01) < rms(0.1), "{} vs {}", rms(0.01), rms(0.1));
+    }
+
+    #[test]
+    fn aged_reads_of_the_own_states_are_the_cached_weights_and_restore_undoes_them() {
+        let mut spec = noisy_device();
+        spec.write_noise = 0.05;
+        for (cell, zero) in [
+            (CellKind::Single, false),
+            (CellKind::Single, true),
+            (CellKind::Pair, false),
+            (CellKind::OneSided, false),
+            (CellKind::MultiArray { gamma: 0.2 }, false),
+        ] {
+            let cfg = TileConfig {
+                rows: 5,
+                cols: 7,
+                cell,
+                forward: IoConfig::ideal(),
+                backward: IoConfig::ideal(),
+                zero_reference: zero,
+            };
+            let mut t = Tile::new(1, &cfg, &spec, 3).unwrap();
+            let target: Vec<f32> = (0..35).map(|i| (i as f32 / 17.0) - 1.0).collect();
+            t.program(&target);
+            let (w, g_row, g_col) = (t.w.clone(), t.g_row.clone(), t.g_col.clone());
+            let own: Vec<Vec<f32>> = (0..cell.arrays()).map(|a| t.state_fractions(a)).collect();
+            t.set_read_fractions(&own);
+            for (a, b) in t.w.iter().zip(&w) {
+                assert!((a - b).abs() < 1e-5, "{cell:?}: {a} vs {b}");
+            }
+            for (a, b) in t.g_row.iter().zip(&g_row).chain(t.g_col.iter().zip(&g_col)) {
+                assert!((a - b).abs() < 1e-4 * b.abs().max(1.0), "{cell:?}: {a} vs {b}");
+            }
+            // Every device at half its state fraction: a pair's weight halves exactly.
+            let half: Vec<Vec<f32>> = own
+                .iter()
+                .map(|v| v.iter().map(|f| f / 2.0).collect())
+                .collect();
+            t.set_read_fractions(&half);
+            if cell == CellKind::Pair {
+                for i in 0..35 {
+                    let p0 = t.array(0);
+                    let p1 = t.array(1);
+                    let want = (p0.read_fraction(i) - p0.fraction(i) / 2.0)
+                        - (p1.read_fraction(i) - p1.fraction(i) / 2.0);
+                    assert!((t.w[i] - want).abs() < 1e-6);
+                }
+            }
+            t.restore_reads();
+            assert_eq!(t.w, w, "{cell:?}");
+        }
     }
 
     #[test]
