@@ -8,6 +8,7 @@
 //! This crate does no I/O, has no serde types and spawns no threads: the caller owns the random streams.
 #![warn(missing_docs)]
 
+pub mod aging;
 pub mod curves;
 pub mod lanes;
 pub mod normal;
@@ -15,6 +16,9 @@ pub mod population;
 pub mod spec;
 pub mod step;
 
+pub use aging::{
+    Aging, AgingDraw, AgingError, Drift, Failures, Programming, ReadNoise1f, Relaxation, Retention,
+};
 pub use population::{Population, StateError};
 pub use spec::{
     DeviceSpec, Dist, Model, NeuroSimParams, Param, SpecError, Spread, StepKind, StepParams,
