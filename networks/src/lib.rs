@@ -9,6 +9,7 @@ pub use aimsim_devices as devices;
 pub use aimsim_sim as sim;
 
 pub mod data;
+pub mod deploy;
 pub mod ep;
 pub mod glyphs;
 pub mod local;

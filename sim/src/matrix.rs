@@ -212,7 +212,12 @@ impl AnalogMatrix {
 
     /// Programs layer weights (row-major `out x in`, layer units) onto the tiles with closed-loop
     /// write-verify ([`Tile::write_verify`]), tiles in parallel. Returns the counts of all tiles.
-    pub fn write_verify(&mut self, weights: &[f32], tolerance: f32, max_pulses: u32) -> VerifyReport {
+    pub fn write_verify(
+        &mut self,
+        weights: &[f32],
+        tolerance: f32,
+        max_pulses: u32,
+    ) -> VerifyReport {
         assert_eq!(weights.len(), self.out_dim * self.in_dim, "weight shape");
         let blocks: Vec<_> = (0..self.tiles.len()).map(|k| self.tile_block(k)).collect();
         let (in_dim, scale) = (self.in_dim, self.w_scale);

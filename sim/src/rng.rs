@@ -30,6 +30,14 @@ pub enum Purpose {
     Local = 9,
     /// Seeds of a tile's bulk write-noise lanes (the batched constant-step write path).
     WriteNoise = 10,
+    /// Deployment: statistical programming noise and each device's drift, relaxation and failure
+    /// draws (index: layer, tile and device array).
+    Deploy = 11,
+    /// Deployment: the 1/f read noise of the conductances at one time of one repeat.
+    Aging = 12,
+    /// Deployment: the periphery's noise of the reads at one time of one repeat and one
+    /// compensation (each tile's stream is replaced by this one).
+    InferRead = 13,
 }
 
 /// SplitMix64 finaliser: spreads nearby seeds over the whole state space.

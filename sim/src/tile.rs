@@ -511,13 +511,18 @@ impl Tile {
     /// states, pulse counters and the random stream are untouched; the read-energy sums follow the
     /// aged conductances. Lasts until [`Tile::restore_reads`] or the next write.
     pub fn set_read_fractions(&mut self, aged: &[Vec<f32>]) {
-        assert_eq!(aged.len(), self.arrays.len(), "one fraction array per device array");
+        assert_eq!(
+            aged.len(),
+            self.arrays.len(),
+            "one fraction array per device array"
+        );
         let n = self.rows * self.cols;
         for v in aged {
             assert_eq!(v.len(), n, "one fraction per device");
         }
         self.g_row.iter_mut().for_each(|v| *v = 0.0);
         self.g_col.iter_mut().for_each(|v| *v = 0.0);
+        #[allow(clippy::needless_range_loop)] // `i` indexes every array of the cell
         for i in 0..n {
             let mut f = [0.0f32; 4];
             let mut g = 0.0f64;
@@ -904,7 +909,12 @@ impl Tile {
     /// pulse), then read again, until the read is within tolerance or the device has used `max_pulses`
     /// pulses. What is left over (the programming error) comes from the device model itself: its c2c
     /// noise, nonlinearity, levels, bounds, stuck devices and the read noise of the verify reads.
-    pub fn write_verify(&mut self, target: &[f32], tolerance: f32, max_pulses: u32) -> VerifyReport {
+    pub fn write_verify(
+        &mut self,
+        target: &[f32],
+        tolerance: f32,
+        max_pulses: u32,
+    ) -> VerifyReport {
         assert_eq!(target.len(), self.rows * self.cols, "target shape");
         let mut report = VerifyReport::default();
         for (i, t) in target.iter().enumerate() {
@@ -1126,7 +1136,12 @@ mod tests {
         let rms = |tol: f32| {
             let mut t = Tile::new(0, &cfg, &noisy_device(), 1).unwrap();
             t.write_verify(&target, tol, 1000);
-            let e: f32 = t.weights().iter().zip(&target).map(|(w, g)| (w - g).powi(2)).sum();
+            let e: f32 = t
+                .weights()
+                .iter()
+                .zip(&target)
+                .map(|(w, g)| (w - g).powi(2))
+                .sum();
             (e / 48.0).sqrt()
         };
         assert!(rms(0.01) < rms(0.1), "{} vs {}", rms(0.01), rms(0.1));
@@ -1161,7 +1176,10 @@ mod tests {
                 assert!((a - b).abs() < 1e-5, "{cell:?}: {a} vs {b}");
             }
             for (a, b) in t.g_row.iter().zip(&g_row).chain(t.g_col.iter().zip(&g_col)) {
-                assert!((a - b).abs() < 1e-4 * b.abs().max(1.0), "{cell:?}: {a} vs {b}");
+                assert!(
+                    (a - b).abs() < 1e-4 * b.abs().max(1.0),
+                    "{cell:?}: {a} vs {b}"
+                );
             }
             // Every device at half its state fraction: a pair's weight halves exactly.
             let half: Vec<Vec<f32>> = own

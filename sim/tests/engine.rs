@@ -1638,7 +1638,7 @@ fn a_zero_reference_reads_the_device_weight_itself() {
             );
         }
         // Weights cached by the write paths equal the weights computed afresh from the states, bit for bit.
-        let n: Vec<i32> = (0..8).map(|c| c as i32 * 3 - 11).collect();
+        let n: Vec<i32> = (0..8i32).map(|c| c * 3 - 11).collect();
         let cols: Vec<u32> = (0..8).collect();
         for row in 0..4 {
             t.pulse_row(row, &cols, &n, Routing::Cell);
