@@ -603,3 +603,118 @@ pub fn train(
         team,
     })
 }
+
+/// What `aimsim bench infer` measured.
+#[derive(Debug, Clone)]
+pub struct InferBench {
+    /// Wall time of the evaluations (every time x compensation x repeat on the test set), seconds.
+    pub eval_s: f64,
+    /// Wall time of deploying (programming by write-verify, per-device draws, references), seconds.
+    pub program_s: f64,
+    /// Test-set inferences per second.
+    pub inferences_per_s: f64,
+    /// Human-readable lines.
+    pub lines: Vec<String>,
+}
+
+/// The inference workload of issue 15: a 784-256-128-10 sigmoid MLP (its float weights drawn as at
+/// the start of training) deployed by write-verify on one-sided pairs of a PCM-like constant-step
+/// device (0-25 uS, 400 steps, c2c 0.2) with the default periphery and output noise 0.04, PCM drift
+/// and 1/f read noise, then read on `data`'s test set at the 8 default times x 3 compensations x 5
+/// repeats on `threads` threads.
+pub fn infer(data: &aimsim_networks::data::Dataset, threads: usize) -> Result<InferBench> {
+    use aimsim_devices::aging::{Aging, Programming};
+    use aimsim_networks::deploy::{
+        Compensation, DeployConfig, Deployment, FloatLayer, Mapping, Program,
+    };
+    use aimsim_networks::mlp::{Activation, BiasMode, Hardware, Loss, Mlp, MlpConfig};
+
+    let mut step = StepParams::new(StepKind::Constant, 0.0025);
+    step.g_range = Some((0.0, 25.0));
+    let mut device = DeviceSpec::new(Model::Step(step));
+    device.c2c = 0.2;
+    let tile = TileConfig {
+        rows: 256,
+        cols: 256,
+        cell: CellKind::OneSided,
+        forward: IoConfig {
+            out_noise: 0.04,
+            ..IoConfig::default()
+        },
+        backward: IoConfig::default(),
+        zero_reference: false,
+    };
+    let hw = Hardware {
+        device,
+        tile,
+        controller: ControllerSpec::default(),
+        w_scale: 1.0,
+        cost: CostModel::default(),
+        seed: 1,
+    };
+    let cfg = MlpConfig {
+        sizes: vec![data.inputs, 256, 128, data.classes],
+        activation: Activation::Sigmoid,
+        loss: Loss::CrossEntropy,
+        bias: BiasMode::Digital,
+        init_scale: 1.0,
+        exact_init: true,
+    };
+    let float = Mlp::new(&cfg, None, &mut stream(1, Purpose::Init, 0))?;
+    let layers: Vec<FloatLayer> = float
+        .layers()
+        .iter()
+        .map(|l| FloatLayer {
+            weights: l.weights.weights(),
+            bias: l.bias().to_vec(),
+        })
+        .collect();
+    let deploy = DeployConfig {
+        program: Program::WriteVerify {
+            tolerance: 0.01,
+            max_pulses: 2000,
+        },
+        noise: Programming::Exact,
+        mapping: Mapping::Layer,
+        g_max_us: 25.0,
+        aging: Aging::pcm(),
+    };
+    let started = Instant::now();
+    let d = Deployment::from_float(&layers, &cfg, &hw, &deploy)?;
+    let program_s = started.elapsed().as_secs_f64();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()?;
+    let times = crate::scenario::DEFAULT_TIMES_S;
+    let comps = [
+        Compensation::None,
+        Compensation::Global,
+        Compensation::Column,
+    ];
+    let started = Instant::now();
+    let (jobs, _) = crate::infer::evaluate_grid(&d, data, &times, 5, &comps, &pool);
+    let eval_s = started.elapsed().as_secs_f64();
+    let inferences = jobs.len() * comps.len() * data.test_len();
+    let inferences_per_s = inferences as f64 / eval_s.max(1e-9);
+    let lines = vec![
+        format!(
+            "network {:?} on {}x{} one-sided tiles; {} test samples; {} times x {} compensations x 5 repeats on {} thread(s)",
+            cfg.sizes,
+            hw.tile.rows,
+            hw.tile.cols,
+            data.test_len(),
+            times.len(),
+            comps.len(),
+            threads.max(1)
+        ),
+        format!(
+            "deploy (write-verify, draws, references): {program_s:.2} s; evaluations: {eval_s:.2} s, {inferences} inferences, {inferences_per_s:.0} inferences/s"
+        ),
+    ];
+    Ok(InferBench {
+        eval_s,
+        program_s,
+        inferences_per_s,
+        lines,
+    })
+}

@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod commands;
 pub mod data;
 pub mod ep;
+pub mod infer;
 pub mod local;
 pub mod metrics;
 pub mod mvm;

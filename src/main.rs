@@ -158,6 +158,27 @@ enum Command {
         #[arg(long, value_name = "COLUMN")]
         metric: Vec<String>,
     },
+    /// Deploy a trained network on the chip and measure its accuracy at times after programming
+    /// (docs/inference.md).
+    ///
+    /// Trains every variant x seed as `aimsim run` does (into the same folders; with
+    /// `train.epochs = 0` and `train.init_weights` it starts from given weights), then programs it as
+    /// `[inference]` says (a network trained on the chip keeps its devices as they are), draws each
+    /// device's drift, relaxation and failure once, and reads the test set at every time in
+    /// `inference.times_s` with fresh 1/f read noise, for each compensation and repeat. Writes
+    /// accuracy_vs_time.csv (t_s, compensation, seed, repeat, accuracy) and its plot, and per run
+    /// programming.csv, conductances.csv/svg/png, trace_t.csv (with a [trace] section) and
+    /// inference.json.
+    Infer {
+        #[command(flatten)]
+        scenario: ScenarioArgs,
+        /// Output folder (created if missing; files in it are replaced atomically).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Threads for the evaluations [default: SLURM_CPUS_PER_TASK, else all cores].
+        #[arg(long, value_name = "N")]
+        threads: Option<usize>,
+    },
     /// Gradient fidelity of equilibrium propagation: for a batch, EP's update against the exact gradient
     /// of the same network, for every beta and estimator in `[ep]`, every `[[variant]]` and seed.
     ///
@@ -292,6 +313,21 @@ enum BenchWhat {
         #[arg(long, default_value_t = 0.5)]
         seconds: f64,
     },
+    /// Inference speed after deployment: a 784-256-128-10 MLP deployed by write-verify on PCM-like
+    /// one-sided pairs, read on the Fashion-MNIST test set (synthetic inputs when it is not installed) at
+    /// 8 times x 3 compensations x 5 repeats. Last line: `infer_s=<n> inferences_per_s=<n>`.
+    Infer {
+        /// Folder of the Fashion-MNIST IDX files [default: AIMSIM_DATA, then
+        /// /usr/share/datasets/fashion-mnist].
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        /// Test samples.
+        #[arg(long, default_value_t = 10_000)]
+        test_samples: usize,
+        /// Threads [default: SLURM_CPUS_PER_TASK, else all cores].
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// Training speed on the reference workload: Fashion-MNIST, 784-256-128-10 sigmoid, batch 1,
     /// stochastic pulses BL 31, constant-step devices (dw_min 0.001, d2d and c2c 0.3, one device per
     /// weight), 7-bit DAC, 9-bit ADC, output noise 0.06; one epoch. Last line: `train_samples_per_s=<n> test_accuracy=<%>`.
@@ -376,6 +412,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 stop_after_epoch,
             };
             aimsim::run::run_with(&scenario.scenario, &scenario.set, &out, &opts)?;
+            Ok(())
+        }
+        Command::Infer {
+            scenario,
+            out,
+            threads,
+        } => {
+            let opts = aimsim::infer::InferOptions {
+                threads: threads.unwrap_or_else(aimsim::sweep::default_threads),
+            };
+            aimsim::infer::infer(&scenario.scenario, &scenario.set, &out, &opts)?;
             Ok(())
         }
         Command::EpFidelity { scenario, out } => {
@@ -475,6 +522,40 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             for l in aimsim::bench::kernels(seconds)? {
                 println!("{l}");
             }
+            Ok(())
+        }
+        Command::Bench {
+            what:
+                BenchWhat::Infer {
+                    data,
+                    test_samples,
+                    threads,
+                },
+        } => {
+            let d = match aimsim::data::find_data_dir(data.as_deref(), "fashion-mnist") {
+                Ok(dir) => {
+                    let mut d = aimsim::data::load_idx(&dir, "fashion-mnist")?;
+                    d.truncate(0, test_samples);
+                    d
+                }
+                Err(e) if data.is_none() => {
+                    eprintln!("note: {e}; reading synthetic inputs instead");
+                    let mut d =
+                        aimsim::networks::data::teacher_student(0, test_samples, 784, 10, 1);
+                    d.name = "synthetic".into();
+                    d
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let threads = threads.unwrap_or_else(default_threads).max(1);
+            let r = aimsim::bench::infer(&d, threads)?;
+            for l in &r.lines {
+                println!("{l}");
+            }
+            println!(
+                "infer_s={:.2} inferences_per_s={:.0}",
+                r.eval_s, r.inferences_per_s
+            );
             Ok(())
         }
         Command::Bench {

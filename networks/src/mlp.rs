@@ -93,6 +93,19 @@ pub enum BiasMode {
 pub trait Weights: Send + std::fmt::Debug {
     /// `y = W x`.
     fn forward(&mut self, x: &[f32], y: &mut [f32], ledger: &mut Ledger, par: Par<'_>);
+    /// `y_b = W x_b` for `batch` inputs one after another (`xs` to `ys`): the same outputs, draws and
+    /// charges as [`Weights::forward`] on each in order (for inference: no update may follow).
+    fn forward_batch(&mut self, xs: &[f32], ys: &mut [f32], batch: usize, ledger: &mut Ledger) {
+        let (inp, out) = (xs.len() / batch.max(1), ys.len() / batch.max(1));
+        for b in 0..batch {
+            self.forward(
+                &xs[b * inp..(b + 1) * inp],
+                &mut ys[b * out..(b + 1) * out],
+                ledger,
+                Par::Seq,
+            );
+        }
+    }
     /// `z = W^T d`.
     fn backward(&mut self, d: &[f32], z: &mut [f32], ledger: &mut Ledger, par: Par<'_>);
     /// `W -= lr d x^T`.
@@ -169,6 +182,9 @@ impl Weights for AnalogMatrix {
     fn forward(&mut self, x: &[f32], y: &mut [f32], ledger: &mut Ledger, par: Par<'_>) {
         AnalogMatrix::forward(self, x, y, ledger, par);
     }
+    fn forward_batch(&mut self, xs: &[f32], ys: &mut [f32], batch: usize, ledger: &mut Ledger) {
+        AnalogMatrix::forward_batch(self, xs, ys, batch, ledger);
+    }
     fn backward(&mut self, d: &[f32], z: &mut [f32], ledger: &mut Ledger, par: Par<'_>) {
         AnalogMatrix::backward(self, d, z, ledger, par);
     }
@@ -221,6 +237,9 @@ impl Weights for AnalogMatrix {
 impl Weights for FloatMatrix {
     fn forward(&mut self, x: &[f32], y: &mut [f32], _: &mut Ledger, _: Par<'_>) {
         FloatMatrix::forward(self, x, y);
+    }
+    fn forward_batch(&mut self, xs: &[f32], ys: &mut [f32], batch: usize, _: &mut Ledger) {
+        FloatMatrix::forward_batch(self, xs, ys, batch);
     }
     fn backward(&mut self, d: &[f32], z: &mut [f32], _: &mut Ledger, _: Par<'_>) {
         FloatMatrix::backward(self, d, z);
@@ -569,6 +588,80 @@ impl Mlp {
             Loss::Mse => self.probs.copy_from_slice(out),
         }
         &self.probs
+    }
+
+    /// The predicted classes of `batch` inputs one after another (`inputs`, `in_dim` values each),
+    /// layer by layer for the whole batch ([`Weights::forward_batch`]): the predictions, random draws
+    /// and charges of [`Mlp::forward`] and [`Mlp::predicted`] on each input in order (the ledger's
+    /// totals may differ in their last bits, being summed in another order). For inference only.
+    pub fn predict_batch(
+        &mut self,
+        inputs: &[f32],
+        batch: usize,
+        ledger: &mut Ledger,
+    ) -> Vec<usize> {
+        let mut cur: Vec<f32> = inputs.to_vec();
+        let mut width = cur.len() / batch.max(1);
+        let mut xs = Vec::new();
+        let mut zs = Vec::new();
+        for layer in &mut self.layers {
+            let cols = layer.x.len();
+            xs.clear();
+            for b in 0..batch {
+                xs.extend_from_slice(&cur[b * width..(b + 1) * width]);
+                if layer.bias_mode == BiasMode::Tile {
+                    xs.push(1.0);
+                }
+            }
+            debug_assert_eq!(xs.len(), batch * cols);
+            zs.clear();
+            zs.resize(batch * layer.out_dim, 0.0);
+            layer.weights.forward_batch(&xs, &mut zs, batch, ledger);
+            for z in zs.chunks_exact_mut(layer.out_dim) {
+                match layer.out_scale.len() {
+                    0 => {}
+                    1 => {
+                        let s = layer.out_scale[0];
+                        z.iter_mut().for_each(|v| *v *= s);
+                    }
+                    _ => {
+                        for (v, s) in z.iter_mut().zip(&layer.out_scale) {
+                            *v *= s;
+                        }
+                    }
+                }
+                if layer.bias_mode == BiasMode::Digital {
+                    for (v, b) in z.iter_mut().zip(&layer.bias) {
+                        *v += b;
+                    }
+                }
+                if let Some(f) = layer.act {
+                    for v in z.iter_mut() {
+                        *v = f.apply(*v);
+                    }
+                }
+            }
+            std::mem::swap(&mut cur, &mut zs);
+            width = layer.out_dim;
+        }
+        let mut out = Vec::with_capacity(batch);
+        for a in cur.chunks_exact(width) {
+            match self.loss {
+                Loss::CrossEntropy => {
+                    let m = a.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+                    let mut sum = 0.0;
+                    for (p, z) in self.probs.iter_mut().zip(a) {
+                        *p = (z - m).exp();
+                        sum += *p;
+                    }
+                    self.probs.iter_mut().for_each(|p| *p /= sum);
+                }
+                Loss::Mse => self.probs.copy_from_slice(a),
+            }
+            out.push(self.predicted());
+            ledger.count_sample();
+        }
+        out
     }
 
     /// Predicted class of the last forward pass.

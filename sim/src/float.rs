@@ -1,7 +1,7 @@
 //! Exact float weights: the software baseline of a layer on tiles, with the matrix-vector kernels of a
 //! tile and no periphery, devices or costs.
 
-use crate::kernels::gemv::{gemv, gemv_t};
+use crate::kernels::gemv::{gemv, gemv_batch, gemv_t};
 
 /// An `out_dim x in_dim` matrix of exact `f32` weights (row-major), read and updated without noise,
 /// quantization or pulses: what a network's layer computes in software.
@@ -31,6 +31,11 @@ impl FloatMatrix {
     /// tile's forward read.
     pub fn forward(&self, x: &[f32], y: &mut [f32]) {
         gemv(&self.w, self.out_dim, self.in_dim, x, y);
+    }
+
+    /// [`FloatMatrix::forward`] of `batch` inputs one after another (`xs` to `ys`), the same bits.
+    pub fn forward_batch(&self, xs: &[f32], ys: &mut [f32], batch: usize) {
+        gemv_batch(&self.w, self.out_dim, self.in_dim, xs, ys, batch);
     }
 
     /// `z = W^T d` (`d` of length `out_dim`, `z` of length `in_dim`), with the summation order of a

@@ -197,68 +197,161 @@ pub fn convert<R: Rng + ?Sized>(
         y.iter_mut().for_each(|v| *v = 0.0);
         return MvmReport::default();
     }
-    let dac = io.dac_step();
-    let adc = io.adc_step();
     let cap = io.bm_reduction_cap();
     let mut scale = 1.0f32;
     let mut passes = 0;
     loop {
         passes += 1;
-        let inv = scale / alpha;
-        // The DAC lane by lane (vectorized), then the input's squared norm in input order.
-        let bound = io.inp_bound;
-        match dac {
-            Some(s) => {
-                for (q, v) in xq.iter_mut().zip(x) {
-                    *q = quantize((v * inv).clamp(-bound, bound), s);
-                }
-            }
-            None => {
-                for (q, v) in xq.iter_mut().zip(x) {
-                    *q = (v * inv).clamp(-bound, bound);
-                }
-            }
-        }
-        let norm2 = xq.iter().fold(0.0f32, |n, u| n + u * u);
+        let norm2 = drive(io, x, scale / alpha, xq);
         analog(xq, y);
-        let w_sigma = if read_sigma == 0.0 {
-            io.w_noise
-        } else {
-            (io.w_noise * io.w_noise + read_sigma * read_sigma).sqrt()
-        } * norm2.sqrt();
-        let sigma = (io.out_noise * io.out_noise + w_sigma * w_sigma).sqrt();
-        if sigma > 0.0 {
-            for v in y.iter_mut() {
-                let xi: f32 = standard_normal(rng);
-                *v += sigma * xi;
-            }
-        }
-        // The ADC lane by lane (vectorized): clamping an output inside the bound leaves it as it is.
-        let bound = io.out_bound;
-        let mut clipped = false;
-        match adc {
-            Some(s) => {
-                for v in y.iter_mut() {
-                    clipped |= v.abs() >= bound;
-                    *v = quantize(v.clamp(-bound, bound), s);
-                }
-            }
-            None => {
-                for v in y.iter_mut() {
-                    clipped |= v.abs() >= bound;
-                    *v = v.clamp(-bound, bound);
-                }
-            }
-        }
-        // aihwkit's test: the pass is accepted when nothing clipped or the reduction already exceeds
-        // the resolution cap (or the halvings run out).
-        if !clipped || !io.bound_management || passes > io.max_bm_iterations || 1.0 / scale > cap {
+        let clipped = sense(io, read_sigma, norm2, y, rng);
+        if accept(io, clipped, passes, scale, cap) {
             let back = alpha / scale;
             y.iter_mut().for_each(|v| *v *= back);
             return MvmReport { passes, clipped };
         }
         scale *= 0.5;
     }
+}
+
+/// The input side of one pass: `x` scaled by `inv`, clipped to the input bound and quantized by the
+/// DAC lane by lane (vectorized) into `xq`; returns the squared norm of `xq` (in input order).
+#[inline]
+fn drive(io: &IoConfig, x: &[f32], inv: f32, xq: &mut [f32]) -> f32 {
+    let bound = io.inp_bound;
+    match io.dac_step() {
+        Some(s) => {
+            for (q, v) in xq.iter_mut().zip(x) {
+                *q = quantize((v * inv).clamp(-bound, bound), s);
+            }
+        }
+        None => {
+            for (q, v) in xq.iter_mut().zip(x) {
+                *q = (v * inv).clamp(-bound, bound);
+            }
+        }
+    }
+    xq.iter().fold(0.0f32, |n, u| n + u * u)
+}
+
+/// The output side of one pass on the analog result `y`: output and weight noise, then the ADC lane
+/// by lane (vectorized; clamping an output inside the bound leaves it as it is). Returns whether an
+/// output reached the bound.
+#[inline]
+fn sense<R: Rng + ?Sized>(
+    io: &IoConfig,
+    read_sigma: f32,
+    norm2: f32,
+    y: &mut [f32],
+    rng: &mut R,
+) -> bool {
+    let w_sigma = if read_sigma == 0.0 {
+        io.w_noise
+    } else {
+        (io.w_noise * io.w_noise + read_sigma * read_sigma).sqrt()
+    } * norm2.sqrt();
+    let sigma = (io.out_noise * io.out_noise + w_sigma * w_sigma).sqrt();
+    if sigma > 0.0 {
+        for v in y.iter_mut() {
+            let xi: f32 = standard_normal(rng);
+            *v += sigma * xi;
+        }
+    }
+    let bound = io.out_bound;
+    let mut clipped = false;
+    match io.adc_step() {
+        Some(s) => {
+            for v in y.iter_mut() {
+                clipped |= v.abs() >= bound;
+                *v = quantize(v.clamp(-bound, bound), s);
+            }
+        }
+        None => {
+            for v in y.iter_mut() {
+                clipped |= v.abs() >= bound;
+                *v = v.clamp(-bound, bound);
+            }
+        }
+    }
+    clipped
+}
+
+/// aihwkit's test: a pass is accepted when nothing clipped or the reduction already exceeds the
+/// resolution cap (or the halvings run out).
+#[inline]
+fn accept(io: &IoConfig, clipped: bool, passes: u32, scale: f32, cap: f32) -> bool {
+    !clipped || !io.bound_management || passes > io.max_bm_iterations || 1.0 / scale > cap
+}
+
+/// [`convert`] of `batch` inputs one after another (`xs`, `n_in` values each, into `ys`, `n_out`
+/// each), with every input's first pass through the analog array made together by `analog_batch`
+/// (inputs `B x n_in` to outputs `B x n_out`); further passes of bound management go through `analog`.
+/// The results, reports and random draws are those of [`convert`] called on each input in order,
+/// provided `analog_batch` gives, per input, the bits `analog` gives. `xq` is scratch.
+#[allow(clippy::too_many_arguments)]
+pub fn convert_batch<R: Rng + ?Sized>(
+    io: &IoConfig,
+    read_sigma: f32,
+    xs: &[f32],
+    ys: &mut [f32],
+    (n_in, n_out, batch): (usize, usize, usize),
+    xq: &mut Vec<f32>,
+    rng: &mut R,
+    analog_batch: impl FnOnce(&[f32], &mut [f32]),
+    mut analog: impl FnMut(&[f32], &mut [f32]),
+) -> Vec<MvmReport> {
+    assert!(xs.len() >= batch * n_in && ys.len() >= batch * n_out);
+    let cap = io.bm_reduction_cap();
+    xq.clear();
+    xq.resize(batch * n_in, 0.0);
+    let mut alphas = Vec::with_capacity(batch);
+    let mut norms = Vec::with_capacity(batch);
+    for b in 0..batch {
+        let x = &xs[b * n_in..(b + 1) * n_in];
+        let alpha = if io.noise_management {
+            x.iter().fold(0.0f32, |m, v| m.max(v.abs()))
+        } else {
+            1.0
+        };
+        let q = &mut xq[b * n_in..(b + 1) * n_in];
+        let norm2 = if alpha == 0.0 || !alpha.is_finite() {
+            q.iter_mut().for_each(|v| *v = 0.0);
+            0.0
+        } else {
+            drive(io, x, 1.0 / alpha, q)
+        };
+        alphas.push(alpha);
+        norms.push(norm2);
+    }
+    analog_batch(xq, &mut ys[..batch * n_out]);
+    let mut reports = Vec::with_capacity(batch);
+    let mut single = vec![0.0f32; n_in];
+    for b in 0..batch {
+        let (x, y) = (
+            &xs[b * n_in..(b + 1) * n_in],
+            &mut ys[b * n_out..(b + 1) * n_out],
+        );
+        let alpha = alphas[b];
+        if alpha == 0.0 || !alpha.is_finite() {
+            y.iter_mut().for_each(|v| *v = 0.0);
+            reports.push(MvmReport::default());
+            continue;
+        }
+        let mut scale = 1.0f32;
+        let mut passes = 1u32;
+        let mut clipped = sense(io, read_sigma, norms[b], y, rng);
+        while !accept(io, clipped, passes, scale, cap) {
+            scale *= 0.5;
+            passes += 1;
+            let norm2 = drive(io, x, scale / alpha, &mut single);
+            analog(&single, y);
+            clipped = sense(io, read_sigma, norm2, y, rng);
+        }
+        let back = alpha / scale;
+        y.iter_mut().for_each(|v| *v *= back);
+        reports.push(MvmReport { passes, clipped });
+    }
+    reports
 }
 
 #[cfg(test)]

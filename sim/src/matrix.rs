@@ -314,6 +314,46 @@ impl AnalogMatrix {
         self.mark_bound();
     }
 
+    /// Forward passes of `batch` inputs (`xs`, `in_dim` values each, into `ys`, `out_dim` each), tile by
+    /// tile ([`Tile::forward_batch`]): the same outputs and random draws as [`AnalogMatrix::forward`]
+    /// on each input in order, and the same charges, made input by input. For inference (no update
+    /// may follow it: the outputs that reached the bound are not recorded).
+    pub fn forward_batch(&mut self, xs: &[f32], ys: &mut [f32], batch: usize, ledger: &mut Ledger) {
+        assert!(self.ahead.is_none(), "a forward read ahead is waiting");
+        assert!(xs.len() >= batch * self.in_dim && ys.len() >= batch * self.out_dim);
+        let (in_dim, out_dim) = (self.in_dim, self.out_dim);
+        ys[..batch * out_dim].iter_mut().for_each(|v| *v = 0.0);
+        let mut charges = vec![vec![Charge::default(); self.tiles.len()]; batch];
+        let mut block_in = Vec::new();
+        let mut block_out = Vec::new();
+        for k in 0..self.tiles.len() {
+            let ((r0, r1), (c0, c1)) = self.tile_block(k);
+            let n_out = r1 - r0;
+            block_in.clear();
+            for b in 0..batch {
+                block_in.extend_from_slice(&xs[b * in_dim + c0..b * in_dim + c1]);
+            }
+            block_out.clear();
+            block_out.resize(batch * n_out, 0.0);
+            let reports = self.tiles[k].forward_batch(&block_in, &mut block_out, batch);
+            for (b, r) in reports.iter().enumerate() {
+                charges[b][k] = self.cost.read(r);
+            }
+            // Tile by tile into each output, as `sum_partials` adds them.
+            for b in 0..batch {
+                for (o, v) in ys[b * out_dim + r0..b * out_dim + r1]
+                    .iter_mut()
+                    .zip(&block_out[b * n_out..(b + 1) * n_out])
+                {
+                    *o += self.w_scale * v;
+                }
+            }
+        }
+        for c in &charges {
+            ledger.charge(Phase::Forward, c);
+        }
+    }
+
     /// With [`IoConfig::zero_grad_at_bound`](crate::io::IoConfig::zero_grad_at_bound), records which
     /// tile outputs of the forward read now in `partial` reached `0.999 out_bound` (aihwkit's test).
     fn mark_bound(&mut self) {

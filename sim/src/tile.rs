@@ -4,8 +4,8 @@
 use aimsim_devices::lanes::{NormalLanes, WORDS};
 use aimsim_devices::{DeviceSpec, Population, SpecError, StateError};
 
-use crate::io::{IoConfig, MvmReport, convert};
-use crate::kernels::gemv::{gemv, gemv_t};
+use crate::io::{IoConfig, MvmReport, convert, convert_batch};
+use crate::kernels::gemv::{gemv, gemv_batch, gemv_t};
 use crate::kernels::rowwrite::{RowBook, RowTrain, Scratch, Trains};
 use crate::rng::{Pcg, Purpose, stream};
 
@@ -145,6 +145,8 @@ pub struct Tile {
     batch: Batch,
     /// Scratch of the row kernel.
     row_scratch: Scratch,
+    /// Scratch of the batched forward reads (the quantized inputs).
+    batch_scratch: Vec<f32>,
     /// Reused buffers of the stochastic update's column and row trains (see [`Tile::take_trains`]).
     trains: (Trains, Vec<RowTrain>),
     /// Per array: change of the read-energy conductance per unit of native device state.
@@ -257,6 +259,7 @@ impl Tile {
             energy_scale: Vec::new(),
             batch: Batch::default(),
             row_scratch: Scratch::default(),
+            batch_scratch: Vec::new(),
             trains: Default::default(),
             weight_units: Vec::new(),
             read_sigma: 0.0,
@@ -1004,6 +1007,62 @@ impl Tile {
         }
     }
 
+    /// Forward reads of `batch` inputs (`xs`, `cols` values each, into `ys`, `rows` each): the same
+    /// outputs, reports and random draws as [`Tile::forward`] on each input in order, with the first
+    /// pass of every input made together so that the weights are read from memory once per batch.
+    pub fn forward_batch(&mut self, xs: &[f32], ys: &mut [f32], batch: usize) -> Vec<ReadReport> {
+        let (rows, cols) = (self.rows, self.cols);
+        let w = &self.w;
+        let g_col = &self.g_col;
+        let mut xq = std::mem::take(&mut self.batch_scratch);
+        // Energy of each pass, in pass order: the batched first passes, then any further ones.
+        let g_x2 = std::cell::RefCell::new(Vec::new());
+        let energy = |xq: &[f32]| {
+            xq.iter()
+                .zip(g_col)
+                .map(|(v, g)| (v * v) as f64 * g)
+                .sum::<f64>()
+        };
+        let mvm = convert_batch(
+            &self.forward_io,
+            self.read_sigma,
+            xs,
+            ys,
+            (cols, rows, batch),
+            &mut xq,
+            &mut self.rng,
+            |xqs, out| {
+                gemv_batch(w, rows, cols, xqs, out, batch);
+                let mut e = g_x2.borrow_mut();
+                e.extend(xqs.chunks_exact(cols).map(|q| (energy(q), 1u32)));
+            },
+            |q, out| {
+                gemv(w, rows, cols, q, out);
+                g_x2.borrow_mut().push((energy(q), 0));
+            },
+        );
+        self.batch_scratch = xq;
+        // The further passes ran input by input after the first ones: give each input its own.
+        let passes = g_x2.into_inner();
+        let (first, more): (Vec<_>, Vec<_>) = passes.into_iter().partition(|(_, f)| *f == 1);
+        let mut more = more.into_iter();
+        mvm.into_iter()
+            .zip(first)
+            .map(|(m, (e0, _))| {
+                let mut e = if m.passes == 0 { 0.0 } else { e0 };
+                for _ in 1..m.passes {
+                    e += more.next().expect("a further pass").0;
+                }
+                ReadReport {
+                    mvm: m,
+                    inputs: cols,
+                    outputs: rows,
+                    g_x2: e,
+                }
+            })
+            .collect()
+    }
+
     /// Backward read `z = W^T d` (`d` of length `rows`, `z` of length `cols`) through the backward
     /// periphery, on the same conductances.
     pub fn backward(&mut self, d: &[f32], z: &mut [f32]) -> ReadReport {
@@ -1103,6 +1162,55 @@ mod tests {
             },
         ));
         spec
+    }
+
+    #[test]
+    fn a_forward_batch_is_its_inputs_read_one_by_one() {
+        let mut spec = noisy_device();
+        spec.read_noise = 0.02;
+        // Default periphery (noise, DAC, ADC) with bound management and a low output bound, so that
+        // some inputs need several passes; one input all zero.
+        let io = IoConfig {
+            bound_management: true,
+            out_bound: 3.0,
+            ..IoConfig::default()
+        };
+        let cfg = TileConfig {
+            rows: 13,
+            cols: 37,
+            cell: CellKind::Pair,
+            forward: io.clone(),
+            backward: io,
+            zero_reference: false,
+        };
+        let mut a = Tile::new(2, &cfg, &spec, 4).unwrap();
+        let target: Vec<f32> = (0..13 * 37)
+            .map(|i| ((i * 7) % 11) as f32 / 5.0 - 1.0)
+            .collect();
+        a.program(&target);
+        let mut b = a.clone();
+        let batch = 6;
+        let xs: Vec<f32> = (0..batch * 37)
+            .map(|k| {
+                if k / 37 == 3 {
+                    0.0
+                } else {
+                    ((k * 13) % 17) as f32 / 8.0 - 1.0
+                }
+            })
+            .collect();
+        let mut ys = vec![0.0; batch * 13];
+        let reports = b.forward_batch(&xs, &mut ys, batch);
+        assert!(reports.iter().any(|r| r.mvm.passes > 1), "{reports:?}");
+        assert_eq!(reports[3].mvm.passes, 0);
+        for k in 0..batch {
+            let mut y = vec![0.0; 13];
+            let r = a.forward(&xs[k * 37..(k + 1) * 37], &mut y);
+            assert_eq!(r, reports[k], "input {k}");
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&y), bits(&ys[k * 13..(k + 1) * 13]), "input {k}");
+        }
+        assert_eq!(a.export_state(), b.export_state());
     }
 
     #[test]

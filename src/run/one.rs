@@ -212,6 +212,22 @@ impl Observer for Recorder {
     }
 }
 
+/// The dataset of `t` and `seed` from `cache`, built (or loaded) on first use.
+pub fn cached_dataset<'c>(
+    t: &TrainSpec,
+    seed: u64,
+    cache: &'c mut HashMap<String, Dataset>,
+) -> Result<&'c Dataset> {
+    let key = format!(
+        "{:?}|{}|{}|{}|{:?}|{:?}",
+        t.dataset, t.train_samples, t.test_samples, seed, t.crop, t.binarize
+    );
+    if !cache.contains_key(&key) {
+        cache.insert(key.clone(), dataset(t, seed)?);
+    }
+    Ok(&cache[&key])
+}
+
 /// Builds (or loads) the dataset a training spec asks for. Generated sets derive their seed from the
 /// scenario seed.
 pub fn dataset(t: &TrainSpec, seed: u64) -> Result<Dataset> {
@@ -283,6 +299,20 @@ pub struct RunOutput {
     pub wall_s: f64,
     /// The run stopped early as asked (`stop_after_epoch`): only its checkpoint was written.
     pub stopped: bool,
+    /// The trained network as plain data (backpropagation networks that finished; `None` for
+    /// equilibrium propagation and for a stopped run): what `aimsim infer` deploys.
+    pub trained: Option<Trained>,
+}
+
+/// A trained network as plain data: enough to rebuild it.
+#[derive(Debug, Clone)]
+pub struct Trained {
+    /// The network's shape and settings.
+    pub cfg: MlpConfig,
+    /// The hardware its layers are on (`None` for float weights).
+    pub hardware: Option<aimsim_networks::mlp::Hardware>,
+    /// Its state after training.
+    pub state: aimsim_networks::mlp::MlpState,
 }
 
 /// Trains one network as `spec` describes and writes metrics.csv, traces, histograms, plots and
@@ -301,19 +331,7 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
         bail!("{origin}: a training run needs a [train] section (docs/scenarios.md)");
     };
     let vname = name.map_or_else(|| s.name.clone(), str::to_string);
-    let key = format!(
-        "{:?}|{}|{}|{}|{:?}|{:?}",
-        t.dataset,
-        t.train_samples,
-        t.test_samples,
-        s.seed(),
-        t.crop,
-        t.binarize
-    );
-    if !cache.contains_key(&key) {
-        cache.insert(key.clone(), dataset(&t, s.seed())?);
-    }
-    let data = &cache[&key];
+    let data = cached_dataset(&t, s.seed(), cache)?;
     if t.validation as usize >= data.train_len() {
         bail!(
             "{origin}: train.validation = {} holds out every one of the {} training samples the \
@@ -532,6 +550,7 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
             effective_sha256: sha256_hex(effective.as_bytes()),
             wall_s: v_started.elapsed().as_secs_f64(),
             stopped: true,
+            trained: None,
         });
     }
     let mut files = write_variant(dir, &s, &res, &rec, &trace_files)?;
@@ -563,6 +582,14 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
         effective_sha256: sha256_hex(effective.as_bytes()),
         wall_s: v_started.elapsed().as_secs_f64(),
         stopped: false,
+        trained: match &net {
+            Net::Bp(mlp) => Some(Trained {
+                cfg: cfg.clone(),
+                hardware: hw_opt.cloned(),
+                state: mlp.export_state(),
+            }),
+            Net::Ep(_) => None,
+        },
     })
 }
 

@@ -23,6 +23,7 @@ mod chip;
 mod describe;
 mod device;
 mod ep;
+mod inference;
 mod load;
 mod local;
 mod locate;
@@ -38,6 +39,7 @@ mod variant;
 
 pub use describe::describe;
 pub use ep::EpSpec;
+pub use inference::{DEFAULT_TIMES_S, InferenceSpec};
 pub use load::{
     PointSet, load, load_point_str, load_str, load_variant_str, parse_override, read_scenario_text,
 };
@@ -125,6 +127,8 @@ pub struct Scenario {
     pub ep: EpSpec,
     /// Local-rule experiment (`[local]`), when the scenario has one.
     pub local: Option<LocalSpec>,
+    /// Deployment and aging (`[inference]`), when written (`aimsim infer` uses the defaults without).
+    pub inference: Option<InferenceSpec>,
     /// Names of the `[[variant]]`s, in file order.
     pub variants: Vec<String>,
     /// The `group` of each variant (same order as `variants`): variants of one group are candidates of
@@ -184,6 +188,28 @@ fn convert(
     };
     let ep = ep::ep_spec(file.ep, loc)?;
     let local = file.local.map(|l| local::local_spec(l, loc)).transpose()?;
+    let inference = match file.inference {
+        None => None,
+        Some(i) => {
+            match &train {
+                None => {
+                    return Err(loc.error(
+                        &split_key("inference"),
+                        "deploys a trained network: the scenario needs a [train] section",
+                    ));
+                }
+                Some(t) if t.algorithm == Algorithm::Ep => {
+                    return Err(loc.error(
+                        &split_key("inference"),
+                        "deploys backpropagation networks (train.algorithm = \"bp\"); equilibrium-\
+                         propagation networks are not deployed yet",
+                    ));
+                }
+                _ => {}
+            }
+            Some(inference::inference_spec(i, loc)?)
+        }
+    };
     let (variants, variant_groups) =
         variant::variants(file.variant, train.as_ref(), local.is_some(), loc)?;
     let seed = file.scenario.seed.unwrap_or(0);
@@ -216,6 +242,7 @@ fn convert(
         train,
         ep,
         local,
+        inference,
         variants,
         variant_groups,
         sweep,

@@ -23,6 +23,7 @@ pub struct ScenarioFile {
     pub train: Option<TrainSection>,
     pub ep: Option<EpSection>,
     pub local: Option<LocalSection>,
+    pub inference: Option<InferenceSection>,
     pub trace: Option<TraceSection>,
     pub variant: Option<Vec<VariantSection>>,
     pub sweep: Option<SweepSection>,
@@ -507,4 +508,81 @@ pub struct LocalSection {
     pub test_samples: Option<u32>,
     pub software: Option<bool>,
     pub seeds: Option<Vec<u64>>,
+}
+
+/// `[inference]`: deploying a trained network and aging it (`aimsim infer`, docs/inference.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferenceSection {
+    pub program: Option<ProgramName>,
+    pub tolerance: Option<f32>,
+    pub max_pulses: Option<u32>,
+    pub noise: Option<NoiseName>,
+    pub noise_sigma_us: Option<f64>,
+    pub mapping: Option<MappingName>,
+    pub g_max_us: Option<f64>,
+    pub retention: Option<RetentionName>,
+    pub drift: Option<DriftName>,
+    pub nu_mean: Option<f64>,
+    pub nu_sd: Option<f64>,
+    pub t0_s: Option<f64>,
+    pub relaxed: Option<f64>,
+    pub rate_median: Option<f64>,
+    pub rate_sigma: Option<f64>,
+    pub tau_s: Option<f64>,
+    pub read_noise: Option<NoiseName>,
+    pub q_s: Option<f64>,
+    pub t_read_s: Option<f64>,
+    pub fail_tau_s: Option<f64>,
+    pub fail_shape: Option<f64>,
+    pub fail_p_high: Option<f64>,
+    pub times_s: Option<Vec<f64>>,
+    pub compensation: Option<Vec<CompensationName>>,
+    pub repeats: Option<u32>,
+    pub histogram_bins: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub enum ProgramName {
+    Exact,
+    WriteVerify,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub enum NoiseName {
+    None,
+    Pcm,
+    Constant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub enum MappingName {
+    Layer,
+    Column,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub enum RetentionName {
+    None,
+    Drift,
+    Relaxation,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub enum DriftName {
+    Pcm,
+    Constant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub enum CompensationName {
+    None,
+    Global,
+    Column,
 }

@@ -24,68 +24,125 @@ pub fn gemv(w: &[f32], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn gemv_avx2(w: &[f32], rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
-    use std::arch::x86_64::*;
     assert!(w.len() >= rows * cols && x.len() >= cols && y.len() >= rows);
-    let chunks = cols / LANES;
-    let live = live_chunks(x, chunks);
-    let (wp, xp) = (w.as_ptr(), x.as_ptr());
+    let live = live_chunks(x, cols / LANES);
     let mut r = 0;
     while r + 4 <= rows {
-        let mut acc = [[_mm256_setzero_ps(); 2]; 4];
-        for c in &live {
-            let o = c * LANES;
-            // SAFETY: `o + LANES <= cols` (a whole chunk) and row `r + k < rows`: inside `x` and `w`.
-            let (xa, xb) = unsafe { (_mm256_loadu_ps(xp.add(o)), _mm256_loadu_ps(xp.add(o + 8))) };
-            for (k, a) in acc.iter_mut().enumerate() {
-                let p = unsafe { wp.add((r + k) * cols + o) };
-                let (wa, wb) = unsafe { (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))) };
-                a[0] = _mm256_add_ps(a[0], _mm256_mul_ps(wa, xa));
-                a[1] = _mm256_add_ps(a[1], _mm256_mul_ps(wb, xb));
-            }
-        }
-        // Lane `l` of the four rows side by side: 4x4 transposes of each group of four lanes.
-        let mut sum = _mm_setzero_ps();
-        for g in 0..4 {
-            let q = |k: usize| {
-                let v = acc[k][g / 2];
-                if g % 2 == 0 {
-                    _mm256_castps256_ps128(v)
-                } else {
-                    _mm256_extractf128_ps(v, 1)
-                }
-            };
-            let (q0, q1, q2, q3) = (q(0), q(1), q(2), q(3));
-            let (t0, t1) = (_mm_unpacklo_ps(q0, q1), _mm_unpacklo_ps(q2, q3));
-            let (t2, t3) = (_mm_unpackhi_ps(q0, q1), _mm_unpackhi_ps(q2, q3));
-            let lanes = [
-                _mm_movelh_ps(t0, t1),
-                _mm_movehl_ps(t1, t0),
-                _mm_movelh_ps(t2, t3),
-                _mm_movehl_ps(t3, t2),
-            ];
-            for (j, v) in lanes.into_iter().enumerate() {
-                // The first lane starts the sum (a partial sum is never -0, so this equals adding it
-                // to a zero start).
-                sum = if g == 0 && j == 0 {
-                    v
-                } else {
-                    _mm_add_ps(sum, v)
-                };
-            }
-        }
-        let mut s = [0.0f32; 4];
-        // SAFETY: four floats fit the array.
-        unsafe { _mm_storeu_ps(s.as_mut_ptr(), sum) };
-        for (k, s) in s.iter_mut().enumerate() {
-            let row = &w[(r + k) * cols..(r + k + 1) * cols];
-            for j in chunks * LANES..cols {
-                *s += row[j] * x[j];
-            }
-            y[r + k] = *s;
-        }
+        // SAFETY: the CPU supports AVX2 (this function's feature); rows `r..r + 4` exist.
+        unsafe { block4_avx2(w, r, cols, x, &live, &mut y[r..r + 4]) };
         r += 4;
     }
     gemv_rows(w, r, rows, cols, x, &live, y);
+}
+
+/// Rows `r..r + 4` of `y = W x` into `y4`: the body of [`gemv_avx2`].
+///
+/// # Safety
+/// The CPU must support AVX2, and `r + 4 <= rows` with `w` holding `rows x cols` and `x` `cols` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn block4_avx2(w: &[f32], r: usize, cols: usize, x: &[f32], live: &[usize], y4: &mut [f32]) {
+    use std::arch::x86_64::*;
+    debug_assert!(w.len() >= (r + 4) * cols && x.len() >= cols && y4.len() >= 4);
+    let chunks = cols / LANES;
+    let (wp, xp) = (w.as_ptr(), x.as_ptr());
+    let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+    for c in live {
+        let o = c * LANES;
+        // SAFETY: `o + LANES <= cols` (a whole chunk) and row `r + k < rows`: inside `x` and `w`.
+        let (xa, xb) = unsafe { (_mm256_loadu_ps(xp.add(o)), _mm256_loadu_ps(xp.add(o + 8))) };
+        for (k, a) in acc.iter_mut().enumerate() {
+            let p = unsafe { wp.add((r + k) * cols + o) };
+            let (wa, wb) = unsafe { (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))) };
+            a[0] = _mm256_add_ps(a[0], _mm256_mul_ps(wa, xa));
+            a[1] = _mm256_add_ps(a[1], _mm256_mul_ps(wb, xb));
+        }
+    }
+    // Lane `l` of the four rows side by side: 4x4 transposes of each group of four lanes.
+    let mut sum = _mm_setzero_ps();
+    for g in 0..4 {
+        let q = |k: usize| {
+            let v = acc[k][g / 2];
+            if g % 2 == 0 {
+                _mm256_castps256_ps128(v)
+            } else {
+                _mm256_extractf128_ps(v, 1)
+            }
+        };
+        let (q0, q1, q2, q3) = (q(0), q(1), q(2), q(3));
+        let (t0, t1) = (_mm_unpacklo_ps(q0, q1), _mm_unpacklo_ps(q2, q3));
+        let (t2, t3) = (_mm_unpackhi_ps(q0, q1), _mm_unpackhi_ps(q2, q3));
+        let lanes = [
+            _mm_movelh_ps(t0, t1),
+            _mm_movehl_ps(t1, t0),
+            _mm_movelh_ps(t2, t3),
+            _mm_movehl_ps(t3, t2),
+        ];
+        for (j, v) in lanes.into_iter().enumerate() {
+            // The first lane starts the sum (a partial sum is never -0, so this equals adding it
+            // to a zero start).
+            sum = if g == 0 && j == 0 {
+                v
+            } else {
+                _mm_add_ps(sum, v)
+            };
+        }
+    }
+    let mut s = [0.0f32; 4];
+    // SAFETY: four floats fit the array.
+    unsafe { _mm_storeu_ps(s.as_mut_ptr(), sum) };
+    for (k, s) in s.iter_mut().enumerate() {
+        let row = &w[(r + k) * cols..(r + k + 1) * cols];
+        for j in chunks * LANES..cols {
+            *s += row[j] * x[j];
+        }
+        y4[k] = *s;
+    }
+}
+
+/// `y_b = W x_b` for `batch` inputs (`xs` holds them one after another, `cols` values each; `ys` the
+/// outputs, `rows` each): every output is the same bits as [`gemv`] of its input alone. Each block of
+/// rows is applied to every input of the batch while it is in cache, so a batch reads the weights
+/// once instead of once per input.
+pub fn gemv_batch(w: &[f32], rows: usize, cols: usize, xs: &[f32], ys: &mut [f32], batch: usize) {
+    assert!(xs.len() >= batch * cols && ys.len() >= batch * rows);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2.
+        return unsafe { gemv_batch_avx2(w, rows, cols, xs, ys, batch) };
+    }
+    for b in 0..batch {
+        gemv_body(
+            w,
+            rows,
+            cols,
+            &xs[b * cols..(b + 1) * cols],
+            &mut ys[b * rows..(b + 1) * rows],
+        );
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn gemv_batch_avx2(w: &[f32], rows: usize, cols: usize, xs: &[f32], ys: &mut [f32], batch: usize) {
+    assert!(w.len() >= rows * cols);
+    let lives: Vec<Vec<usize>> = (0..batch)
+        .map(|b| live_chunks(&xs[b * cols..(b + 1) * cols], cols / LANES))
+        .collect();
+    let mut r = 0;
+    while r + 4 <= rows {
+        for (b, live) in lives.iter().enumerate() {
+            let x = &xs[b * cols..(b + 1) * cols];
+            // SAFETY: the CPU supports AVX2 (this function's feature); rows `r..r + 4` exist.
+            unsafe { block4_avx2(w, r, cols, x, live, &mut ys[b * rows + r..b * rows + r + 4]) };
+        }
+        r += 4;
+    }
+    for (b, live) in lives.iter().enumerate() {
+        let x = &xs[b * cols..(b + 1) * cols];
+        gemv_rows(w, r, rows, cols, x, live, &mut ys[b * rows..(b + 1) * rows]);
+    }
 }
 
 /// Indices of the input chunks that are not all zero.
@@ -238,6 +295,36 @@ mod tests {
         let want = full(&w, rows, cols, &x);
         let bits = |v: &[f32]| v.iter().map(|a| a.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&y), bits(&want));
+    }
+
+    #[test]
+    fn a_batch_gives_the_bits_of_its_inputs_one_by_one() {
+        for (rows, cols, batch) in [(37, 53, 5), (256, 784, 3), (10, 128, 7), (3, 40, 2)] {
+            let w: Vec<f32> = (0..rows * cols)
+                .map(|k| ((k * 7919) % 1009) as f32 / 500.0 - 1.0)
+                .collect();
+            let xs: Vec<f32> = (0..batch * cols)
+                .map(|k| {
+                    if (k / 16) % (3 + k / cols) == 1 {
+                        0.0
+                    } else {
+                        (k as f32 * 0.37).sin()
+                    }
+                })
+                .collect();
+            let mut ys = vec![0.0; batch * rows];
+            gemv_batch(&w, rows, cols, &xs, &mut ys, batch);
+            for b in 0..batch {
+                let mut y = vec![0.0; rows];
+                gemv(&w, rows, cols, &xs[b * cols..(b + 1) * cols], &mut y);
+                let bits = |v: &[f32]| v.iter().map(|a| a.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&ys[b * rows..(b + 1) * rows]),
+                    bits(&y),
+                    "{rows}x{cols} #{b}"
+                );
+            }
+        }
     }
 
     #[test]
