@@ -12,12 +12,14 @@ use sha2::{Digest, Sha256};
 const PULSES: usize = 20;
 const DEVICES: usize = 3;
 const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
-const FILES: [&str; 6] = [
+const FILES: [&str; 8] = [
     "trace.npy",
     "trace.csv",
     "trace_devices.csv",
     "response.svg",
     "response.png",
+    "step_vs_g.svg",
+    "step_vs_g.png",
     "manifest.json",
 ];
 
@@ -124,7 +126,7 @@ fn check_device_run(rel: &str) {
     want.sort();
     assert_eq!(
         names, want,
-        "{rel}: output folder holds exactly the five result files"
+        "{rel}: output folder holds exactly the result files"
     );
 
     let text = fs::read_to_string(root().join(rel)).unwrap();
@@ -251,6 +253,14 @@ fn check_device_run(rel: &str) {
     );
     if rel.contains("ag-a-si") {
         assert!(svg.contains("conductance (nS)"), "{rel}: not in nS");
+    }
+    let steps = fs::read_to_string(out.0.join("step_vs_g.svg")).unwrap();
+    for text in [
+        " change per pulse (",
+        " before the pulse (",
+        "10-90 percentile",
+    ] {
+        assert!(steps.contains(text), "{rel}: step_vs_g.svg lacks {text}");
     }
 }
 
