@@ -110,8 +110,8 @@ pub fn protocol_devices(spec: Option<&TraceSpec>, devices: usize, seed: u64) -> 
 }
 
 /// Runs the pulse-response protocol of a loaded scenario and writes trace.npy, trace.csv,
-/// trace_devices.csv, response.svg, response.png and manifest.json into `out`. The trace is streamed
-/// to disk as the protocol runs.
+/// trace_devices.csv, response.svg/png, step_vs_g.svg/png (step size against state) and manifest.json
+/// into `out`. The trace is streamed to disk as the protocol runs.
 pub fn device(loaded: &Loaded, out: &Path) -> Result<DeviceRun> {
     let started = Instant::now();
     let s = &loaded.scenario;
@@ -194,7 +194,18 @@ pub fn device(loaded: &Loaded, out: &Path) -> Result<DeviceRun> {
             unit: pop.unit(),
         },
     )?;
-    files.extend(["response.svg", "response.png", "manifest.json"].map(String::from));
+    files.extend(["response.svg", "response.png"].map(String::from));
+    let steps = crate::plotdir::StepPlot {
+        title: &title,
+        unit: pop.unit(),
+        every,
+        pulses: u64::from(s.protocol.pulses),
+    };
+    if crate::plotdir::step_plot(out, out, &steps)? {
+        let stem = crate::plotdir::STEP_PLOT;
+        files.extend([format!("{stem}.svg"), format!("{stem}.png")]);
+    }
+    files.push("manifest.json".into());
     let manifest = json!({
         "command": "device",
         "aimsim_version": env!("CARGO_PKG_VERSION"),

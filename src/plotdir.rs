@@ -3,9 +3,10 @@
 //!
 //! What is drawn depends on what the folder holds: a sweep (`results.csv` + `plan.json`): a metric
 //! against a swept key, one line per value of a second key, error bars over repeats; a training run
-//! (`metrics.csv`): accuracy against epoch, conductance histograms, traced conductances; a folder of
-//! runs (`summary.csv`): each run plus a comparison; a device run (`trace.csv` with a `cycle` column):
-//! the pulse response.
+//! (`metrics.csv`): accuracy against epoch, conductance histograms, traced conductances ([`trace_plot`],
+//! which `aimsim run` draws too); a folder of runs (`summary.csv`): each run plus a comparison; a device
+//! run (`trace.csv` with a `cycle` column): the pulse response and the step size against the state
+//! ([`step_plot`], which `aimsim device` draws too).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,8 +15,9 @@ use anyhow::{Context, Result, bail};
 
 use crate::metrics::FINAL_COLUMNS;
 use crate::output::ensure_dir;
-use crate::plot::{self, Chart, Series};
+use crate::plot::{self, Band, Chart, Series, device_axis};
 use crate::sweep::Plan;
+use crate::trace::for_each_npy_row;
 
 /// One histogram of histogram.csv: (time, layer) and its bins (low edge, high edge, count).
 type HistogramLine = ((String, String), Vec<(f32, f32, f32)>);
@@ -113,18 +115,22 @@ fn title_of(dir: &Path) -> String {
         .unwrap_or_else(|| dir.display().to_string())
 }
 
-/// Pulse response of a device run: conductance of every sampled device against pulse number.
+/// Pulse response of a device run (conductance of every sampled device against pulse number) and, where
+/// the manifest describes the protocol, the step size against the state ([`step_plot`]).
 fn device_plot(dir: &Path, out: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
     let t = Table::read(&dir.join("trace.csv"))?;
     let (Some(dc), Some(pc), Some(gc)) = (t.col("device"), t.col("pulse"), t.col("conductance"))
     else {
         return Ok(());
     };
-    let unit = std::fs::read_to_string(dir.join("manifest.json"))
+    let manifest = std::fs::read_to_string(dir.join("manifest.json"))
         .ok()
         .and_then(|m| serde_json::from_str::<serde_json::Value>(&m).ok())
-        .and_then(|m| m["trace"]["unit"].as_str().map(String::from))
-        .unwrap_or_else(|| "uS".into());
+        .unwrap_or_default();
+    let unit = manifest["trace"]["unit"]
+        .as_str()
+        .unwrap_or("uS")
+        .to_string();
     let mut by_device: BTreeMap<u64, Vec<(f32, f32)>> = BTreeMap::new();
     for r in &t.rows {
         if let (Some(d), Some(p), Some(g)) = (r[dc].parse::<u64>().ok(), t.num(r, pc), t.num(r, gc))
@@ -132,24 +138,261 @@ fn device_plot(dir: &Path, out: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
             by_device.entry(d).or_default().push((p, g));
         }
     }
+    let title = title_of(dir);
     let chart = Chart {
-        title: title_of(dir),
+        title: title.clone(),
         subtitle: format!(
             "pulse response of {} device(s): potentiation then depression pulses",
             by_device.len()
         ),
         x_label: "pulse number".into(),
-        y_label: if unit == "uS" {
-            "conductance (uS)".into()
-        } else {
-            format!("weight ({unit})")
-        },
+        y_label: device_axis(&unit, ""),
         series: device_series(by_device),
         y_range: None,
     };
     plot::write(out, "response", &chart)?;
     written(out, "response", files);
+    let (Some(every), Some(pulses)) = (
+        manifest["trace"]["every"].as_u64(),
+        manifest["protocol"]["pulses"].as_u64(),
+    ) else {
+        return Ok(());
+    };
+    let p = StepPlot {
+        title: &title,
+        unit: &unit,
+        every,
+        pulses,
+    };
+    if step_plot(dir, out, &p)? {
+        written(out, STEP_PLOT, files);
+    }
     Ok(())
+}
+
+/// File stem of the step-size plot of a device run.
+pub const STEP_PLOT: &str = "step_vs_g";
+
+/// Bins of the state axis of the step-size plot.
+const STEP_BINS: usize = 40;
+
+/// Traced devices the step-size statistics use at most (the first ones, in column order).
+const STEP_DEVICES: usize = 1024;
+
+/// One bin of a step-size curve: the steps of the pulses that found a device's state in the bin, as one
+/// mean per device, summarized over the devices.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepBin {
+    /// Centre of the bin: the state before the pulse, in the trace's unit.
+    pub g: f32,
+    /// Mean over the devices of each device's mean step in the bin (signed: down steps are negative).
+    pub mean: f32,
+    /// 10th percentile over the devices of their mean steps.
+    pub p10: f32,
+    /// 90th percentile over the devices of their mean steps.
+    pub p90: f32,
+    /// Devices with a step in the bin.
+    pub devices: usize,
+}
+
+/// Step size against state of a pulse-response trace, for up and for down pulses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepCurves {
+    /// Potentiation pulses, bins in increasing state.
+    pub up: Vec<StepBin>,
+    /// Depression pulses, bins in increasing state.
+    pub down: Vec<StepBin>,
+    /// Devices the statistics cover.
+    pub devices: usize,
+}
+
+/// The step per pulse of every device between two records of a pulse-response trace, when the pulses
+/// between them all went one way: `(up, state before, step per pulse)` for each device, by `f`.
+/// `pulses` is the protocol's pulses per direction: pulse `q` (from 1) is an up pulse when
+/// `(q - 1) / pulses` is even.
+fn record_steps(
+    (p0, v0): (u64, &[f32]),
+    (p1, v1): (u64, &[f32]),
+    pulses: u64,
+    f: &mut dyn FnMut(usize, bool, f32, f32),
+) {
+    if p1 <= p0 || pulses == 0 {
+        return;
+    }
+    let (phase0, phase1) = (p0 / pulses, (p1 - 1) / pulses);
+    if phase0 != phase1 {
+        return;
+    }
+    let n = (p1 - p0) as f32;
+    let up = phase1.is_multiple_of(2);
+    for (d, (a, b)) in v0.iter().zip(v1).enumerate().take(STEP_DEVICES) {
+        if a.is_finite() && b.is_finite() {
+            f(d, up, *a, (b - a) / n);
+        }
+    }
+}
+
+/// Step size against state from the records of a pulse-response trace. `rows` feeds the records to
+/// its argument as `(pulse, values of the traced devices)` in time order (it is called twice: once for
+/// the state range, once for the bins); `pulses` is the protocol's pulses per direction. The step of a
+/// record is the change since the previous record divided by the pulses between them, counted at the
+/// state before; pairs of records with pulses of both directions between them are skipped. A bin is
+/// drawn where at least a fifth of the devices (at least one) have steps in it, each device counting
+/// once (its mean step in the bin).
+pub fn steps_vs_g<R>(mut rows: R, pulses: u64, bins: usize) -> Result<StepCurves>
+where
+    R: FnMut(&mut dyn FnMut(u64, &[f32])) -> Result<()>,
+{
+    let bins = bins.max(1);
+    // Pass 1: the range of states before a pulse, and the devices.
+    let (mut lo, mut hi, mut devices) = (f32::INFINITY, f32::NEG_INFINITY, 0usize);
+    // The previous record: its pulse (none before the first) and values.
+    let (mut p0, mut v0): (Option<u64>, Vec<f32>) = (None, Vec::new());
+    rows(&mut |p, v| {
+        devices = devices.max(v.len().min(STEP_DEVICES));
+        if let Some(p0) = p0 {
+            record_steps((p0, &v0), (p, v), pulses, &mut |_, _, g, _| {
+                lo = lo.min(g);
+                hi = hi.max(g);
+            });
+        }
+        p0 = Some(p);
+        v0.clear();
+        v0.extend_from_slice(v);
+    })?;
+    if !lo.is_finite() {
+        return Ok(StepCurves {
+            up: Vec::new(),
+            down: Vec::new(),
+            devices,
+        });
+    }
+    let width = if hi > lo {
+        (hi - lo) / bins as f32
+    } else {
+        1.0
+    };
+    let bin = |g: f32| (((g - lo) / width) as usize).min(bins - 1);
+    // Pass 2: per direction, device and bin, the sum and count of steps.
+    let mut sums = vec![0.0f64; 2 * devices * bins];
+    let mut counts = vec![0u32; 2 * devices * bins];
+    let (mut p0, mut v0): (Option<u64>, Vec<f32>) = (None, Vec::new());
+    rows(&mut |p, v| {
+        if let Some(p0) = p0 {
+            record_steps((p0, &v0), (p, v), pulses, &mut |d, up, g, step| {
+                let i = (usize::from(!up) * devices + d) * bins + bin(g);
+                sums[i] += f64::from(step);
+                counts[i] += 1;
+            });
+        }
+        p0 = Some(p);
+        v0.clear();
+        v0.extend_from_slice(v);
+    })?;
+    let curve = |dir: usize| -> Vec<StepBin> {
+        let active = (0..devices)
+            .filter(|d| (0..bins).any(|b| counts[(dir * devices + d) * bins + b] > 0))
+            .count();
+        let needed = active.div_ceil(5).max(1);
+        (0..bins)
+            .filter_map(|b| {
+                let mut means: Vec<f32> = (0..devices)
+                    .map(|d| (dir * devices + d) * bins + b)
+                    .filter(|&i| counts[i] > 0)
+                    .map(|i| (sums[i] / f64::from(counts[i])) as f32)
+                    .collect();
+                if means.len() < needed {
+                    return None;
+                }
+                means.sort_by(f32::total_cmp);
+                Some(StepBin {
+                    g: lo + (b as f32 + 0.5) * width,
+                    mean: means.iter().sum::<f32>() / means.len() as f32,
+                    p10: percentile(&means, 0.1),
+                    p90: percentile(&means, 0.9),
+                    devices: means.len(),
+                })
+            })
+            .collect()
+    };
+    Ok(StepCurves {
+        up: curve(0),
+        down: curve(1),
+        devices,
+    })
+}
+
+/// The `q` quantile of sorted values, linearly interpolated between ranks.
+fn percentile(sorted: &[f32], q: f32) -> f32 {
+    let pos = q * (sorted.len() - 1) as f32;
+    let (i, frac) = (pos.floor() as usize, pos.fract());
+    match sorted.get(i + 1) {
+        Some(next) => sorted[i] + frac * (next - sorted[i]),
+        None => sorted[i],
+    }
+}
+
+/// What the step-size plot of a device run needs besides the folder's trace.npy.
+#[derive(Debug, Clone)]
+pub struct StepPlot<'a> {
+    /// Title (device label or folder name).
+    pub title: &'a str,
+    /// Unit of the trace (`uS` or `w`).
+    pub unit: &'a str,
+    /// Pulses between two records of the trace (`trace.every`).
+    pub every: u64,
+    /// Pulses per direction of the protocol (`protocol.pulses`).
+    pub pulses: u64,
+}
+
+/// Draws `step_vs_g.svg/png` of a device run into `out`: the change per pulse against the state before
+/// the pulse, up and down pulses, mean over the devices with a 10-90 percentile band
+/// ([`steps_vs_g`] on `dir/trace.npy`). Returns whether it drew one (a trace too sparse for steps of
+/// one direction draws none).
+pub fn step_plot(dir: &Path, out: &Path, p: &StepPlot) -> Result<bool> {
+    let npy = dir.join("trace.npy");
+    let every = p.every.max(1);
+    let curves = steps_vs_g(
+        |f: &mut dyn FnMut(u64, &[f32])| {
+            for_each_npy_row(&npy, &mut |r, v| f(r * every, v)).map(|_| ())
+        },
+        p.pulses,
+        STEP_BINS,
+    )?;
+    if curves.up.is_empty() && curves.down.is_empty() {
+        return Ok(false);
+    }
+    let mut series = Vec::new();
+    let mut bands = Vec::new();
+    for (name, c) in [("up", &curves.up), ("down", &curves.down)] {
+        bands.push(Band {
+            label: format!("{name}: 10-90 percentile of devices"),
+            series: series.len(),
+            points: c.iter().map(|b| (b.g, b.p10, b.p90)).collect(),
+        });
+        series.push(Series {
+            label: format!("{name} pulses: mean of devices"),
+            points: c.iter().map(|b| (b.g, b.mean)).collect(),
+            markers: false,
+        });
+    }
+    let mut subtitle = format!(
+        "step per pulse against the state before it, {} device(s), {STEP_BINS} state bins",
+        curves.devices
+    );
+    if every > 1 {
+        subtitle += &format!("; mean step over records {every} pulses apart");
+    }
+    let chart = Chart {
+        title: p.title.to_string(),
+        subtitle,
+        x_label: device_axis(p.unit, " before the pulse"),
+        y_label: device_axis(p.unit, " change per pulse"),
+        series,
+        y_range: None,
+    };
+    plot::write_chart(out, STEP_PLOT, &chart, None, &bands)?;
+    Ok(true)
 }
 
 /// Accuracy, histograms and traces of one training run.
@@ -267,40 +510,163 @@ fn run_plots(dir: &Path, out: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
         }
     }
 
-    let trace = dir.join("trace.csv");
-    if trace.is_file() {
-        let t = Table::read(&trace)?;
-        // Traced devices are numbered by `column` (older folders: `device`).
-        if let (Some(dc), Some(sc), Some(gc)) = (
-            t.col("column").or_else(|| t.col("device")),
-            t.col("step"),
-            t.col("conductance"),
-        ) {
-            let mut by_device: BTreeMap<u64, Vec<(f32, f32)>> = BTreeMap::new();
-            for r in &t.rows {
-                if let (Some(d), Some(s), Some(g)) =
-                    (r[dc].parse::<u64>().ok(), t.num(r, sc), t.num(r, gc))
-                {
-                    by_device.entry(d).or_default().push((s, g));
-                }
-            }
-            let n = by_device.len();
-            plot::write(
-                out,
-                "trace",
-                &Chart {
-                    title: format!("{title}: traced devices during training"),
-                    subtitle: format!("{n} device(s); conductance as recorded in trace.csv"),
-                    x_label: "training sample (update step)".into(),
-                    y_label: "conductance (uS, or weight units for step models)".into(),
-                    series: device_series(by_device),
-                    y_range: None,
-                },
-            )?;
-            written(out, "trace", files);
-        }
+    for f in trace_plot(dir, out, &title)? {
+        files.push(out.join(f));
     }
     Ok(())
+}
+
+/// Curves of `trace.png` at most (the first traced devices, in column order).
+const TRACE_CURVES: usize = 32;
+
+/// Points per curve of `trace.png` at most (records are thinned evenly beyond it).
+const TRACE_POINTS: usize = 2000;
+
+/// At most about `2 x cap` points of a stream, evenly spaced: when full, every other point goes and
+/// the spacing doubles; the last point is always kept.
+struct Thinned {
+    points: Vec<(f32, f32)>,
+    stride: u64,
+    seen: u64,
+    last: Option<(f32, f32)>,
+}
+
+impl Thinned {
+    fn new() -> Self {
+        Thinned {
+            points: Vec::new(),
+            stride: 1,
+            seen: 0,
+            last: None,
+        }
+    }
+
+    fn push(&mut self, p: (f32, f32)) {
+        if self.seen.is_multiple_of(self.stride) {
+            self.points.push(p);
+            if self.points.len() >= 2 * TRACE_POINTS {
+                let kept = self.points.iter().copied().step_by(2).collect();
+                self.points = kept;
+                self.stride *= 2;
+            }
+        }
+        self.seen += 1;
+        self.last = Some(p);
+    }
+
+    fn finish(mut self) -> Vec<(f32, f32)> {
+        if let Some(p) = self.last
+            && self.points.last() != Some(&p)
+        {
+            self.points.push(p);
+        }
+        self.points
+    }
+}
+
+/// Draws `trace.svg/png` of a training run into `out` from `dir/trace.csv`: the traced devices'
+/// conductance (or weight, by the unit in trace_devices.csv) against training sample, one line per
+/// device (the first 32), each named by its place (layer, tile, row, column, role). The file is read as
+/// a stream and thinned, so memory does not grow with the run. Returns the files written (none without
+/// a trace). `aimsim run` and `aimsim plot` both draw it; `name` starts the title.
+pub fn trace_plot(dir: &Path, out: &Path, name: &str) -> Result<Vec<String>> {
+    let path = dir.join("trace.csv");
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let mut r =
+        csv::Reader::from_path(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let header = r
+        .headers()
+        .with_context(|| format!("{}: no header", path.display()))?
+        .clone();
+    let col = |n: &str| header.iter().position(|h| h == n);
+    // Traced devices are numbered by `column` (older folders: `device`).
+    let (Some(dc), Some(sc), Some(gc)) = (
+        col("column").or_else(|| col("device")),
+        col("step"),
+        col("conductance"),
+    ) else {
+        return Ok(Vec::new());
+    };
+    let place: Vec<Option<usize>> = ["layer", "tile", "row", "col", "role"]
+        .iter()
+        .map(|n| col(n))
+        .collect();
+    let mut curves: BTreeMap<u64, (String, Thinned)> = BTreeMap::new();
+    let mut devices = std::collections::BTreeSet::new();
+    let mut rec = csv::StringRecord::new();
+    while r
+        .read_record(&mut rec)
+        .with_context(|| format!("{}: malformed row", path.display()))?
+    {
+        let (Some(d), Some(s), Some(g)) = (
+            rec.get(dc).and_then(|v| v.parse::<u64>().ok()),
+            rec.get(sc).and_then(|v| v.trim().parse::<f32>().ok()),
+            rec.get(gc).and_then(|v| v.trim().parse::<f32>().ok()),
+        ) else {
+            continue;
+        };
+        devices.insert(d);
+        if !curves.contains_key(&d) && curves.len() >= TRACE_CURVES {
+            continue;
+        }
+        curves
+            .entry(d)
+            .or_insert_with(|| {
+                let cell = |k: usize| place[k].and_then(|c| rec.get(c)).unwrap_or("?");
+                let label = if place.iter().all(Option::is_some) {
+                    format!(
+                        "layer {} tile {} ({}, {}) {}",
+                        cell(0),
+                        cell(1),
+                        cell(2),
+                        cell(3),
+                        cell(4)
+                    )
+                } else {
+                    format!("device {d}")
+                };
+                (label, Thinned::new())
+            })
+            .1
+            .push((s, g));
+    }
+    if curves.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The unit of every column is in trace_devices.csv (older folders without it: uS).
+    let unit = Table::read(&dir.join("trace_devices.csv"))
+        .ok()
+        .and_then(|t| {
+            let c = t.col("unit")?;
+            t.rows.first().map(|r| r[c].clone())
+        })
+        .unwrap_or_else(|| "uS".into());
+    let n = devices.len();
+    let shown = if n > curves.len() {
+        format!("the first {} of {n} traced devices", curves.len())
+    } else {
+        format!("{n} traced device(s)")
+    };
+    let quantity = if unit == "w" { "weight" } else { "conductance" };
+    let chart = Chart {
+        title: format!("{name}: traced devices during training"),
+        subtitle: format!("{shown}; stored {quantity} as recorded in trace.csv"),
+        x_label: "training sample (update step)".into(),
+        y_label: device_axis(&unit, ""),
+        series: curves
+            .into_values()
+            .map(|(label, points)| Series {
+                label,
+                points: points.finish(),
+                markers: false,
+            })
+            .collect(),
+        y_range: None,
+    };
+    plot::write(out, "trace", &chart)?;
+    Ok(vec!["trace.svg".into(), "trace.png".into()])
 }
 
 /// A folder of runs (`aimsim run` with variants or seeds): every run's plots and a comparison.
@@ -686,4 +1052,123 @@ fn sweep_plots(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("aimsim-plotdir-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// Feeds `records` (pulse, values) to `steps_vs_g` as a trace would.
+    fn steps(records: &[(u64, Vec<f32>)], pulses: u64, bins: usize) -> StepCurves {
+        steps_vs_g(
+            |f: &mut dyn FnMut(u64, &[f32])| {
+                for (p, v) in records {
+                    f(*p, v);
+                }
+                Ok(())
+            },
+            pulses,
+            bins,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn steps_are_the_differences_of_the_state_by_direction_and_state() {
+        // Two devices, 4 pulses up then 4 down. Device 0 steps +1 up and -0.5 down; device 1 steps +3
+        // up and -1.5 down. States run 0..12; two bins: [0, 6) and [6, 12].
+        let d0 = [0.0, 1.0, 2.0, 3.0, 4.0, 3.5, 3.0, 2.5, 2.0];
+        let d1 = [0.0, 3.0, 6.0, 9.0, 12.0, 10.5, 9.0, 7.5, 6.0];
+        let records: Vec<(u64, Vec<f32>)> =
+            (0..9).map(|p| (p as u64, vec![d0[p], d1[p]])).collect();
+        let c = steps(&records, 4, 2);
+        assert_eq!(c.devices, 2);
+        // Up, low bin: device 0 (4 steps of 1 from 0..3) and device 1 (steps from 0 and 3: 3 each).
+        assert_eq!(c.up.len(), 2);
+        assert_eq!((c.up[0].g, c.up[0].devices), (3.0, 2));
+        assert_eq!(c.up[0].mean, 2.0);
+        assert_eq!((c.up[0].p10, c.up[0].p90), (1.2, 2.8));
+        // Up, high bin: only device 1 (steps from 6 and 9).
+        assert_eq!((c.up[1].g, c.up[1].mean, c.up[1].devices), (9.0, 3.0, 1));
+        // Down: device 0 (from 4, 3.5, 3, 2.5) in the low bin; device 1 from 12, 10.5, 9, 7.5 in the
+        // high one.
+        let down: Vec<(f32, f32, usize)> =
+            c.down.iter().map(|b| (b.g, b.mean, b.devices)).collect();
+        assert_eq!(down, [(3.0, -0.5, 1), (9.0, -1.5, 1)]);
+
+        // Records 3 pulses apart: steps per pulse from pairs within one phase; the pair 3 -> 6
+        // (pulse 4 up, pulses 5-6 down) is skipped.
+        let sparse: Vec<(u64, Vec<f32>)> = [0, 3, 6].iter().map(|&p| records[p].clone()).collect();
+        let c = steps(&sparse, 4, 1);
+        assert_eq!(c.up.len(), 1);
+        assert_eq!(c.up[0].mean, 2.0);
+        assert!(c.down.is_empty());
+        // Read as a protocol of 3 pulses per direction, 3 -> 6 is all down pulses: the states (3 -> 3,
+        // 9 -> 9) give steps of 0, and 0 -> 3 all up: 1 and 3 per pulse.
+        let c = steps(&sparse, 3, 1);
+        assert_eq!((c.up.len(), c.down.len()), (1, 1));
+        assert_eq!((c.up[0].mean, c.down[0].mean), (2.0, 0.0));
+    }
+
+    #[test]
+    fn trace_plot_names_devices_and_the_unit() {
+        let dir = temp("trace");
+        // A training trace of weight-unit devices: 2 devices, 3 records.
+        let mut csv =
+            String::from("step,pulses,column,layer,tile,array,role,row,col,conductance\n");
+        for (s, v) in [(0, 0.1), (100, 0.2), (200, 0.15)] {
+            csv += &format!("{s},0,0,0,1,0,G+,2,5,{v}\n{s},0,1,1,0,1,G-,0,3,{}\n", -v);
+        }
+        std::fs::write(dir.join("trace.csv"), csv).unwrap();
+        std::fs::write(
+            dir.join("trace_devices.csv"),
+            "column,layer,tile,array,role,row,col,unit\n0,0,1,0,G+,2,5,w\n1,1,0,1,G-,0,3,w\n",
+        )
+        .unwrap();
+        let files = trace_plot(&dir, &dir, "run").unwrap();
+        assert_eq!(files, ["trace.svg", "trace.png"]);
+        let svg = std::fs::read_to_string(dir.join("trace.svg")).unwrap();
+        for text in [
+            "weight (normalized units)",
+            "layer 0 tile 1 (2, 5) G+",
+            "layer 1 tile 0 (0, 3) G-",
+            "2 traced device(s)",
+        ] {
+            assert!(svg.contains(text), "trace.svg lacks {text}");
+        }
+        assert!(!svg.contains("or weight"), "hedged axis label");
+        // A folder without a trace draws nothing.
+        std::fs::remove_file(dir.join("trace.csv")).unwrap();
+        assert!(trace_plot(&dir, &dir, "run").unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn thinning_keeps_the_ends_and_bounds_the_points() {
+        let mut t = Thinned::new();
+        for i in 0..100_001 {
+            t.push((i as f32, 0.0));
+        }
+        let p = t.finish();
+        assert!(
+            p.len() <= 2 * TRACE_POINTS + 1 && p.len() >= TRACE_POINTS,
+            "{}",
+            p.len()
+        );
+        assert_eq!(p.first().unwrap().0, 0.0);
+        assert_eq!(p.last().unwrap().0, 100_000.0);
+        // Evenly spaced (but for the last point).
+        let gaps: std::collections::BTreeSet<u32> = p[..p.len() - 1]
+            .windows(2)
+            .map(|w| (w[1].0 - w[0].0) as u32)
+            .collect();
+        assert_eq!(gaps.len(), 1, "{gaps:?}");
+    }
 }

@@ -387,6 +387,38 @@ pub fn write_sidecar(
     write_atomic(&dir.join("trace_devices.csv"), text.as_bytes())
 }
 
+/// Reads a trace's `.npy` (float32, C order, rows x traced devices, as [`TraceWriter`] writes it) row by
+/// row, holding one row in memory: calls `f(row, values)` for every row in order. Returns the row count.
+pub fn for_each_npy_row(path: &Path, f: &mut dyn FnMut(u64, &[f32])) -> Result<u64> {
+    let p = path.display();
+    let file = File::open(path).with_context(|| format!("cannot open {p}"))?;
+    let npy = npyz::NpyFile::new(std::io::BufReader::new(file))
+        .with_context(|| format!("{p}: not a readable .npy file"))?;
+    let &[rows, cols] = npy.shape() else {
+        bail!(
+            "{p}: a trace is a 2-D array, this one has shape {:?}",
+            npy.shape()
+        );
+    };
+    if npy.order() != npyz::Order::C {
+        bail!("{p}: a trace is stored in C order");
+    }
+    let mut data = npy
+        .data::<f32>()
+        .with_context(|| format!("{p}: not float32 data"))?;
+    let mut row = vec![0.0f32; cols as usize];
+    for r in 0..rows {
+        for v in row.iter_mut() {
+            *v = data
+                .next()
+                .with_context(|| format!("{p}: shorter than its header says"))?
+                .with_context(|| format!("{p}: cannot read row {r}"))?;
+        }
+        f(r, &row);
+    }
+    Ok(rows)
+}
+
 /// Pulses applied so far by every tile of `net`.
 fn total_pulses(net: &dyn Network) -> u64 {
     net.layer_tiles()

@@ -6,12 +6,14 @@ use std::path::Path;
 
 use serde_json::Value;
 
-const FILES: [&str; 6] = [
+const FILES: [&str; 8] = [
     "trace.npy",
     "trace.csv",
     "trace_devices.csv",
     "response.svg",
     "response.png",
+    "step_vs_g.svg",
+    "step_vs_g.png",
     "manifest.json",
 ];
 

@@ -50,6 +50,23 @@ fn quickstart_trains_and_is_reproducible() {
     for f in ["trace.npy", "trace.csv", "histogram.csv", "histogram.png"] {
         assert!(a.join("unidirectional").join(f).is_file(), "{f} missing");
     }
+    // A run with a trace draws it, as `aimsim plot` does, and lists it in its manifest.
+    let manifest = read(&a.join("unidirectional/manifest.json"));
+    for f in ["trace.svg", "trace.png"] {
+        assert!(a.join("unidirectional").join(f).is_file(), "{f} missing");
+        assert!(
+            manifest.contains(&format!("\"{f}\"")),
+            "{f} not in the manifest"
+        );
+    }
+    let svg = read(&a.join("unidirectional/trace.svg"));
+    for text in [
+        "traced devices during training",
+        "conductance (uS)",
+        "training sample",
+    ] {
+        assert!(svg.contains(text), "trace.svg lacks {text}");
+    }
     assert!(a.join("summary.csv").is_file() && a.join("accuracy.png").is_file());
 
     // metrics.csv: one row per epoch plus epoch 0, accuracy well above chance for the software run.
@@ -95,7 +112,7 @@ fn quickstart_trains_and_is_reproducible() {
             "{f} differs"
         );
     }
-    // A different seed changes the hardware runs.
+    // A different seed changes the hardware runs. (Without a trace, no trace plot either.)
     let c = temp("c");
     let (code, _, _) = aimsim(&[
         "run",
@@ -104,12 +121,16 @@ fn quickstart_trains_and_is_reproducible() {
         c.to_str().unwrap(),
         "--set",
         "scenario.seed=8",
+        "--set",
+        "train.trace_every=0",
     ]);
     assert_eq!(code, Some(0));
     assert_ne!(
         std::fs::read(a.join("bidirectional/metrics.csv")).unwrap(),
         std::fs::read(c.join("bidirectional/metrics.csv")).unwrap()
     );
+    assert!(!c.join("unidirectional/trace.csv").exists());
+    assert!(!c.join("unidirectional/trace.svg").exists());
     for d in [a, b, c] {
         let _ = std::fs::remove_dir_all(d);
     }

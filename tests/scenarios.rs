@@ -12,12 +12,14 @@ use sha2::{Digest, Sha256};
 const PULSES: usize = 20;
 const DEVICES: usize = 3;
 const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
-const FILES: [&str; 6] = [
+const FILES: [&str; 8] = [
     "trace.npy",
     "trace.csv",
     "trace_devices.csv",
     "response.svg",
     "response.png",
+    "step_vs_g.svg",
+    "step_vs_g.png",
     "manifest.json",
 ];
 
@@ -124,7 +126,7 @@ fn check_device_run(rel: &str) {
     want.sort();
     assert_eq!(
         names, want,
-        "{rel}: output folder holds exactly the five result files"
+        "{rel}: output folder holds exactly the result files"
     );
 
     let text = fs::read_to_string(root().join(rel)).unwrap();
@@ -236,15 +238,30 @@ fn check_device_run(rel: &str) {
         svg.contains("pulse number"),
         "{rel}: SVG lacks the x axis label"
     );
-    let y_label = if unit == "uS" {
-        "conductance (uS)"
+    // The axis says what is plotted, in the prefix that suits the device (Ag:a-Si's tens of nS).
+    let y_labels: Vec<String> = if unit == "uS" {
+        ["p", "n", "u", "m"]
+            .iter()
+            .map(|p| format!("conductance ({p}S)"))
+            .collect()
     } else {
-        "weight (w)"
+        vec!["weight (normalized units)".into()]
     };
     assert!(
-        svg.contains(y_label),
-        "{rel}: SVG lacks the y axis label {y_label}"
+        y_labels.iter().any(|l| svg.contains(l.as_str())),
+        "{rel}: SVG lacks the y axis label, one of {y_labels:?}"
     );
+    if rel.contains("ag-a-si") {
+        assert!(svg.contains("conductance (nS)"), "{rel}: not in nS");
+    }
+    let steps = fs::read_to_string(out.0.join("step_vs_g.svg")).unwrap();
+    for text in [
+        " change per pulse (",
+        " before the pulse (",
+        "10-90 percentile",
+    ] {
+        assert!(steps.contains(text), "{rel}: step_vs_g.svg lacks {text}");
+    }
 }
 
 #[test]

@@ -644,7 +644,9 @@ fn plot_draws_sweeps_runs_and_devices() {
         "2",
     ]);
     let listed = ok(&["plot", &dev, "--out", &t.sub("dev-plots")]);
-    assert!(listed.contains("response.png"), "{listed}");
+    for stem in ["response", "step_vs_g"] {
+        assert!(listed.contains(&format!("{stem}.png")), "{listed}");
+    }
     let o = aimsim(&["plot", &t.sub("nothing-here")]);
     assert_eq!(o.code, Some(1));
 }

@@ -661,6 +661,13 @@ fn write_variant(
         return Ok(files);
     }
     files.extend(trace_files.iter().cloned());
+    if !trace_files.is_empty() {
+        files.extend(crate::plotdir::trace_plot(
+            dir,
+            dir,
+            &format!("{}: {}", s.name, res.name),
+        )?);
+    }
     // Histograms.
     let bins = rec.bins;
     let mut w = csv::Writer::from_writer(Vec::new());
