@@ -221,6 +221,7 @@ fn write_outputs(
             y_label: "cosine similarity".into(),
             series: cos_series,
             y_range: None,
+            x_scale: crate::plot::XScale::Linear,
         },
     )?;
     plot::write(
@@ -233,6 +234,7 @@ fn write_outputs(
             y_label: "relative error".into(),
             series: err_series,
             y_range: None,
+            x_scale: crate::plot::XScale::Linear,
         },
     )?;
     let manifest = json!({

@@ -146,14 +146,15 @@ pub fn infer(
             "crate_versions": crate_versions_json(),
         }),
     };
-    manifest["inference"] = summary;
+    manifest["infer"] = summary;
     write_manifest(out, &manifest)?;
     report_written(out, started);
     Ok(rows)
 }
 
 /// Deploys one trained network as the scenario's `[inference]` section says and evaluates it at every
-/// time, repeat and compensation; writes the run folder's inference files.
+/// time, repeat and compensation; writes the run folder's inference files and adds an `inference`
+/// record to its manifest.json.
 pub fn infer_one(
     s: &Scenario,
     trained: &Trained,
@@ -227,13 +228,23 @@ pub fn infer_one(
     });
     write_accuracy(dir, &rows, false)?;
     plot_accuracy(dir, &rows, variant)?;
-    write_programming(dir, s, &deployment, programmed_s)?;
+    write_programming(dir, s, &deployment)?;
     write_histograms(dir, spec, &deployment)?;
     let traced = write_trace(dir, s, spec, &deployment)?;
     let evaluations = jobs.len() * spec.compensations.len();
+    let mut files = vec![
+        "accuracy_vs_time.csv",
+        "accuracy_vs_time.svg",
+        "accuracy_vs_time.png",
+        "programming.csv",
+        "conductances.csv",
+        "conductances.svg",
+        "conductances.png",
+    ];
+    if traced > 0 {
+        files.push("trace_t.csv");
+    }
     let manifest = json!({
-        "command": "infer",
-        "aimsim_version": env!("CARGO_PKG_VERSION"),
         "seed": s.seed(),
         "variant": variant,
         "deployed": if trained.hardware.is_some() { "trained on the chip, as trained" } else { "float weights, programmed" },
@@ -243,15 +254,20 @@ pub fn infer_one(
         "compensations": spec.compensations.iter().map(|c| c.name()).collect::<Vec<_>>(),
         "repeats": spec.repeats,
         "traced_devices": traced,
+        "files": files,
         "evaluations": evaluations,
         "program_wall_s": programmed_s,
         "eval_wall_s": eval_s,
         "inferences_per_s": (evaluations * data.test_len()) as f64 / eval_s.max(1e-9),
     });
-    write_atomic(
-        &dir.join("inference.json"),
-        serde_json::to_string_pretty(&manifest)?.as_bytes(),
-    )?;
+    // The run's manifest (written by its training) gains what the inference did.
+    let path = dir.join("manifest.json");
+    let mut run_manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("reading {}", path.display()))?;
+    run_manifest["inference"] = manifest;
+    write_manifest(dir, &run_manifest)?;
     Ok(rows)
 }
 
@@ -350,7 +366,7 @@ fn plot_accuracy(dir: &Path, rows: &[AccuracyRow], title: &str) -> Result<()> {
     let chart = Chart {
         title: format!("{title}: accuracy after programming"),
         subtitle: "mean +- sd over seeds and repeats of the noise draws".into(),
-        x_label: "time after programming, log10(t / 1 s)".into(),
+        x_label: "time after programming (log scale)".into(),
         y_label: "test accuracy (%)".into(),
         series: curves
             .iter()
@@ -364,6 +380,7 @@ fn plot_accuracy(dir: &Path, rows: &[AccuracyRow], title: &str) -> Result<()> {
             })
             .collect(),
         y_range: None,
+        x_scale: crate::plot::XScale::Log10Seconds,
     };
     let errors: Vec<Vec<f32>> = curves
         .iter()
@@ -385,7 +402,7 @@ fn print_table(rows: &[AccuracyRow], spec: &InferenceSpec) {
 
 /// programming.csv: what programming cost (write-verify counts, the time and energy they take on the
 /// ledger's cost model, device-serial within a tile, tiles in parallel) and how far it landed.
-fn write_programming(dir: &Path, s: &Scenario, d: &Deployment, wall_s: f64) -> Result<()> {
+fn write_programming(dir: &Path, s: &Scenario, d: &Deployment) -> Result<()> {
     let r = d.report();
     let v = r.verify;
     let cost = &s.hardware.cost;
@@ -409,7 +426,6 @@ fn write_programming(dir: &Path, s: &Scenario, d: &Deployment, wall_s: f64) -> R
         "cycles_serial",
         "time_s_tiles_parallel",
         "energy_pj",
-        "wall_s",
     ])?;
     w.write_record([
         v.devices.to_string(),
@@ -424,7 +440,6 @@ fn write_programming(dir: &Path, s: &Scenario, d: &Deployment, wall_s: f64) -> R
             cycles as f64 / cost.clock_hz / tiles.max(1) as f64
         ),
         format!("{:.6e}", energy_pj),
-        format!("{wall_s:.3}"),
     ])?;
     write_atomic(&dir.join("programming.csv"), &w.into_inner()?)
 }
@@ -502,6 +517,7 @@ fn write_histograms(dir: &Path, spec: &InferenceSpec, d: &Deployment) -> Result<
         y_label: "fraction of devices per bin".into(),
         series,
         y_range: None,
+        x_scale: crate::plot::XScale::Linear,
     };
     plot::write(dir, "conductances", &chart)
 }

@@ -229,6 +229,7 @@ fn write_outputs(
             y_label: "test loss".into(),
             series: loss_series,
             y_range: None,
+            x_scale: crate::plot::XScale::Linear,
         },
     )?;
     if results.iter().all(|r| r.rule == LocalRule::Curl) && order.len() > 1 {
@@ -247,6 +248,7 @@ fn write_outputs(
                     markers: true,
                 }],
                 y_range: None,
+                x_scale: crate::plot::XScale::Linear,
             },
         )?;
         files.extend(["stability.svg", "stability.png"]);

@@ -61,6 +61,32 @@ pub struct Chart {
     pub series: Vec<Series>,
     /// Fixed y range, else fitted to the data.
     pub y_range: Option<(f32, f32)>,
+    /// What the x values are.
+    pub x_scale: XScale,
+}
+
+/// How x values map to tick labels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum XScale {
+    /// The values themselves.
+    #[default]
+    Linear,
+    /// The values are `log10(t / 1 s)`: ticks at whole decades, labelled as times (`1 s`, `100 s`,
+    /// `1e4 s`).
+    Log10Seconds,
+}
+
+/// The tick label of decade `v` (`log10` of seconds) on a [`XScale::Log10Seconds`] axis; empty between
+/// decades.
+pub fn decade_label(v: f32) -> String {
+    if (v - v.round()).abs() > 1e-3 {
+        return String::new();
+    }
+    let k = v.round() as i32;
+    match k {
+        -3..=3 => format!("{} s", tick_label(10f32.powi(k))),
+        _ => format!("1e{k} s"),
+    }
 }
 
 /// A shaded band, e.g. the spread of a quantity across devices around a series' mean line.
@@ -229,6 +255,7 @@ fn scaled(
             })
             .collect(),
         y_range: chart.y_range.map(|(a, b)| (a * fy, b * fy)),
+        x_scale: XScale::Linear,
         ..chart.clone()
     };
     let errors = errors.map(|all| {
@@ -577,8 +604,11 @@ where
         .iter()
         .flat_map(|s| s.points.iter())
         .all(|(x, _)| x.fract() == 0.0);
+    let log_time = chart.x_scale == XScale::Log10Seconds;
     let x_fmt = move |v: &f32| {
-        if x_whole && (v - v.round()).abs() > 1e-6 * v.abs().max(1.0) {
+        if log_time {
+            decade_label(*v)
+        } else if x_whole && (v - v.round()).abs() > 1e-6 * v.abs().max(1.0) {
             String::new()
         } else {
             tick_label(*v)
@@ -790,6 +820,7 @@ pub fn response(dir: &Path, stem: &str, p: &ResponsePlot) -> Result<()> {
             })
             .collect(),
         y_range: None,
+        x_scale: XScale::Linear,
     };
     write(dir, stem, &chart)
 }
@@ -870,6 +901,7 @@ mod tests {
                 })
                 .collect(),
             y_range: None,
+            x_scale: XScale::Linear,
         }
     }
 

@@ -149,6 +149,7 @@ fn device_plot(dir: &Path, out: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
         y_label: device_axis(&unit, ""),
         series: device_series(by_device),
         y_range: None,
+        x_scale: crate::plot::XScale::Linear,
     };
     plot::write(out, "response", &chart)?;
     written(out, "response", files);
@@ -390,6 +391,7 @@ pub fn step_plot(dir: &Path, out: &Path, p: &StepPlot) -> Result<bool> {
         y_label: device_axis(p.unit, " change per pulse"),
         series,
         y_range: None,
+        x_scale: crate::plot::XScale::Linear,
     };
     plot::write_chart(out, STEP_PLOT, &chart, None, &bands)?;
     Ok(true)
@@ -451,6 +453,7 @@ fn run_plots(dir: &Path, out: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
             y_label: "accuracy (%)".into(),
             series,
             y_range: Some((0.0, 100.0)),
+            x_scale: crate::plot::XScale::Linear,
         },
     )?;
     written(out, "accuracy", files);
@@ -504,6 +507,7 @@ fn run_plots(dir: &Path, out: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
                     y_label: "devices (%)".into(),
                     series,
                     y_range: None,
+                    x_scale: crate::plot::XScale::Linear,
                 },
             )?;
             written(out, "histogram", files);
@@ -664,6 +668,7 @@ pub fn trace_plot(dir: &Path, out: &Path, name: &str) -> Result<Vec<String>> {
             })
             .collect(),
         y_range: None,
+        x_scale: crate::plot::XScale::Linear,
     };
     plot::write(out, "trace", &chart)?;
     Ok(vec!["trace.svg".into(), "trace.png".into()])
@@ -719,6 +724,7 @@ fn runs_plots(dir: &Path, out: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
                 y_label: "test accuracy (%)".into(),
                 series,
                 y_range: Some((0.0, 100.0)),
+                x_scale: crate::plot::XScale::Linear,
             },
         )?;
         written(out, "accuracy", files);
@@ -1046,6 +1052,7 @@ fn sweep_plots(
                 y_label: y_label.clone(),
                 series,
                 y_range: Some((lo - pad, hi + pad)),
+                x_scale: crate::plot::XScale::Linear,
             };
             plot::write_with_errors(out, &stem, &chart, Some(&errors))?;
             written(out, &stem, files);

@@ -36,7 +36,6 @@ use aimsim_sim::tile::VerifyReport;
 
 use crate::data::Dataset;
 use crate::mlp::{Hardware, Mlp, MlpConfig, MlpState};
-use crate::train::evaluate;
 
 /// How float weights are written onto the tiles.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -470,8 +469,7 @@ impl Deployment {
                 };
                 net.layers_mut()[l].set_out_scale(&scale);
             }
-            let mut ledger = Ledger::default();
-            acc.push(evaluate(net, data, &mut ledger, Par::Seq));
+            acc.push(accuracy_batched(net, data));
         }
         acc
     }
@@ -489,6 +487,33 @@ impl Deployment {
             }
         }
     }
+}
+
+/// Inputs per batch of the evaluations (weights read once per batch).
+const EVAL_BATCH: usize = 64;
+
+/// Test accuracy (percent) of `net` on `data`, read in batches ([`Mlp::predict_batch`]: the
+/// predictions of reading the samples one by one).
+fn accuracy_batched(net: &mut Mlp, data: &Dataset) -> f64 {
+    let n = data.test_len();
+    if n == 0 {
+        return 0.0;
+    }
+    let mut ledger = Ledger::default();
+    let mut correct = 0usize;
+    let mut start = 0;
+    while start < n {
+        let b = EVAL_BATCH.min(n - start);
+        let xs = &data.test_x[start * data.inputs..(start + b) * data.inputs];
+        let pred = net.predict_batch(xs, b, &mut ledger);
+        correct += pred
+            .iter()
+            .zip(&data.test_y[start..start + b])
+            .filter(|(p, y)| **p == **y as usize)
+            .count();
+        start += b;
+    }
+    100.0 * correct as f64 / n as f64
 }
 
 /// Reads layer `l`'s weights (through the periphery, no digital factors) with every unit vector of its
@@ -705,6 +730,25 @@ mod tests {
         let g0 = d.conductances(86400.0, 2, 0);
         let g1 = d.conductances(86400.0, 2, 1);
         assert_ne!(g0[0].g_t, g1[0].g_t);
+    }
+
+    #[test]
+    fn batched_evaluation_predicts_as_one_by_one() {
+        let (cfg, mut hw, layers, data) = setup(CellKind::OneSided);
+        hw.tile.forward = IoConfig {
+            bound_management: true,
+            out_bound: 2.0,
+            ..IoConfig::default()
+        };
+        let aging = Aging::pcm();
+        let d = Deployment::from_float(&layers, &cfg, &hw, &deploy_cfg(aging, Mapping::Column))
+            .unwrap();
+        let mut a = d.network().unwrap();
+        let mut b = d.network().unwrap();
+        let mut ledger = Ledger::default();
+        let want = crate::train::evaluate(&mut a, &data, &mut ledger, Par::Seq);
+        assert_eq!(accuracy_batched(&mut b, &data), want);
+        assert_eq!(a.export_state(), b.export_state());
     }
 
     #[test]

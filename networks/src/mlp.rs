@@ -365,6 +365,11 @@ pub struct Mlp {
     probs: Vec<f32>,
     /// Factor on the learning rate of each layer (all 1 unless [`Mlp::set_lr_scale`] changes them).
     lr_scale: Vec<f32>,
+    /// Hardware-aware training: the weight noise of float layers' training forward passes, relative
+    /// to each layer's largest `|w|`, and the seed of its streams (see [`Mlp::set_weight_noise`]).
+    weight_noise: (f32, u64),
+    /// The stream of the training step in progress, while its forward pass runs.
+    noise: Option<aimsim_sim::rng::Pcg>,
 }
 
 /// What the tiles of an analog network are made of.
@@ -465,6 +470,8 @@ impl Mlp {
             loss: cfg.loss,
             probs: vec![0.0; classes],
             lr_scale,
+            weight_noise: (0.0, 0),
+            noise: None,
         })
     }
 
@@ -483,6 +490,18 @@ impl Mlp {
         }
         self.lr_scale = scales.to_vec();
         Ok(())
+    }
+
+    /// Hardware-aware training (float layers only): every training forward pass reads each float
+    /// layer's weights as `W + sigma max|W| E` with a fresh Gaussian `E` per sample and weight
+    /// (`sigma` = `level`), so that training learns weights that tolerate the conductance errors of a
+    /// chip. The perturbed output `sum_j (w_ij + e_ij) x_j` is drawn exactly, as `W x` plus one normal
+    /// per output of standard deviation `sigma max|W| ||x||`. The backward pass and the update use the
+    /// weights themselves; evaluation reads them without noise. The noise of training sample `n`
+    /// (the `n`-th sample the training ledger counts) comes from the stream `(seed, WeightNoise, n)`,
+    /// so a resumed run draws what an uninterrupted one does.
+    pub fn set_weight_noise(&mut self, level: f32, seed: u64) {
+        self.weight_noise = (level, seed);
     }
 
     /// The layers.
@@ -548,6 +567,21 @@ impl Mlp {
                 layer.x[layer.in_dim] = 1.0;
             }
             layer.weights.forward(&layer.x, &mut layer.z, ledger, par);
+            if let Some(rng) = self.noise.as_mut()
+                && layer.weights.tiles().is_empty()
+            {
+                let w_max = layer
+                    .weights
+                    .weights()
+                    .iter()
+                    .fold(0.0f32, |m, v| m.max(v.abs()));
+                let norm = layer.x.iter().map(|v| v * v).sum::<f32>().sqrt();
+                let sigma = self.weight_noise.0 * w_max * norm;
+                for z in layer.z.iter_mut() {
+                    let xi: f32 = aimsim_devices::normal::standard_normal(rng);
+                    *z += sigma * xi;
+                }
+            }
             match layer.out_scale.len() {
                 0 => {}
                 1 => {
@@ -718,7 +752,15 @@ impl Mlp {
         next: Option<&[f32]>,
         par: Par<'_>,
     ) -> f32 {
+        if self.weight_noise.0 > 0.0 {
+            self.noise = Some(aimsim_sim::rng::stream(
+                self.weight_noise.1,
+                aimsim_sim::rng::Purpose::WeightNoise,
+                ledger.samples(),
+            ));
+        }
         self.forward(input, ledger, par);
+        self.noise = None;
         let n = self.layers.len();
         let loss = {
             let last = &mut self.layers[n - 1];
@@ -1064,6 +1106,67 @@ pub(crate) mod tests {
                 assert_eq!(seen, trained, "{loss:?}, label {label}");
             }
         }
+    }
+
+    #[test]
+    fn weight_noise_perturbs_training_reads_by_the_stated_spread() {
+        // One linear layer (MSE loss, identity-free check through the loss): with lr 0 the weights stay,
+        // so the spread of the training outputs over many samples is the injected noise alone.
+        let cfg = MlpConfig {
+            sizes: vec![6, 3],
+            activation: Activation::Sigmoid,
+            loss: Loss::Mse,
+            bias: BiasMode::Digital,
+            init_scale: 1.0,
+            exact_init: false,
+        };
+        let x = [0.5, -0.2, 0.9, 0.1, -0.7, 0.3];
+        let mut clean = Mlp::new(&cfg, None, &mut Pcg64::seed_from_u64(2)).unwrap();
+        let mut ledger = Ledger::default();
+        let base = clean.train_step(&x, 0, 0.0, &mut ledger, Par::Seq);
+        // Level 0: the same bits as without noise.
+        let mut zero = Mlp::new(&cfg, None, &mut Pcg64::seed_from_u64(2)).unwrap();
+        zero.set_weight_noise(0.0, 9);
+        assert_eq!(
+            zero.train_step(&x, 0, 0.0, &mut Ledger::default(), Par::Seq),
+            base
+        );
+        let mut noisy = Mlp::new(&cfg, None, &mut Pcg64::seed_from_u64(2)).unwrap();
+        let level = 0.1;
+        noisy.set_weight_noise(level, 9);
+        let w = noisy.layers()[0].weights.weights();
+        let w_max = w.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let norm = x.iter().map(|v| v * v).sum::<f32>().sqrt();
+        let clean_z = clean.layers()[0].z.clone();
+        let mut ledger = Ledger::default();
+        let (mut sum, mut sq, n) = (0.0f64, 0.0f64, 20_000);
+        for k in 0..n {
+            noisy.train_step(&x, 0, 0.0, &mut ledger, Par::Seq);
+            let e = (noisy.layers()[0].z[k % 3] - clean_z[k % 3]) as f64;
+            sum += e;
+            sq += e * e;
+        }
+        let (mean, sd) = (
+            sum / n as f64,
+            (sq / n as f64 - (sum / n as f64).powi(2)).sqrt(),
+        );
+        let want = (level * w_max * norm) as f64;
+        assert!(mean.abs() < 0.05 * want, "mean {mean}");
+        assert!((sd / want - 1.0).abs() < 0.03, "sd {sd} want {want}");
+        // The same sample index draws the same noise; evaluation reads without noise.
+        let mut a = Mlp::new(&cfg, None, &mut Pcg64::seed_from_u64(2)).unwrap();
+        a.set_weight_noise(level, 9);
+        let mut b = Mlp::new(&cfg, None, &mut Pcg64::seed_from_u64(2)).unwrap();
+        b.set_weight_noise(level, 9);
+        let mut l = Ledger::default();
+        let first = a.train_step(&x, 0, 0.0, &mut l, Par::Seq);
+        assert_eq!(
+            b.train_step(&x, 0, 0.0, &mut Ledger::default(), Par::Seq),
+            first
+        );
+        assert_ne!(a.train_step(&x, 0, 0.0, &mut l, Par::Seq), first);
+        a.forward(&x, &mut l, Par::Seq);
+        assert_eq!(a.layers()[0].z, clean_z);
     }
 
     #[test]

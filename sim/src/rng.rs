@@ -38,6 +38,9 @@ pub enum Purpose {
     /// Deployment: the periphery's noise of the reads at one time of one repeat and one
     /// compensation (each tile's stream is replaced by this one).
     InferRead = 13,
+    /// Hardware-aware training: the weight noise injected into a float network's forward pass, per
+    /// training sample (index: the samples the training ledger has counted).
+    WeightNoise = 14,
 }
 
 /// SplitMix64 finaliser: spreads nearby seeds over the whole state space.

@@ -270,6 +270,7 @@ fn write_summary(
                     })
                     .collect(),
                 y_range: Some((0.0, 100.0)),
+                x_scale: crate::plot::XScale::Linear,
             },
         )?;
     }

@@ -384,6 +384,9 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
             s.seed(),
         )?)),
     };
+    if let (true, Net::Bp(mlp)) = (t.weight_noise > 0.0, &mut net) {
+        mlp.set_weight_noise(t.weight_noise, s.seed());
+    }
     if let (false, Net::Bp(mlp)) = (t.lr_scale.is_empty(), &mut net) {
         mlp.set_lr_scale(&t.lr_scale)
             .map_err(|e| anyhow::anyhow!("train.lr_scale: {e}"))?;
@@ -654,6 +657,7 @@ fn write_variant(
         }))
         .collect(),
         y_range: Some((0.0, 100.0)),
+        x_scale: crate::plot::XScale::Linear,
     };
     plot::write(dir, "accuracy", &chart)?;
     files.extend(["accuracy.svg".into(), "accuracy.png".into()]);
@@ -712,6 +716,7 @@ fn write_variant(
             y_label: "devices (%)".into(),
             series,
             y_range: None,
+            x_scale: crate::plot::XScale::Linear,
         },
     )?;
     files.extend([

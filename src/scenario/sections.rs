@@ -127,6 +127,7 @@ pub struct TrainSection {
     pub lr_decay: Option<f32>,
     pub shuffle: Option<bool>,
     pub software: Option<bool>,
+    pub weight_noise: Option<f32>,
     pub trace_devices: Option<u32>,
     pub trace_every: Option<u32>,
     pub histogram_bins: Option<u32>,

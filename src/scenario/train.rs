@@ -68,6 +68,9 @@ pub struct TrainSpec {
     pub shuffle: bool,
     /// Train the float software baseline instead of the hardware.
     pub software: bool,
+    /// Hardware-aware training of a software network: weight noise in every training forward pass,
+    /// relative to each layer's largest `|w|` (0: none; `Mlp::set_weight_noise`).
+    pub weight_noise: f32,
     /// Devices traced during training.
     pub trace_devices: u32,
     /// Training samples between two trace records (0 = no trace).
@@ -258,6 +261,21 @@ pub fn train_spec(
         ));
     }
     let seeds = seed_list(t.seeds, &key("seeds"), loc)?;
+    let software = t.software.unwrap_or(false);
+    let weight_noise = t.weight_noise.unwrap_or(0.0);
+    if !(weight_noise.is_finite() && (0.0..=10.0).contains(&weight_noise)) {
+        return Err(loc.error(
+            &key("weight_noise"),
+            format!("is a fraction of each layer's largest |w| in [0, 10], got {weight_noise}"),
+        ));
+    }
+    if t.weight_noise.is_some() && !software {
+        return Err(loc.error(
+            &key("weight_noise"),
+            "is hardware-aware training of a software network (train.software = true); tiles have \
+             their own read noise (io.w_noise, device.read_noise)",
+        ));
+    }
     let algorithm = match t.algorithm {
         None | Some(AlgorithmName::Bp) => Algorithm::Bp,
         Some(AlgorithmName::Ep) => Algorithm::Ep,
@@ -268,6 +286,11 @@ pub fn train_spec(
             ("loss", t.loss.is_some(), "EP's squared-error cost"),
             ("bias", t.bias.is_some(), "EP's digital biases"),
             ("lr_scale", !lr_scale.is_empty(), "one train.lr"),
+            (
+                "weight_noise",
+                t.weight_noise.is_some(),
+                "no weight noise (not implemented for EP)",
+            ),
             (
                 "init_program",
                 t.init_program.is_some(),
@@ -336,7 +359,8 @@ pub fn train_spec(
         lr_scale,
         lr_decay,
         shuffle: t.shuffle.unwrap_or(true),
-        software: t.software.unwrap_or(false),
+        software,
+        weight_noise,
         trace_devices,
         trace_every: t.trace_every.unwrap_or(100),
         histogram_bins,
