@@ -7,7 +7,7 @@ use std::time::Instant;
 use aimsim_networks::ep::{self as epn, EpNetwork, FidelityPoint};
 use aimsim_sim::par::Par;
 use aimsim_sim::rng::{Purpose, stream};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use crate::output::{
@@ -16,6 +16,7 @@ use crate::output::{
 use crate::plot::{self, Chart, Series};
 use crate::run::{dataset, mean_std};
 use crate::variants::{self, ScenarioSource};
+use crate::weights;
 
 /// One row of `fidelity.csv`.
 #[derive(Debug, Clone)]
@@ -58,8 +59,20 @@ pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<FidelityRow>>
         let hw_opt = (!t.software).then_some(&s.hardware);
         let build = || {
             let mut init = stream(s.seed(), Purpose::Init, 0);
-            EpNetwork::new(&cfg, hw_opt, &mut init, s.seed())
+            let mut net = EpNetwork::new(&cfg, hw_opt, &mut init, s.seed())?;
+            if let Some(w) = &t.init_weights {
+                // Checked on the probe below before any estimate; the same network takes them again.
+                weights::apply(w, weights::NetMut::Ep(&mut net))
+                    .expect("starting weights checked against this network");
+            }
+            Ok(net)
         };
+        if let Some(w) = &t.init_weights {
+            let mut init = stream(s.seed(), Purpose::Init, 0);
+            let mut probe = EpNetwork::new(&cfg, hw_opt, &mut init, s.seed())?;
+            weights::apply(w, weights::NetMut::Ep(&mut probe))
+                .with_context(|| file.origin.clone())?;
+        }
         let n = (s.ep.fidelity_samples as usize).min(data.train_len());
         let samples: Vec<(&[f32], usize)> = (0..n)
             .map(|i| {

@@ -22,6 +22,7 @@ pub mod scenario;
 pub mod sweep;
 pub mod trace;
 pub mod variants;
+pub mod weights;
 
 pub use aimsim_devices as devices;
 pub use aimsim_networks as networks;

@@ -75,6 +75,8 @@ fn results(dir: &Path) -> Vec<(String, Vec<u8>)> {
         "trace_devices.csv",
         "checkpoint.bin",
         "summary.csv",
+        "weights.npz",
+        "conductances.npz",
     ] {
         let p = dir.join(f);
         out.push((

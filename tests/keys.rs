@@ -687,6 +687,14 @@ const ENTRIES: &[Entry] = &[
         &[],
         &["train.init_program=exact"],
     ),
+    // `w.npz` (written by the test) fits the base network, 256-8-10.
+    e(
+        "train",
+        "init_weights",
+        Run,
+        &[],
+        &["train.init_weights=\"w.npz\""],
+    ),
     e("train", "epochs", Run, &[], &["train.epochs=2"]),
     e("train", "lr", Run, &[], &["train.lr=0.3"]),
     e(
@@ -968,6 +976,28 @@ fn curve_csv(up: &[f64], down: &[f64]) -> String {
     s
 }
 
+/// Starting weights (`train.init_weights`) for a network of layer sizes `sizes`: fixed values in
+/// +-0.16, no bias.
+fn write_weights(path: &Path, sizes: &[usize]) {
+    let mut arrays = Vec::new();
+    for (i, w) in sizes.windows(2).enumerate() {
+        let (inp, out) = (w[0], w[1]);
+        arrays.push(aimsim::weights::Array {
+            name: format!("layer{i}.weight"),
+            shape: vec![out, inp],
+            data: (0..out * inp)
+                .map(|k| ((k * 37 % 17) as f32 - 8.0) * 0.02)
+                .collect(),
+        });
+        arrays.push(aimsim::weights::Array {
+            name: format!("layer{i}.bias"),
+            shape: vec![out],
+            data: vec![0.0; out],
+        });
+    }
+    aimsim::weights::write_npz(path, &arrays).unwrap();
+}
+
 /// A tiny MNIST-layout IDX folder (gzip-free): `n` 28x28 images of one bright stripe whose position
 /// follows the label, with a shift that differs between folders.
 fn write_idx(dir: &Path, n: usize, shift: usize) {
@@ -1155,6 +1185,7 @@ fn every_key_changes_an_output_of_its_command() {
         "b.csv",
         curve_csv(&[1.0, 2.0, 3.0, 5.0, 7.5], &[7.5, 7.0, 6.0, 2.0, 1.0]),
     );
+    write_weights(&work.0.join("w.npz"), &[256, 8, 10]);
     write_idx(&work.0.join("idx-a"), 60, 0);
     write_idx(&work.0.join("idx-b"), 60, 5);
     // Two workers: the runs are independent processes.

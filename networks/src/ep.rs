@@ -20,7 +20,7 @@
 //! gradient of the loss at the free fixed point by implicit differentiation, for the fidelity diagnostic
 //! ([`fidelity`]).
 
-use aimsim_devices::SpecError;
+use aimsim_devices::{SpecError, StateError};
 use aimsim_sim::ledger::Ledger;
 use aimsim_sim::par::Par;
 use aimsim_sim::rng::{Purpose, stream};
@@ -315,6 +315,50 @@ impl EpNetwork {
     /// Digital biases of layers `1..=L`.
     pub fn biases(&self) -> &[Vec<f32>] {
         &self.b
+    }
+
+    /// Whether `W_k` has a separate feedback array.
+    pub fn has_feedback(&self, k: usize) -> bool {
+        self.fb.get(k).is_some_and(Option::is_some)
+    }
+
+    /// Sets `W_k` (row-major `sizes[k+1] x sizes[k]`) and the bias of layer `k + 1`, e.g. weights
+    /// trained elsewhere, programmed with pulses as the initial weights are; a separate feedback array
+    /// gets `feedback` (the same shape as `w`), or `w` itself when `None`, as at the start.
+    pub fn set_parameters(
+        &mut self,
+        k: usize,
+        w: &[f32],
+        b: &[f32],
+        feedback: Option<&[f32]>,
+    ) -> Result<(), StateError> {
+        let n = self.w.len();
+        if k >= n {
+            return Err(StateError(format!(
+                "layer {k} of a network of {n} layer(s)"
+            )));
+        }
+        let (inp, out) = (self.cfg.sizes[k], self.cfg.sizes[k + 1]);
+        let fb_len = feedback.map_or(w.len(), <[f32]>::len);
+        if w.len() != out * inp || b.len() != out || fb_len != w.len() {
+            return Err(StateError(format!(
+                "layer {k}: {} weights, {} feedback weights and {} biases for a {out}x{inp} layer",
+                w.len(),
+                fb_len,
+                b.len()
+            )));
+        }
+        if feedback.is_some() && self.fb[k].is_none() {
+            return Err(StateError(format!(
+                "layer {k} has no separate feedback array"
+            )));
+        }
+        self.w[k].program(w);
+        if let Some(f) = &mut self.fb[k] {
+            f.program(feedback.unwrap_or(w));
+        }
+        self.b[k].copy_from_slice(b);
+        Ok(())
     }
 
     /// Tiles of every forward layer, then of every separate feedback array.

@@ -337,6 +337,31 @@ impl Layer {
         );
         self.out_scale = s.to_vec();
     }
+    /// Where the bias lives.
+    pub fn bias_mode(&self) -> BiasMode {
+        self.bias_mode
+    }
+
+    /// The layer as the linear map `z = W x + b` it computes: `W` row-major `out x in` as the weight
+    /// store holds it ([`Weights::weights`]: on tiles the weights the devices hold, in layer units) and
+    /// `b`, the digital bias or, in [`BiasMode::Tile`], the store's extra column. What a trained network
+    /// hands to software that runs it.
+    pub fn parameters(&self) -> (Vec<f32>, Vec<f32>) {
+        let all = self.weights.weights();
+        match self.bias_mode {
+            BiasMode::Digital => (all, self.bias.clone()),
+            BiasMode::Tile => {
+                let cols = self.in_dim + 1;
+                let mut w = Vec::with_capacity(self.out_dim * self.in_dim);
+                let mut b = Vec::with_capacity(self.out_dim);
+                for row in all.chunks_exact(cols) {
+                    w.extend_from_slice(&row[..self.in_dim]);
+                    b.push(row[self.in_dim]);
+                }
+                (w, b)
+            }
+        }
+    }
 }
 
 /// How to build a network.
@@ -512,6 +537,50 @@ impl Mlp {
     /// The layers, to deploy or rescale them (see [`Layer::set_out_scale`]).
     pub fn layers_mut(&mut self) -> &mut [Layer] {
         &mut self.layers
+    }
+
+    /// Sets layer `k` (0 = the first) to the linear map `z = W x + b` (`w` row-major `out x in`, `b` of
+    /// `out`), e.g. weights trained elsewhere: float layers take them exactly; tiles are programmed with
+    /// pulses, or set without pulses with `exact`, as initial weights are ([`MlpConfig::exact_init`]).
+    /// In [`BiasMode::Tile`] the bias is written to the extra column with the weights.
+    pub fn set_parameters(
+        &mut self,
+        k: usize,
+        w: &[f32],
+        b: &[f32],
+        exact: bool,
+    ) -> Result<(), StateError> {
+        let n = self.layers.len();
+        let l = self
+            .layers
+            .get_mut(k)
+            .ok_or_else(|| StateError(format!("layer {k} of a network of {n} layer(s)")))?;
+        if w.len() != l.out_dim * l.in_dim || b.len() != l.out_dim {
+            return Err(StateError(format!(
+                "layer {k}: {} weights and {} biases for a {}x{} layer",
+                w.len(),
+                b.len(),
+                l.out_dim,
+                l.in_dim
+            )));
+        }
+        let all = match l.bias_mode {
+            BiasMode::Digital => {
+                l.bias.copy_from_slice(b);
+                w.to_vec()
+            }
+            BiasMode::Tile => w
+                .chunks_exact(l.in_dim)
+                .zip(b)
+                .flat_map(|(row, bias)| row.iter().chain(std::iter::once(bias)).copied())
+                .collect(),
+        };
+        if exact {
+            l.weights.set_exact(&all);
+        } else {
+            l.weights.program(&all);
+        }
+        Ok(())
     }
 
     /// What training has changed in the network (see [`MlpState`]).
@@ -854,6 +923,33 @@ pub(crate) mod tests {
                 let ana = f.derivative(z, f.apply(z));
                 assert!((num - ana).abs() < 1e-3, "{f:?} at {z}: {num} vs {ana}");
             }
+        }
+    }
+
+    #[test]
+    fn parameters_are_the_linear_map_the_layer_computes_in_both_bias_modes() {
+        for bias in [BiasMode::Digital, BiasMode::Tile] {
+            let cfg = MlpConfig {
+                sizes: vec![3, 4, 2],
+                activation: Activation::Tanh,
+                loss: Loss::CrossEntropy,
+                bias,
+                init_scale: 1.0,
+                exact_init: false,
+            };
+            let mut net = Mlp::new(&cfg, None, &mut Pcg64::seed_from_u64(1)).unwrap();
+            let w: Vec<f32> = (0..12).map(|i| i as f32 * 0.1 - 0.5).collect();
+            let b = vec![0.5, -0.25, 1.0, 2.0];
+            net.set_parameters(0, &w, &b, false).unwrap();
+            assert_eq!(net.layers()[0].parameters(), (w.clone(), b.clone()));
+            let x = [0.3f32, -0.2, 0.9];
+            net.forward(&x, &mut Ledger::default(), Par::Seq);
+            for i in 0..4 {
+                let z = (0..3).map(|j| w[i * 3 + j] * x[j]).sum::<f32>() + b[i];
+                assert!((net.layers[0].z[i] - z).abs() < 1e-6, "{bias:?} output {i}");
+            }
+            assert!(net.set_parameters(0, &w[..11], &b, false).is_err());
+            assert!(net.set_parameters(2, &w, &b, false).is_err());
         }
     }
 

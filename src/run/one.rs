@@ -24,6 +24,7 @@ use crate::output::{crate_versions_json, ensure_dir, sha256_hex, write_atomic, w
 use crate::plot::{self, Chart, Series};
 use crate::scenario::{self, Algorithm, DatasetSpec, PointSet, Scenario, TrainSpec};
 use crate::trace::TraceRecorder;
+use crate::weights;
 
 /// The network a run trains: backpropagation or equilibrium propagation.
 #[derive(Debug)]
@@ -391,6 +392,13 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
         mlp.set_lr_scale(&t.lr_scale)
             .map_err(|e| anyhow::anyhow!("train.lr_scale: {e}"))?;
     }
+    if let Some(w) = &t.init_weights {
+        let target = match &mut net {
+            Net::Bp(m) => weights::NetMut::Bp(m, t.exact_init),
+            Net::Ep(n) => weights::NetMut::Ep(n),
+        };
+        weights::apply(w, target).with_context(|| origin.clone())?;
+    }
     if let (Some(c), Net::Bp(mlp)) = (&saved, &mut net) {
         mlp.import_state(&c.net).map_err(|e| {
             anyhow::anyhow!(
@@ -557,6 +565,12 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
         });
     }
     let mut files = write_variant(dir, &s, &res, &rec, &trace_files)?;
+    let view = match &net {
+        Net::Bp(m) => weights::NetRef::Bp(m),
+        Net::Ep(n) => weights::NetRef::Ep(n),
+    };
+    let (npz_files, conductances) = weights::write_run(dir, view, &s.hardware)?;
+    files.extend(npz_files);
     files.push("manifest.json".into());
     let manifest = json!({
         "command": if spec.point.is_empty() { "run" } else { "sweep" },
@@ -575,6 +589,7 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
         "network": cfg.sizes,
         "rule": res.rule,
         "device": s.hardware.device.to_string(),
+        "conductances": conductances,
         "files": files,
         "wall_s": v_started.elapsed().as_secs_f64(),
         "samples_per_s": total as f64 / v_started.elapsed().as_secs_f64().max(1e-9),

@@ -96,6 +96,9 @@ pub fn describe(s: &Scenario) -> String {
                 ""
             }
         );
+        if let Some(w) = &t.init_weights {
+            out += &format!("  starting weights: {}\n", w.path.display());
+        }
     }
     if let Some(local) = &s.local {
         let l = &local.config;

@@ -187,6 +187,7 @@ fn convert(
         Some(t) => Some(train::train_spec(t, loc, base_dir, trace.as_ref())?),
     };
     let ep = ep::ep_spec(file.ep, loc)?;
+    train::check_init_feedback(train.as_ref(), &ep, loc)?;
     let local = file.local.map(|l| local::local_spec(l, loc)).transpose()?;
     let inference = match file.inference {
         None => None,

@@ -121,6 +121,7 @@ pub struct TrainSection {
     pub bias: Option<BiasName>,
     pub init_scale: Option<f32>,
     pub init_program: Option<InitProgramName>,
+    pub init_weights: Option<String>,
     pub epochs: Option<u32>,
     pub lr: Option<f32>,
     pub lr_scale: Option<Vec<f32>>,

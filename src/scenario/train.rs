@@ -3,14 +3,16 @@
 
 use std::path::{Path, PathBuf};
 
+use aimsim_networks::ep::Feedback;
 use aimsim_networks::mlp::{Activation, BiasMode, Loss};
 
-use super::ScenarioError;
 use super::locate::{Locator, split_key};
 use super::sections::{
     ActivationName, AlgorithmName, BiasName, DatasetName, InitProgramName, LossName, TrainSection,
 };
+use super::{EpSpec, ScenarioError};
 use crate::trace::{TraceSpec, TraceUnit};
+use crate::weights::{self, InitWeights};
 
 /// Which dataset a run uses.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +58,8 @@ pub struct TrainSpec {
     pub init_scale: f32,
     /// Set the initial weights exactly instead of programming them with pulses (`init_program`).
     pub exact_init: bool,
+    /// Starting weights read from a file (`init_weights`), checked against the network's sizes.
+    pub init_weights: Option<InitWeights>,
     /// Epochs.
     pub epochs: u32,
     /// Learning rate.
@@ -91,6 +95,24 @@ pub struct TrainSpec {
     pub trace: TraceSpec,
 }
 
+impl TrainSpec {
+    /// Layer sizes of the network, input first: the dataset's inputs (after `crop`), `hidden`, and its
+    /// classes; known before the dataset is loaded (glyphs are `glyph_side` squared pixels, the
+    /// teacher-student task has 64 inputs, MNIST-layout IDX images 28 x 28; 10 classes each).
+    pub fn layer_sizes(&self) -> Vec<usize> {
+        let square = |side: u32| (self.crop.unwrap_or(side) as usize).pow(2);
+        let inputs = match self.dataset {
+            DatasetSpec::Glyphs { side } => square(side),
+            DatasetSpec::Idx { .. } => square(28),
+            DatasetSpec::TeacherStudent => 64,
+        };
+        let mut sizes = vec![inputs];
+        sizes.extend(self.hidden.iter().map(|h| *h as usize));
+        sizes.push(10);
+        sizes
+    }
+}
+
 /// The learning algorithm of `aimsim run`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
@@ -116,6 +138,31 @@ pub fn seed_list(
         }
     }
     Ok(seeds)
+}
+
+/// Refuses starting weights with separate feedback weights (`layer{i}.feedback`) for an EP network
+/// without separate feedback arrays: a check of `train.init_weights` that needs `[ep]`.
+pub fn check_init_feedback(
+    t: Option<&TrainSpec>,
+    ep: &EpSpec,
+    loc: &Locator,
+) -> Result<(), ScenarioError> {
+    let Some(w) = t.and_then(|t| t.init_weights.as_ref()) else {
+        return Ok(());
+    };
+    match w.layers.iter().position(|l| l.feedback.is_some()) {
+        Some(i) if ep.config.feedback != Feedback::Separate => Err(loc.error(
+            &split_key("train.init_weights"),
+            format!(
+                "{}: `layer{i}.feedback` holds the weights of a separate feedback array, but \
+                 ep.feedback = \"{}\" gives the network none (set ep.feedback = \"separate\", or \
+                 leave the feedback arrays out of the file)",
+                w.path.display(),
+                ep.config.feedback.name()
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Validates `[train]`; `trace` is the `[trace]` section, when written.
@@ -215,10 +262,12 @@ pub fn train_spec(
         ));
     }
     let epochs = t.epochs.unwrap_or(3);
-    if epochs == 0 || epochs > 10_000 {
+    if (epochs == 0 && t.init_weights.is_none()) || epochs > 10_000 {
         return Err(loc.error(
             &key("epochs"),
-            format!("must lie in [1, 10000], got {epochs}"),
+            format!(
+                "must lie in [1, 10000] (0, evaluation only, with train.init_weights), got {epochs}"
+            ),
         ));
     }
     let lr = t.lr.unwrap_or(0.1);
@@ -325,13 +374,14 @@ pub fn train_spec(
             }
         }
     }
+    let init_weights = t.init_weights.map(|p| base_dir.join(p));
     let trace = trace.cloned().unwrap_or_else(|| TraceSpec {
         devices: Vec::new(),
         sample: trace_devices,
         every: u64::from(t.trace_every.unwrap_or(100)),
         unit: TraceUnit::Updates,
     });
-    Ok(TrainSpec {
+    let mut spec = TrainSpec {
         dataset,
         train_samples,
         test_samples,
@@ -354,6 +404,7 @@ pub fn train_spec(
         },
         init_scale,
         exact_init: matches!(t.init_program, Some(InitProgramName::Exact)),
+        init_weights: None,
         epochs,
         lr,
         lr_scale,
@@ -369,5 +420,13 @@ pub fn train_spec(
         checkpoint_every: t.checkpoint_every.unwrap_or(1),
         validation,
         trace,
-    })
+    };
+    if let Some(path) = init_weights {
+        let hidden = format!("{:?}", spec.hidden);
+        let sizes = spec.layer_sizes();
+        let w = weights::load_init(&path, &sizes, algorithm == Algorithm::Ep, &hidden)
+            .map_err(|m| loc.error(&key("init_weights"), m))?;
+        spec.init_weights = Some(w);
+    }
+    Ok(spec)
 }
