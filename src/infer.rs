@@ -295,6 +295,37 @@ pub fn evaluate_grid(
     (jobs, results)
 }
 
+/// Mean and sd over the repeats of every (time, compensation) of one run's rows, in the order of
+/// the rows (a sweep point's record).
+pub fn summarize(rows: &[AccuracyRow]) -> Vec<crate::sweep::InferenceCell> {
+    let mut keys: Vec<(f64, Compensation)> = Vec::new();
+    for r in rows {
+        if !keys
+            .iter()
+            .any(|(t, c)| *t == r.t_s && *c == r.compensation)
+        {
+            keys.push((r.t_s, r.compensation));
+        }
+    }
+    keys.into_iter()
+        .map(|(t, c)| {
+            let acc: Vec<f64> = rows
+                .iter()
+                .filter(|r| r.t_s == t && r.compensation == c)
+                .map(|r| r.accuracy)
+                .collect();
+            let (mean, sd) = mean_std(&acc);
+            crate::sweep::InferenceCell {
+                t_s: t,
+                compensation: c.name().to_string(),
+                mean,
+                sd,
+                repeats: acc.len() as u32,
+            }
+        })
+        .collect()
+}
+
 /// accuracy_vs_time.csv: one row per (time, compensation, seed, repeat), tidy.
 fn write_accuracy(dir: &Path, rows: &[AccuracyRow], with_variant: bool) -> Result<()> {
     let mut w = csv::Writer::from_writer(Vec::new());

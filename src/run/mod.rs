@@ -86,6 +86,12 @@ pub fn run_with(
              `aimsim sweep` runs the sweep"
         );
     }
+    if base.inference.is_some() {
+        eprintln!(
+            "note: {origin} has an [inference] section; `aimsim run` trains only, `aimsim infer` \
+             trains and deploys"
+        );
+    }
     if opts.stop_after_epoch == Some(0) {
         bail!("--stop-after-epoch counts epochs from 1; 0 would stop before training");
     }

@@ -137,6 +137,9 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<MergeReport> {
         records.insert(index, r);
     }
     write_atomic(&out.join("results.csv"), &results_csv(&plan, &records)?)?;
+    if let Some(bytes) = inference_csv(&plan, &records)? {
+        write_atomic(&out.join("inference.csv"), &bytes)?;
+    }
     Ok(MergeReport {
         points: plan.points.len(),
         shards: dirs.len(),

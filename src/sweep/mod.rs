@@ -238,6 +238,30 @@ pub fn run(path: &Path, sets: &[String], out: &Path, opts: &SweepOptions) -> Res
             bail!("{}: the configuration changed while the sweep ran", p.id);
         }
         let metrics = final_cells(&done.result.metrics);
+        // A scenario with an [inference] section deploys every point as `aimsim infer` does.
+        let inference = match &done.trained {
+            Some(trained) => {
+                let origin = path.display().to_string();
+                let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                let (s, _, _) = crate::scenario::load_point_str(
+                    &ex.text,
+                    &origin,
+                    &base_dir,
+                    sets,
+                    None,
+                    &ex.sets_per_point[index],
+                )?;
+                match (&s.inference, &s.train) {
+                    (Some(_), Some(t)) => {
+                        let data = crate::run::cached_dataset(t, s.seed(), &mut cache)?;
+                        let rows = crate::infer::infer_one(&s, trained, data, &dir, &p.id, pool)?;
+                        crate::infer::summarize(&rows)
+                    }
+                    _ => Vec::new(),
+                }
+            }
+            None => Vec::new(),
+        };
         let record = PointRecord {
             format: FORMAT,
             plan_sha256: plan.plan_sha256.clone(),
@@ -247,6 +271,7 @@ pub fn run(path: &Path, sets: &[String], out: &Path, opts: &SweepOptions) -> Res
             effective_sha256: p.effective_sha256.clone(),
             metrics,
             wall_s: started.elapsed().as_secs_f64(),
+            inference,
         };
         // The marker is written last: a point without it is rerun.
         write_atomic(
@@ -258,6 +283,9 @@ pub fn run(path: &Path, sets: &[String], out: &Path, opts: &SweepOptions) -> Res
             let mut r = records.lock().unwrap_or_else(|e| e.into_inner());
             r.insert(index, record);
             write_atomic(&out.join("results.csv"), &results_csv(plan, &r)?)?;
+            if let Some(bytes) = inference_csv(plan, &r)? {
+                write_atomic(&out.join("inference.csv"), &bytes)?;
+            }
         }
         progress.point_done(&p.id, &accuracy);
         Ok(())

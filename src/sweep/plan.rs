@@ -82,6 +82,25 @@ pub struct PointRecord {
     pub metrics: Vec<String>,
     /// Wall time of the point, seconds (the only column that differs between equal runs).
     pub wall_s: f64,
+    /// With an `[inference]` section: the point's accuracy after deployment at every time and
+    /// compensation (mean and sd over the repeats).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inference: Vec<InferenceCell>,
+}
+
+/// One time and compensation of a deployed sweep point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InferenceCell {
+    /// Time after programming, s.
+    pub t_s: f64,
+    /// Compensation name.
+    pub compensation: String,
+    /// Mean test accuracy over the repeats, percent.
+    pub mean: f64,
+    /// Sample standard deviation over the repeats.
+    pub sd: f64,
+    /// Repeats of the noise draws.
+    pub repeats: u32,
 }
 
 /// A plan plus what running its points needs.
@@ -367,6 +386,52 @@ pub(super) fn read_record(dir: &Path, plan: &Plan, p: &PlanPoint) -> Result<Opti
         );
     }
     Ok(Some(r))
+}
+
+/// inference.csv of a sweep whose points were deployed (`None` when none was): one row per point,
+/// time and compensation (`point`, the swept columns, `repeat`, `seed`, `t_s`, `compensation`,
+/// `accuracy_mean`, `accuracy_sd`, `repeats`), in plan order.
+pub fn inference_csv(
+    plan: &Plan,
+    records: &BTreeMap<usize, PointRecord>,
+) -> Result<Option<Vec<u8>>> {
+    if records.values().all(|r| r.inference.is_empty()) {
+        return Ok(None);
+    }
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["point".to_string()];
+    header.extend(plan.columns.iter().cloned());
+    header.extend(
+        [
+            "repeat",
+            "seed",
+            "t_s",
+            "compensation",
+            "accuracy_mean",
+            "accuracy_sd",
+            "repeats",
+        ]
+        .map(String::from),
+    );
+    w.write_record(&header)?;
+    for (index, r) in records {
+        let p = &plan.points[*index];
+        for c in &r.inference {
+            let mut row = vec![p.id.clone()];
+            row.extend(p.values.iter().cloned());
+            row.extend([
+                p.repeat.to_string(),
+                p.seed.to_string(),
+                c.t_s.to_string(),
+                c.compensation.clone(),
+                format!("{:.4}", c.mean),
+                format!("{:.4}", c.sd),
+                c.repeats.to_string(),
+            ]);
+            w.write_record(&row)?;
+        }
+    }
+    Ok(Some(w.into_inner()?))
 }
 
 /// results.csv of the finished points, in plan order.
