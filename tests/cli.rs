@@ -618,6 +618,91 @@ fn extreme_accepted_values_give_finite_traces() {
     }
 }
 
+/// Conductances of a table CSV that parse but no device has (inf, negative, 1e300) are reported at the
+/// CSV's line and column, like a cell that does not parse, not at the scenario's `[device.table]`.
+#[test]
+fn table_csv_values_out_of_range_are_located_in_the_csv() {
+    let t = TempDir::new("csv-range");
+    let path = t.write(
+        "m.toml",
+        "[scenario]\nname = \"t\"\n\n[device]\nmodel = \"table\"\n\n[device.table]\nfile = \"m.csv\"\n",
+    );
+    let csv_path = t.0.join("m.csv");
+    for bad in ["inf", "-0.25", "1e300"] {
+        let csv = format!(
+            "direction,pulse,conductance\nup,0,1.0\nup,1,2.0\nup,2,{bad}\ndown,0,3.0\ndown,1,1.0\n"
+        );
+        t.write("m.csv", &csv);
+        let e = one_error_line(&aimsim(&["validate", &path]), bad);
+        let (line, col) = line_col(&csv, &format!(",{bad}"));
+        assert!(
+            e.starts_with(&format!(
+                "error: {}:{line}:{}: ",
+                csv_path.display(),
+                col + 1
+            )),
+            "{bad}: {e}"
+        );
+        assert!(e.contains(&format!("`{bad}`")), "{bad}: {e}");
+        assert!(e.contains("at most 1e30 uS"), "{bad}: {e}");
+        assert!(!e.contains("m.toml"), "{bad}: {e}");
+    }
+}
+
+/// A protocol whose trace is too large because of `protocol.devices` is blamed on `protocol.devices`,
+/// also when the pulse count is not written (it defaults to the device's full sweep, here 100000
+/// levels): the error names the key the user wrote, at its line.
+#[test]
+fn too_many_protocol_devices_are_blamed_on_protocol_devices() {
+    let t = TempDir::new("proto-devices");
+    let text = "[scenario]\nname = \"t\"\n\n[device]\nmodel = \"neurosim\"\nlevels = 100000\nnl_up = 1.0\nnl_down = -1.0\ng_min = 0.1\ng_max = 10.0\n\n[protocol]\ndevices = 2000\n";
+    let path = t.write("p.toml", text);
+    let (line, col) = line_col(text, "devices = 2000");
+    let e = one_error_line(&aimsim(&["validate", &path]), "devices in the file");
+    assert!(
+        e.starts_with(&format!(
+            "error: {path}:{line}:{col}: key `protocol.devices`: "
+        )),
+        "{e}"
+    );
+    assert!(
+        e.contains("defaults to the device's full sweep, 100000 pulses"),
+        "{e}"
+    );
+    // From the command line (`--devices` and `--set`): blamed on that argument.
+    let text = text.replace("devices = 2000\n", "");
+    let path = t.write("q.toml", &text);
+    let out = t.sub("out");
+    for args in [
+        vec!["device", &path, "--out", &out, "--devices", "40000000"],
+        vec![
+            "device",
+            &path,
+            "--out",
+            &out,
+            "--set",
+            "protocol.devices=40000000",
+        ],
+        vec![
+            "device",
+            &path,
+            "--out",
+            &out,
+            "--pulses",
+            "10",
+            "--devices",
+            "40000000",
+        ],
+    ] {
+        let e = one_error_line(&aimsim(&args), "devices on the command line");
+        assert!(
+            e.starts_with("error: --set protocol.devices=40000000: key `protocol.devices`: "),
+            "{args:?}: {e}"
+        );
+    }
+    assert!(!Path::new(&out).exists());
+}
+
 /// An empty inline table must be reported at the table, not as an infinite `g_min` nobody wrote.
 #[test]
 

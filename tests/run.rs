@@ -221,7 +221,7 @@ fn an_output_folder_in_use_is_refused_and_a_dead_holder_is_taken_over() {
 }
 
 #[test]
-fn a_diverging_run_stops_with_a_clear_message_and_keeps_finished_runs() {
+fn a_diverging_run_fails_with_a_clear_message_and_keeps_finished_runs() {
     let out = temp("diverged");
     let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/quickstart.toml");
     let (code, _, err) = aimsim(&[
@@ -246,6 +246,132 @@ fn a_diverging_run_stops_with_a_clear_message_and_keeps_finished_runs() {
     // Epoch 0 measures no training: its train loss and accuracy are empty, not 0.
     let epoch0 = metrics.lines().nth(1).unwrap();
     assert!(epoch0.starts_with("0,,,"), "{epoch0}");
+    // The summary holds the run that finished; the diverged ones are marked.
+    let summary = read(&out.join("summary.csv"));
+    assert!(
+        summary.lines().nth(1).unwrap().starts_with("software,"),
+        "{summary}"
+    );
+    assert!(out.join("bidirectional").join("FAILED.txt").is_file());
+}
+
+/// Three variants, the middle one diverging (lr 100): small enough to run in a fraction of a second.
+const DIVERGING: &str = r#"
+[scenario]
+name = "t"
+seed = 7
+
+[device]
+model = "neurosim"
+levels = 64
+nl_up = 2.4
+nl_down = -4.88
+g_min = 0.1
+g_max = 10.0
+
+[tile]
+rows = 64
+cols = 64
+
+[train]
+dataset = "glyphs"
+glyph_side = 8
+train_samples = 200
+test_samples = 100
+hidden = [8]
+epochs = 2
+lr = 0.1
+trace_devices = 2
+trace_every = 50
+
+[[variant]]
+name = "first"
+set = { "train.lr" = 0.1 }
+
+[[variant]]
+name = "wild"
+set = { "train.lr" = 100.0 }
+
+[[variant]]
+name = "last"
+set = { "train.lr" = 0.05 }
+"#;
+
+/// A run that fails mid-way loses no other run: the later variants still run, summary.csv holds every
+/// run that finished, failed.csv and the printed table name the failed one and why, and its folder
+/// holds FAILED.txt instead of a finished run's files. A rerun that succeeds clears both marks; a
+/// failure in a folder of an earlier run names that run's files as not its own.
+#[test]
+fn a_failed_variant_is_marked_and_the_others_are_summarized() {
+    let dir = temp("failed-variant");
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("v.toml");
+    std::fs::write(&scenario, DIVERGING).unwrap();
+    let out = dir.join("out");
+    let run = |text: &str| {
+        std::fs::write(&scenario, text).unwrap();
+        aimsim(&[
+            "run",
+            scenario.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let (code, stdout, err) = run(DIVERGING);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("wild: training diverged in epoch 1"), "{err}");
+    assert!(
+        err.contains("1 of 3 run(s) failed (wild seed 7)") && err.contains("failed.csv"),
+        "{err}"
+    );
+    assert!(
+        stdout.contains("wild             FAILED (seed 7): wild: training diverged"),
+        "{stdout}"
+    );
+    // The variant after the failed one ran and finished.
+    for v in ["first", "last"] {
+        assert!(out.join(v).join("manifest.json").is_file(), "{v}");
+    }
+    let summary = read(&out.join("summary.csv"));
+    let names: Vec<&str> = summary
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(names, ["first", "last"], "{summary}");
+    let failed = read(&out.join("failed.csv"));
+    assert!(
+        failed.starts_with("variant,seed,folder,error\nwild,7,wild,"),
+        "{failed}"
+    );
+    assert!(failed.contains("training diverged"), "{failed}");
+    let wild = out.join("wild");
+    let marker = read(&wild.join("FAILED.txt"));
+    assert!(
+        marker.contains("did not finish") && marker.contains("training diverged"),
+        "{marker}"
+    );
+    assert!(!marker.contains("Left by an earlier run"), "{marker}");
+    for f in ["metrics.csv", "manifest.json", "trace.npy", "trace.csv"] {
+        assert!(!wild.join(f).exists(), "a failed run wrote {f}");
+    }
+
+    // Fixed, the rerun finishes every variant and clears the marks.
+    let (code, _, err) = run(&DIVERGING.replace("100.0 }", "1.0 }"));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!wild.join("FAILED.txt").exists() && !out.join("failed.csv").exists());
+    assert_eq!(read(&out.join("summary.csv")).lines().count(), 4);
+    assert!(wild.join("manifest.json").is_file());
+
+    // Diverging again in that folder: the finished run's files are left, and named as not this run's.
+    let (code, _, _) = run(DIVERGING);
+    assert_eq!(code, Some(1));
+    let marker = read(&wild.join("FAILED.txt"));
+    assert!(
+        marker.contains("Left by an earlier run") && marker.contains("manifest.json, metrics.csv"),
+        "{marker}"
+    );
+    assert_eq!(read(&out.join("summary.csv")).lines().count(), 3);
 }
 
 #[test]

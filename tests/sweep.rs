@@ -573,6 +573,68 @@ fn bad_sweep_values_are_located_before_anything_runs() {
     assert!(o.stderr.contains("needs a [sweep] section"), "{}", o.stderr);
 }
 
+/// A large plan is validated by group of linked sections, not point by point (docs/sweeps.md); one bad
+/// value among many is still reported at the first point that has it, with its line and column.
+#[test]
+fn one_bad_value_among_twenty_thousand_points_is_located() {
+    let t = TempDir::new("many");
+    let nl: Vec<String> = (0..200)
+        .map(|i| {
+            if i == 137 {
+                "30.5".into()
+            } else {
+                format!("{:.2}", i as f64 * 0.01)
+            }
+        })
+        .collect();
+    let lr: Vec<String> = (1..=50)
+        .map(|i| format!("{:.3}", i as f64 * 0.002))
+        .collect();
+    let grid = format!(
+        "grid = {{ \"device.nl_up\" = [{}], \"train.lr\" = [{}] }}",
+        nl.join(", "),
+        lr.join(", ")
+    );
+    let text = SWEEP
+        .lines()
+        .map(|l| {
+            if l.starts_with("grid") {
+                grid.as_str()
+            } else {
+                l
+            }
+        })
+        .filter(|l| !l.starts_with("zip"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let s = t.write("many.toml", &text);
+    let line = text.lines().position(|l| l.starts_with("grid")).unwrap() + 1;
+    let col = grid.find("30.5").unwrap() + 1;
+    // Axes device.nl_up (slowest), train.lr, 2 repeats: value 137 first appears at point 137 x 100.
+    let want = format!(
+        "many.toml:{line}:{col} (sweep point p13700: device.nl_up = 30.5): key `device.nl_up`"
+    );
+    for cmd in [
+        vec!["validate", s.as_str()],
+        vec!["sweep", s.as_str(), "--out", &t.sub("o"), "--plan"],
+    ] {
+        let o = aimsim(&cmd);
+        assert_eq!(o.code, Some(1), "{cmd:?}: {}", o.stdout);
+        assert!(
+            o.stderr.contains(&want),
+            "{cmd:?}: want {want}\n{}",
+            o.stderr
+        );
+        assert!(o.stderr.contains("must lie in [-10, 10]"), "{}", o.stderr);
+    }
+    assert!(!Path::new(&t.sub("o")).join("plan.json").exists());
+    // Fixed, the 20,000 points expand (and every one is in the plan).
+    let fixed = t.write("fixed.toml", text.replace("30.5", "1.37"));
+    let out = t.sub("fixed");
+    ok(&["sweep", &fixed, "--out", &out, "--plan"]);
+    assert_eq!(data_rows(&read(Path::new(&out).join("plan.csv"))), 20_000);
+}
+
 #[test]
 fn plot_draws_sweeps_runs_and_devices() {
     let t = TempDir::new("plot");

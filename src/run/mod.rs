@@ -11,8 +11,8 @@ use resources::check_resources;
 pub use resources::memory_estimate;
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
 
 use aimsim_networks::data::Dataset;
 use aimsim_networks::train::EpochMetrics;
@@ -21,7 +21,7 @@ use anyhow::{Context, Result, bail};
 use crate::checkpoint;
 use crate::metrics::summary_columns;
 pub use crate::metrics::{SummaryRow, metrics_csv, summary_row};
-use crate::output::{report_written, write_atomic};
+use crate::output::{ensure_dir, report_written, write_atomic};
 use crate::plot::{self, Chart, Series};
 use crate::variants::{self, ScenarioSource};
 
@@ -113,7 +113,9 @@ pub fn run_with(
     }
     let mut cache: HashMap<String, Dataset> = HashMap::new();
     let mut results = Vec::new();
-    for (name, seed) in &variants::runs(&base.variants, &bt.seeds) {
+    let mut failed: Vec<FailedRun> = Vec::new();
+    let runs = variants::runs(&base.variants, &bt.seeds);
+    for (name, seed) in &runs {
         let run_sets = variants::seed_sets(sets, *seed);
         let mut dir = match name {
             Some(n) => out.join(n),
@@ -123,6 +125,9 @@ pub fn run_with(
             dir = dir.join(format!("seed-{seed}"));
         }
         let vname = name.clone().unwrap_or_else(|| base.name.clone());
+        // A marker left by an earlier failure of this run no longer applies.
+        remove_if_present(&dir.join(FAILED_MARKER))?;
+        let before = files_in(&dir);
         let done = train_one(
             &RunSpec {
                 text: &file.text,
@@ -140,14 +145,36 @@ pub fn run_with(
                 stop_after_epoch: opts.stop_after_epoch,
             },
             &mut cache,
-        )?;
-        if done.stopped {
-            return Ok(results);
+        );
+        match done {
+            Ok(done) if done.stopped => return Ok(results),
+            Ok(done) => results.push(done.result),
+            Err(e) => {
+                // One run failing (a diverged learning rate, say) loses no other run's results: it
+                // is marked, the remaining runs go on, and the summary covers the runs that finished.
+                let error = format!("{e:#}");
+                eprintln!("error: {error}\n(continuing with the remaining runs)");
+                let seed = file
+                    .load(&run_sets, name.as_deref())
+                    .map_or(seed.unwrap_or(base.seed()), |s| s.seed());
+                mark_failed(&dir, &error, &before)?;
+                failed.push(FailedRun {
+                    name: vname,
+                    seed,
+                    dir,
+                    error,
+                });
+            }
         }
-        results.push(done.result);
     }
     let grouped = base.variant_groups.iter().any(Option::is_some);
-    write_summary(out, &results, path, started, grouped)?;
+    // Comparisons need every run of a variant: a variant with a failed run is left out of them.
+    let complete: Vec<VariantResult> = results
+        .iter()
+        .filter(|r| !failed.iter().any(|f| f.name == r.name))
+        .cloned()
+        .collect();
+    write_summary(out, &results, &complete, &failed, path, started, grouped)?;
     let groups: Vec<(String, Option<String>)> = base
         .variants
         .iter()
@@ -155,9 +182,90 @@ pub fn run_with(
         .zip(base.variant_groups.iter().cloned())
         .collect();
     if grouped {
-        write_selection(out, &results, &groups)?;
+        write_selection(out, &complete, &groups)?;
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} run(s) failed ({}); summary.csv holds the {} that finished, failed.csv lists \
+             the failures, and each failed run's folder holds {FAILED_MARKER}",
+            failed.len(),
+            runs.len(),
+            failed
+                .iter()
+                .map(|f| format!("{} seed {}", f.name, f.seed))
+                .collect::<Vec<_>>()
+                .join(", "),
+            results.len()
+        );
     }
     Ok(results)
+}
+
+/// A run of `aimsim run` that ended with an error.
+#[derive(Debug, Clone)]
+struct FailedRun {
+    /// Variant name (the scenario's name without variants).
+    name: String,
+    /// Seed of the run.
+    seed: u64,
+    /// Its output folder.
+    dir: PathBuf,
+    /// The error, with its causes.
+    error: String,
+}
+
+/// The file that marks a run's folder as not finished: it holds the error.
+pub const FAILED_MARKER: &str = "FAILED.txt";
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The files of a folder (none when it does not exist) with their modification times.
+fn files_in(dir: &Path) -> Vec<(String, Option<SystemTime>)> {
+    let mut files: Vec<(String, Option<SystemTime>)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| {
+            let modified = e.metadata().and_then(|m| m.modified()).ok();
+            (e.file_name().to_string_lossy().into_owned(), modified)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Writes [`FAILED_MARKER`] into the folder of a run that failed: the error, that this run wrote no
+/// metrics.csv or manifest.json, and which files there the run did not touch (`before` lists the
+/// folder's files when the run started): left by an earlier run into the same folder, they do not
+/// describe this one.
+fn mark_failed(dir: &Path, error: &str, before: &[(String, Option<SystemTime>)]) -> Result<()> {
+    ensure_dir(dir)?;
+    let stale: Vec<String> = files_in(dir)
+        .into_iter()
+        .filter(|f| before.contains(f))
+        .map(|(name, _)| name)
+        .filter(|n| !n.starts_with('.') && n != FAILED_MARKER)
+        .collect();
+    let mut text = format!(
+        "This run did not finish.\n\n{error}\n\nIt wrote no metrics.csv and no manifest.json (a finished run's \
+         last file); it is not in summary.csv but in failed.csv. A checkpoint.bin written by this run \
+         holds its last completed epoch. Rerunning the command replaces this folder's files.\n"
+    );
+    if !stale.is_empty() {
+        text.push_str(&format!(
+            "\nLeft by an earlier run into this folder (older than this run, not its results): {}\n",
+            stale.join(", ")
+        ));
+    }
+    write_atomic(&dir.join(FAILED_MARKER), text.as_bytes())
 }
 
 /// Whether a checkpoint file lies in `dir` or its subfolders, `depth` levels down.
@@ -173,11 +281,14 @@ fn has_checkpoint(dir: &Path, depth: u32) -> bool {
         })
 }
 
-/// Writes summary.csv, prints the table and, unless the variants are `grouped` (then only the chosen
-/// variants are compared, by [`write_selection`]), the paired differences of every variant.
+/// Writes summary.csv (the runs that finished), failed.csv (the runs that failed, when any did), prints
+/// the table and, unless the variants are `grouped` (then only the chosen variants are compared, by
+/// [`write_selection`]), the paired differences of the `complete` variants (every run finished).
 fn write_summary(
     out: &Path,
     results: &[VariantResult],
+    complete: &[VariantResult],
+    failed: &[FailedRun],
     path: &Path,
     started: Instant,
     grouped: bool,
@@ -193,6 +304,32 @@ fn write_summary(
         w.write_record(cells)?;
     }
     write_atomic(&out.join("summary.csv"), &w.into_inner()?)?;
+    if failed.is_empty() {
+        // Left by an earlier run into the same folder: it no longer describes these results.
+        remove_if_present(&out.join("failed.csv"))?;
+    } else {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record(["variant", "seed", "folder", "error"])?;
+        for f in failed {
+            let folder = f
+                .dir
+                .strip_prefix(out)
+                .unwrap_or(&f.dir)
+                .display()
+                .to_string();
+            w.write_record([
+                f.name.clone(),
+                f.seed.to_string(),
+                if folder.is_empty() {
+                    ".".into()
+                } else {
+                    folder
+                },
+                f.error.clone(),
+            ])?;
+        }
+        write_atomic(&out.join("failed.csv"), &w.into_inner()?)?;
+    }
 
     // The printed table: one line per variant, mean +- sample sd over its seeds.
     let order = variants::first_seen(results.iter().map(|r| r.name.as_str()));
@@ -237,10 +374,25 @@ fn write_summary(
             mean(|r| r.latency_ns) / 1e6
         );
     }
+    for f in failed {
+        println!(
+            "{:<16} FAILED (seed {}): {}",
+            f.name,
+            f.seed,
+            f.error.lines().next().unwrap_or("")
+        );
+    }
+    let left_out = variants::first_seen(failed.iter().map(|f| f.name.as_str()));
+    if !left_out.is_empty() && results.len() > complete.len() {
+        println!(
+            "(left out of the comparisons, a run of theirs failed: {})",
+            left_out.join(", ")
+        );
+    }
     let paired = if grouped {
         Vec::new()
     } else {
-        paired_comparisons(results)
+        paired_comparisons(complete)
     };
     if !paired.is_empty() {
         println!();

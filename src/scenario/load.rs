@@ -2,6 +2,7 @@
 //! of a sweep point and a variant's `set` table, expand a preset, and deserialize into the sections
 //! (mapping serde's errors to located [`ScenarioError`]s).
 
+use std::cell::RefCell;
 use std::path::Path;
 
 use toml::{Table, Value};
@@ -195,86 +196,157 @@ pub fn load_point_str(
     variant: Option<&str>,
     point: &[PointSet],
 ) -> Result<(Scenario, String, Vec<String>), ScenarioError> {
-    let mut table = parse_table(text, origin)?;
-    let mut overrides = Vec::new();
-    for raw in sets {
-        let (path, value) = parse_override(raw)?;
-        apply_override(&mut table, &path, value, raw)?;
-        overrides.push((path, format!("--set {raw}")));
+    Parsed::new(text, origin, sets)?.load(base_dir, variant, point)
+}
+
+/// The data files built into a preset: (file name, contents).
+type PresetFiles = &'static [(&'static str, &'static str)];
+
+/// A scenario file parsed once, with the command line's `--set` overrides applied: what every point of
+/// a sweep starts from, so that expanding a plan parses the file once rather than once per point.
+pub struct Parsed<'a> {
+    text: &'a str,
+    origin: &'a str,
+    table: Table,
+    overrides: Vec<(Vec<String>, String)>,
+    applied: Vec<String>,
+    /// Presets already parsed: their `[device]` tables, by name.
+    presets: RefCell<Vec<(String, Table)>>,
+}
+
+impl<'a> Parsed<'a> {
+    /// Parses `text` (named `origin` in errors) and applies `sets`.
+    pub fn new(text: &'a str, origin: &'a str, sets: &[String]) -> Result<Self, ScenarioError> {
+        let mut table = parse_table(text, origin)?;
+        let mut overrides = Vec::new();
+        for raw in sets {
+            let (path, value) = parse_override(raw)?;
+            apply_override(&mut table, &path, value, raw)?;
+            overrides.push((path, format!("--set {raw}")));
+        }
+        Ok(Parsed {
+            text,
+            origin,
+            table,
+            overrides,
+            applied: sets.to_vec(),
+            presets: RefCell::new(Vec::new()),
+        })
     }
-    let mut applied = sets.to_vec();
-    for p in point {
-        let path = split_key(&p.key);
-        let raw = format!("{}={}", p.key, p.value);
-        apply_override(&mut table, &path, p.value.clone(), &raw).map_err(|mut e| {
-            e.origin = p.origin.clone();
-            e
-        })?;
-        overrides.push((path, p.origin.clone()));
-        applied.push(format!("sweep: {raw}"));
+
+    /// Loads the scenario as one point (`point`, its values applied after the overrides) of one
+    /// variant (its `set` table applied last) sees it: the validated scenario, the effective
+    /// configuration as TOML and the overrides applied.
+    pub fn load(
+        &self,
+        base_dir: &Path,
+        variant: Option<&str>,
+        point: &[PointSet],
+    ) -> Result<(Scenario, String, Vec<String>), ScenarioError> {
+        let (table, mut locator, applied) = self.point_table(variant, point)?;
+        let (table, preset_files) = self.expand_preset(table, &mut locator)?;
+        let effective = toml::to_string(&table).unwrap_or_default();
+        let scenario = deserialize_convert(table, &locator, self.origin, base_dir, preset_files)?;
+        Ok((scenario, effective, applied))
     }
-    if let Some(name) = variant {
-        let entry = table
-            .get("variant")
-            .and_then(Value::as_array)
-            .and_then(|vs| {
-                vs.iter()
-                    .find(|v| v.get("name").and_then(Value::as_str) == Some(name))
-            })
-            .cloned();
-        let Some(entry) = entry else {
-            return Err(ScenarioError {
-                origin: origin.to_string(),
-                key: Some("variant".into()),
-                message: format!("no [[variant]] is named `{name}`"),
-            });
-        };
-        if let Some(Value::Table(set)) = entry.get("set") {
-            for (k, v) in set {
-                let path = split_key(k);
-                let raw = format!("{k}={v}");
-                let at = variant_set_position(text, name, k)
-                    .map(|(l, c)| format!(":{l}:{c}"))
-                    .unwrap_or_default();
-                let label = format!("{origin}{at}: [[variant]] `{name}` set {k} = {v}");
-                if path.iter().any(|p| p.is_empty()) || path[0] == "variant" {
-                    return Err(ScenarioError {
-                        origin: label,
-                        key: Some(k.clone()),
-                        message: "is not a dotted key path of a scenario key".into(),
-                    });
+
+    /// The effective configuration of a point as TOML (what [`Parsed::load`] returns second), without
+    /// validating it: the cheap part of a point that a sweep plan needs for every point.
+    pub fn effective(&self, point: &[PointSet]) -> Result<String, ScenarioError> {
+        let (table, mut locator, _) = self.point_table(None, point)?;
+        let (table, _) = self.expand_preset(table, &mut locator)?;
+        Ok(toml::to_string(&table).unwrap_or_default())
+    }
+
+    /// The table with a point's values and a variant's `set` applied, the locator of its keys and the
+    /// overrides applied, in order.
+    fn point_table(
+        &self,
+        variant: Option<&str>,
+        point: &[PointSet],
+    ) -> Result<(Table, Locator<'a>, Vec<String>), ScenarioError> {
+        let (text, origin) = (self.text, self.origin);
+        let mut table = self.table.clone();
+        let mut overrides = self.overrides.clone();
+        let mut applied = self.applied.clone();
+        for p in point {
+            let path = split_key(&p.key);
+            let raw = format!("{}={}", p.key, p.value);
+            apply_override(&mut table, &path, p.value.clone(), &raw).map_err(|mut e| {
+                e.origin = p.origin.clone();
+                e
+            })?;
+            overrides.push((path, p.origin.clone()));
+            applied.push(format!("sweep: {raw}"));
+        }
+        if let Some(name) = variant {
+            let entry = table
+                .get("variant")
+                .and_then(Value::as_array)
+                .and_then(|vs| {
+                    vs.iter()
+                        .find(|v| v.get("name").and_then(Value::as_str) == Some(name))
+                })
+                .cloned();
+            let Some(entry) = entry else {
+                return Err(ScenarioError {
+                    origin: origin.to_string(),
+                    key: Some("variant".into()),
+                    message: format!("no [[variant]] is named `{name}`"),
+                });
+            };
+            if let Some(Value::Table(set)) = entry.get("set") {
+                for (k, v) in set {
+                    let path = split_key(k);
+                    let raw = format!("{k}={v}");
+                    let at = variant_set_position(text, name, k)
+                        .map(|(l, c)| format!(":{l}:{c}"))
+                        .unwrap_or_default();
+                    let label = format!("{origin}{at}: [[variant]] `{name}` set {k} = {v}");
+                    if path.iter().any(|p| p.is_empty()) || path[0] == "variant" {
+                        return Err(ScenarioError {
+                            origin: label,
+                            key: Some(k.clone()),
+                            message: "is not a dotted key path of a scenario key".into(),
+                        });
+                    }
+                    apply_override(&mut table, &path, v.clone(), &raw).map_err(|mut e| {
+                        e.origin = label.clone();
+                        e
+                    })?;
+                    overrides.push((path, label));
+                    applied.push(format!("variant {name}: {raw}"));
                 }
-                apply_override(&mut table, &path, v.clone(), &raw).map_err(|mut e| {
-                    e.origin = label.clone();
-                    e
-                })?;
-                overrides.push((path, label));
-                applied.push(format!("variant {name}: {raw}"));
             }
         }
+        let locator = Locator {
+            overrides,
+            sources: vec![Source {
+                origin: origin.to_string(),
+                text,
+            }],
+        };
+        Ok((table, locator, applied))
     }
-    let mut locator = Locator {
-        overrides,
-        sources: vec![Source {
-            origin: origin.to_string(),
-            text,
-        }],
-    };
 
-    // Preset expansion: the preset's [device] table is the base, the user's keys override it.
-    let preset_name = match table.get("device").and_then(|d| d.get("preset")) {
-        None => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => {
-            return Err(locator.error(
-                &split_key("device.preset"),
-                "must be a string naming a built-in preset",
-            ));
-        }
-    };
-    let mut preset_files: &[(&str, &str)] = &[];
-    if let Some(name) = &preset_name {
-        let Some(p) = presets::find(name) else {
+    /// Preset expansion: the preset's `[device]` table is the base, the user's keys override it.
+    /// Returns the table and the preset's data files; the locator learns the preset's text.
+    fn expand_preset(
+        &self,
+        mut table: Table,
+        locator: &mut Locator<'a>,
+    ) -> Result<(Table, PresetFiles), ScenarioError> {
+        let name = match table.get("device").and_then(|d| d.get("preset")) {
+            None => return Ok((table, &[])),
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => {
+                return Err(locator.error(
+                    &split_key("device.preset"),
+                    "must be a string naming a built-in preset",
+                ));
+            }
+        };
+        let Some(p) = presets::find(&name) else {
             return Err(locator.error(
                 &split_key("device.preset"),
                 format!(
@@ -288,31 +360,52 @@ pub fn load_point_str(
             ));
         };
         let preset_origin = format!("preset `{}` (scenarios/devices/{}.toml)", p.name, p.name);
-        let mut preset_table = parse_table(p.toml, &preset_origin)?;
-        let Some(Value::Table(mut base)) = preset_table.remove("device") else {
-            return Err(ScenarioError {
-                origin: preset_origin,
-                key: Some("device".into()),
-                message: "a preset needs a [device] section".into(),
-            });
+        let cached = self
+            .presets
+            .borrow()
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| t.clone());
+        let mut base = match cached {
+            Some(t) => t,
+            None => {
+                let mut preset_table = parse_table(p.toml, &preset_origin)?;
+                let Some(Value::Table(mut base)) = preset_table.remove("device") else {
+                    return Err(ScenarioError {
+                        origin: preset_origin,
+                        key: Some("device".into()),
+                        message: "a preset needs a [device] section".into(),
+                    });
+                };
+                base.remove("preset");
+                self.presets.borrow_mut().push((name.clone(), base.clone()));
+                base
+            }
         };
-        base.remove("preset");
         if let Some(Value::Table(user)) = table.remove("device") {
             // Keys of the preset that do not fit a model the user switched to are reported (in the
             // preset's file) by the model-key check in `convert`.
             deep_merge(&mut base, user);
         }
-        base.insert("preset".into(), Value::String(name.clone()));
+        base.insert("preset".into(), Value::String(name));
         table.insert("device".into(), Value::Table(base));
         locator.sources.push(Source {
             origin: preset_origin,
             text: p.toml,
         });
-        preset_files = p.files;
+        Ok((table, p.files))
     }
+}
 
-    let effective = toml::to_string(&table).unwrap_or_default();
-    let file: ScenarioFile = serde_path_to_error::deserialize(Value::Table(table.clone())).map_err(|e| {
+/// Deserializes an expanded table into the sections (serde's errors located) and converts them.
+fn deserialize_convert(
+    table: Table,
+    locator: &Locator,
+    origin: &str,
+    base_dir: &Path,
+    preset_files: &[(&str, &str)],
+) -> Result<Scenario, ScenarioError> {
+    let file: ScenarioFile = serde_path_to_error::deserialize(Value::Table(table)).map_err(|e| {
         let mut path: Vec<String> = e
             .path()
             .iter()
@@ -348,7 +441,7 @@ pub fn load_point_str(
         locator.error(&path, message)
     })?;
 
-    convert(file, &locator, base_dir, preset_files).map(|s| (s, effective, applied))
+    convert(file, locator, base_dir, preset_files)
 }
 
 /// A deserializer's message as a person reads it: Rust type names become what they accept, and an

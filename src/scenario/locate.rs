@@ -33,7 +33,12 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// Span of the key (or of an array element) at `path`, or of the deepest ancestor written in `text`.
 fn find_span(text: &str, path: &[String]) -> Option<(Range<usize>, bool)> {
     let root = toml::de::DeTable::parse(text).ok()?;
-    let mut table = root.get_ref();
+    find_span_in(root.get_ref(), path)
+}
+
+/// [`find_span`] in a parsed document.
+fn find_span_in(root: &toml::de::DeTable, path: &[String]) -> Option<(Range<usize>, bool)> {
+    let mut table = root;
     let mut best: Option<Range<usize>> = None;
     let mut value: Option<&toml::Spanned<toml::de::DeValue>> = None;
     for (depth, seg) in path.iter().enumerate() {
@@ -115,6 +120,23 @@ pub fn key_origin(text: &str, origin: &str, path: &[String]) -> String {
         }
         None => origin.to_string(),
     }
+}
+
+/// [`key_origin`] of many key paths of one text, which is parsed once.
+pub fn key_origins(text: &str, origin: &str, paths: &[Vec<String>]) -> Vec<String> {
+    let root = toml::de::DeTable::parse(text).ok();
+    paths
+        .iter()
+        .map(
+            |path| match root.as_ref().and_then(|r| find_span_in(r.get_ref(), path)) {
+                Some((span, _)) => {
+                    let (l, c) = line_col(text, span.start);
+                    format!("{origin}:{l}:{c}")
+                }
+                None => origin.to_string(),
+            },
+        )
+        .collect()
 }
 
 /// `a.b.c` as a key path.

@@ -41,10 +41,11 @@ pub use describe::describe;
 pub use ep::EpSpec;
 pub use inference::{DEFAULT_TIMES_S, InferenceSpec};
 pub use load::{
-    PointSet, load, load_point_str, load_str, load_variant_str, parse_override, read_scenario_text,
+    Parsed, PointSet, load, load_point_str, load_str, load_variant_str, parse_override,
+    read_scenario_text,
 };
 pub use local::LocalSpec;
-pub use locate::key_origin;
+pub use locate::{key_origin, key_origins};
 pub use protocol::{MAX_TRACE_CELLS, Protocol, check_protocol};
 pub use sweep::{MAX_SWEEP_POINTS, SweepAxis, SweepSpec};
 pub use table::parse_table_csv;
@@ -161,6 +162,18 @@ pub struct Loaded {
     /// The `--set` arguments applied.
     pub overrides: Vec<String>,
 }
+
+/// The top-level sections whose conversions read one another, in groups: a rule of [`convert`] that
+/// reads keys of two sections needs both in one group (today: `protocol` reads the device's full
+/// sweep, `tile.reference` the device model, `[update]`'s controllers the `tile.cell`; `[train]` reads
+/// `[trace]`, `[[variant]]` groups `train.validation`, `[sweep]` `[train]`, `[[variant]]` and
+/// `scenario.seed`). A section in no group (`io`, `cost`, `ep`) is checked on its own. A sweep plan
+/// relies on this: it validates every combination of the values of the swept keys of one group, and
+/// each group's combinations separately from the others' (`sweep::plan`).
+pub const LINKED_SECTIONS: &[&[&str]] = &[
+    &["device", "protocol", "tile", "update"],
+    &["scenario", "train", "trace", "variant", "local", "sweep"],
+];
 
 /// Converts and validates every section, in a fixed order (the first error found is the one reported).
 fn convert(

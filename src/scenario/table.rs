@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use aimsim_devices::TableCurve;
+use aimsim_devices::spec::MAGNITUDE_LIMIT;
 
 use super::ScenarioError;
 use super::locate::{Locator, split_key};
@@ -47,14 +48,47 @@ pub fn load_table(
     }
 }
 
+/// 1-based column (in characters) of field `field` of the CSV row that starts at byte `start` of
+/// `text`: after its leading spaces, as the reader trims them.
+fn field_column(text: &str, start: usize, field: usize) -> usize {
+    let line = text.get(start..).unwrap_or("");
+    let line = line.split('\n').next().unwrap_or("");
+    let (mut commas, mut quoted, mut col) = (0, false, 0);
+    for (i, ch) in line.chars().enumerate() {
+        if commas == field {
+            if ch == ' ' || ch == '\t' {
+                continue;
+            }
+            return i + 1;
+        }
+        match ch {
+            '"' => quoted = !quoted,
+            ',' if !quoted => commas += 1,
+            _ => {}
+        }
+        col = i + 1;
+    }
+    col + 1
+}
+
 /// Parses a measured-curve CSV (`direction,pulse,conductance`; direction `up` or `down`, pulses 0..n-1
-/// once each). Errors name the file, line and byte offset.
+/// once each, conductances finite, >= 0 and at most [`MAGNITUDE_LIMIT`] uS). Errors about a cell name
+/// the file, line and column (`file:line:col`); errors about a row, its line and byte offset.
 pub fn parse_table_csv(text: &str, name: &str) -> Result<TableCurve, ScenarioError> {
     let err = |pos: Option<&csv::Position>, message: String| ScenarioError {
         origin: match pos {
             Some(p) => format!("{name}:{} (byte {})", p.line(), p.byte()),
             None => name.to_string(),
         },
+        key: None,
+        message,
+    };
+    let cell_err = |pos: &csv::Position, field: usize, message: String| ScenarioError {
+        origin: format!(
+            "{name}:{}:{}",
+            pos.line(),
+            field_column(text, pos.byte() as usize, field)
+        ),
         key: None,
         message,
     };
@@ -82,24 +116,37 @@ pub fn parse_table_csv(text: &str, name: &str) -> Result<TableCurve, ScenarioErr
             "up" => true,
             "down" => false,
             other => {
-                return Err(err(
-                    Some(&pos),
+                return Err(cell_err(
+                    &pos,
+                    0,
                     format!("direction must be `up` or `down`, got `{other}`"),
                 ));
             }
         };
         let pulse: u64 = rec[1].parse().map_err(|_| {
-            err(
-                Some(&pos),
+            cell_err(
+                &pos,
+                1,
                 format!("pulse must be a whole number >= 0, got `{}`", &rec[1]),
             )
         })?;
         let g: f64 = rec[2].parse().map_err(|_| {
-            err(
-                Some(&pos),
+            cell_err(
+                &pos,
+                2,
                 format!("conductance must be a number (uS), got `{}`", &rec[2]),
             )
         })?;
+        if !(g.is_finite() && (0.0..=MAGNITUDE_LIMIT).contains(&g)) {
+            return Err(cell_err(
+                &pos,
+                2,
+                format!(
+                    "conductance must be finite, >= 0 and at most {MAGNITUDE_LIMIT:e} uS, got `{}`",
+                    &rec[2]
+                ),
+            ));
+        }
         sweeps.entry(up).or_default().push((pulse, g, pos));
     }
     let mut take = |up: bool| -> Result<Vec<f64>, ScenarioError> {
@@ -108,8 +155,9 @@ pub fn parse_table_csv(text: &str, name: &str) -> Result<TableCurve, ScenarioErr
         rows.sort_by_key(|r| r.0);
         for (i, (p, _, pos)) in rows.iter().enumerate() {
             if *p != i as u64 {
-                return Err(err(
-                    Some(pos),
+                return Err(cell_err(
+                    pos,
+                    1,
                     format!(
                         "the {dir} sweep must list pulses 0, 1, 2, ... once each; pulse {i} is missing or repeated (found {p})"
                     ),
@@ -125,8 +173,9 @@ pub fn parse_table_csv(text: &str, name: &str) -> Result<TableCurve, ScenarioErr
                 values[i] < values[i - 1]
             };
             if !ok {
-                return Err(err(
-                    Some(&rows[i].2),
+                return Err(cell_err(
+                    &rows[i].2,
+                    2,
                     format!(
                         "the {dir} sweep must be strictly {} in pulse number: pulse {} has {} after {}; \
                          smooth or thin out the measured curve",

@@ -147,7 +147,8 @@ fn crop_binarize_and_lr_scale_are_checked() {
 fn table_csv_errors_name_line_and_byte() {
     let csv = "direction,pulse,conductance\nup,0,1\nup,1,0.5\ndown,0,2\ndown,1,1\n";
     let e = parse_table_csv(csv, "m.csv").unwrap_err();
-    assert!(e.origin.starts_with("m.csv:3 (byte "), "{}", e.origin);
+    // Not increasing: the conductance cell of line 3.
+    assert_eq!(e.origin, "m.csv:3:6");
     let ok = "direction,pulse,conductance\ndown,1,1\nup,1,2\nup,0,1\ndown,0,2\n";
     let t = parse_table_csv(ok, "m.csv").unwrap();
     assert_eq!(t.up, vec![1.0, 2.0]);
@@ -159,6 +160,35 @@ fn table_csv_errors_name_line_and_byte() {
             .message
             .contains("pulse 1")
     );
+}
+
+/// Conductances that parse as numbers but no device has (inf, negative, 1e300) are reported at their
+/// cell of the CSV, not at the scenario's `[device.table]` line.
+#[test]
+fn table_csv_values_out_of_range_name_their_cell() {
+    for (bad, shown) in [
+        ("inf", "`inf`"),
+        ("-inf", "`-inf`"),
+        ("NaN", "`NaN`"),
+        ("-0.5", "`-0.5`"),
+        ("1e300", "`1e300`"),
+    ] {
+        let csv = format!("direction,pulse,conductance\nup,0,1\nup,1, {bad}\ndown,0,2\ndown,1,1\n");
+        let e = parse_table_csv(&csv, "m.csv").unwrap_err();
+        assert_eq!(e.origin, "m.csv:3:7", "{bad}");
+        assert_eq!(e.key, None, "{bad}");
+        assert!(
+            e.message.contains(shown) && e.message.contains("at most 1e30 uS"),
+            "{bad}: {}",
+            e.message
+        );
+    }
+    // Quoted cells and the other columns.
+    let e =
+        parse_table_csv("direction,pulse,conductance\n\"up\",\"0,\", 1\n", "m.csv").unwrap_err();
+    assert_eq!(e.origin, "m.csv:2:6", "{}", e.message);
+    let e = parse_table_csv("direction,pulse,conductance\nsideways,0,1\n", "m.csv").unwrap_err();
+    assert_eq!(e.origin, "m.csv:2:1");
 }
 
 #[test]

@@ -217,6 +217,7 @@ pub fn run(path: &Path, sets: &[String], out: &Path, opts: &SweepOptions) -> Res
         let dir = out.join("points").join(&p.id);
         let started = Instant::now();
         let mut cache = HashMap::new();
+        let point = ex.point_sets(index);
         let done = pool.install(|| {
             train_one(
                 &RunSpec {
@@ -224,7 +225,7 @@ pub fn run(path: &Path, sets: &[String], out: &Path, opts: &SweepOptions) -> Res
                     path,
                     sets,
                     variant: None,
-                    point: &ex.sets_per_point[index],
+                    point: &point,
                     dir: &dir,
                     label: p.id.clone(),
                     progress: false,
@@ -249,7 +250,7 @@ pub fn run(path: &Path, sets: &[String], out: &Path, opts: &SweepOptions) -> Res
                     &base_dir,
                     sets,
                     None,
-                    &ex.sets_per_point[index],
+                    &point,
                 )?;
                 match (&s.inference, &s.train) {
                     (Some(_), Some(t)) => {

@@ -107,7 +107,19 @@ pub struct InferenceCell {
 pub(super) struct Expanded {
     pub(super) plan: Plan,
     pub(super) text: String,
-    pub(super) sets_per_point: Vec<Vec<PointSet>>,
+    sweep: SweepSpec,
+    /// Where each swept value was written: `origins[axis][key][step]` is `file:line:col`.
+    origins: Vec<Vec<Vec<String>>>,
+}
+
+impl Expanded {
+    /// The values point `index` sets (its swept values, then its seed), as overrides that name where
+    /// each was written.
+    pub(super) fn point_sets(&self, index: usize) -> Vec<PointSet> {
+        let p = &self.plan.points[index];
+        let steps = steps_of(&self.sweep, index);
+        point_sets(&self.sweep, &self.origins, &steps, &p.id, index, p.seed)
+    }
 }
 
 /// Threads to use: SLURM_CPUS_PER_TASK when set, else the machine's cores.
@@ -205,8 +217,307 @@ pub(super) fn expand_indices(sweep: &SweepSpec) -> Vec<(Vec<usize>, u32)> {
     out
 }
 
-/// Expands and validates the sweep of a scenario: every point is loaded exactly as it will run, so a
-/// bad value anywhere in the grid is reported before anything runs.
+/// The axis steps of plan point `index` (see [`expand_indices`]).
+fn steps_of(sweep: &SweepSpec, index: usize) -> Vec<usize> {
+    let mut rest = index / sweep.repeats.max(1) as usize;
+    let mut steps = vec![0; sweep.axes.len()];
+    for (k, axis) in sweep.axes.iter().enumerate().rev() {
+        steps[k] = rest % axis.values.len();
+        rest /= axis.values.len();
+    }
+    steps
+}
+
+/// Index of the first point (repeat 0) whose axes are at `steps`.
+fn index_of(sweep: &SweepSpec, steps: &[usize]) -> usize {
+    let combo = sweep
+        .axes
+        .iter()
+        .zip(steps)
+        .fold(0, |acc, (axis, s)| acc * axis.values.len() + s);
+    combo * sweep.repeats as usize
+}
+
+/// The overrides of a point: each swept value with the place it was written, then the seed.
+fn point_sets(
+    sweep: &SweepSpec,
+    origins: &[Vec<Vec<String>>],
+    steps: &[usize],
+    id: &str,
+    index: usize,
+    seed: u64,
+) -> Vec<PointSet> {
+    let mut sets = Vec::new();
+    for (a, axis) in sweep.axes.iter().enumerate() {
+        for (k, key) in axis.keys.iter().enumerate() {
+            let value = axis.values[steps[a]][k].clone();
+            sets.push(PointSet {
+                key: key.clone(),
+                origin: format!(
+                    "{} (sweep point {id}: {key} = {value})",
+                    origins[a][k][steps[a]]
+                ),
+                value,
+            });
+        }
+    }
+    sets.push(PointSet {
+        key: "scenario.seed".into(),
+        value: Value::Integer(seed as i64),
+        origin: format!(
+            "sweep point {id} (seed derived from master seed {} and index {index})",
+            sweep.seed
+        ),
+    });
+    sets
+}
+
+/// `file:line:col` of every swept value: `[axis][key][step]`.
+fn value_origins(sweep: &SweepSpec, text: &str, origin: &str) -> Vec<Vec<Vec<String>>> {
+    let mut paths = Vec::new();
+    for axis in &sweep.axes {
+        let mut head = vec!["sweep".to_string()];
+        if axis.section == "grid" {
+            head.push("grid".into());
+        } else {
+            let i = axis
+                .section
+                .trim_start_matches("zip[")
+                .trim_end_matches(']');
+            head.extend(["zip".to_string(), i.to_string()]);
+        }
+        for key in &axis.keys {
+            for step in 0..axis.values.len() {
+                let mut path = head.clone();
+                path.extend([key.clone(), step.to_string()]);
+                paths.push(path);
+            }
+        }
+    }
+    let mut found = scenario::key_origins(text, origin, &paths).into_iter();
+    sweep
+        .axes
+        .iter()
+        .map(|axis| {
+            axis.keys
+                .iter()
+                .map(|_| found.by_ref().take(axis.values.len()).collect())
+                .collect()
+        })
+        .collect()
+}
+
+/// The axes in groups that are validated together: two axes share a group when they set keys of
+/// linked sections ([`scenario::LINKED_SECTIONS`]), directly or through a third axis (a zipped group
+/// links the sections of all its keys).
+fn axis_groups(sweep: &SweepSpec) -> Vec<Vec<usize>> {
+    let class = |key: &str| -> String {
+        let section = key.split('.').next().unwrap_or(key);
+        match scenario::LINKED_SECTIONS
+            .iter()
+            .position(|g| g.contains(&section))
+        {
+            Some(i) => format!("#{i}"),
+            None => section.to_string(),
+        }
+    };
+    let mut groups: Vec<(Vec<String>, Vec<usize>)> = Vec::new();
+    for (a, axis) in sweep.axes.iter().enumerate() {
+        let classes: Vec<String> = axis.keys.iter().map(|k| class(k)).collect();
+        let mut merged = (classes.clone(), vec![a]);
+        groups.retain(|(cs, axes)| {
+            if cs.iter().any(|c| classes.contains(c)) {
+                merged.0.extend(cs.iter().cloned());
+                merged.1.extend(axes);
+                false
+            } else {
+                true
+            }
+        });
+        merged.1.sort_unstable();
+        groups.push(merged);
+    }
+    let mut out: Vec<Vec<usize>> = groups.into_iter().map(|(_, axes)| axes).collect();
+    out.sort();
+    out
+}
+
+/// Validates every point of a sweep without loading each one. A point's validity depends on the
+/// values of each group of linked sections separately (see [`scenario::LINKED_SECTIONS`]), so the
+/// points are all valid exactly when the first point is and, for each group of axes, every
+/// combination of that group's values is with the other axes at their first value: the sum over the
+/// groups of their combinations, not their product. The error reported is the one of the first
+/// invalid point in plan order, as loading every point would report it.
+fn validate_points(
+    parsed: &scenario::Parsed,
+    sweep: &SweepSpec,
+    origins: &[Vec<Vec<String>>],
+    base_dir: &Path,
+    total: usize,
+) -> Result<(), scenario::ScenarioError> {
+    let load = |steps: &[usize]| {
+        let index = index_of(sweep, steps);
+        let sets = point_sets(
+            sweep,
+            origins,
+            steps,
+            &point_id(index, total),
+            index,
+            point_seed(sweep.seed, index),
+        );
+        parsed.load(base_dir, None, &sets).map(|_| ())
+    };
+    let zero = vec![0; sweep.axes.len()];
+    load(&zero)?;
+    let mut first: Option<(usize, scenario::ScenarioError)> = None;
+    for group in axis_groups(sweep) {
+        // Every combination of the group's steps, the last axis fastest (so in plan order).
+        let mut steps = zero.clone();
+        'combos: loop {
+            let mut g = group.len();
+            loop {
+                if g == 0 {
+                    break 'combos;
+                }
+                g -= 1;
+                let a = group[g];
+                steps[a] += 1;
+                if steps[a] < sweep.axes[a].values.len() {
+                    break;
+                }
+                steps[a] = 0;
+            }
+            if let Err(e) = load(&steps) {
+                let index = index_of(sweep, &steps);
+                if first.as_ref().is_none_or(|(i, _)| index < *i) {
+                    first = Some((index, e));
+                }
+                // Later combinations of this group come later in the plan.
+                break;
+            }
+        }
+    }
+    match first {
+        Some((_, e)) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The effective configuration of every point of a sweep (the TOML whose hash resume and merge
+/// compare), built from one serialization: the configuration with a placeholder for every swept value
+/// and the seed, cut at the placeholders, is filled with each point's values as TOML writes them.
+/// Serializing each point's whole configuration instead costs time in proportion to the `[sweep]`
+/// section, which every configuration holds, for each of up to a million points.
+struct Template {
+    /// The text around the placeholders: one more than `slots`.
+    parts: Vec<String>,
+    /// Which value fills each gap: swept keys in plan order (axis by axis), then the seed.
+    slots: Vec<usize>,
+    /// Each swept value as TOML writes it: `[axis][key][step]`.
+    values: Vec<Vec<Vec<String>>>,
+}
+
+/// Start of a placeholder as written in the effective configuration (a quoted string).
+const SLOT: &str = "\"aimsim-sweep-slot-";
+
+impl Template {
+    /// The template of a sweep's points, or `None` when a swept value is a table or an array of tables
+    /// (TOML writes those as sections of their own, not in place of a value) or a placeholder cannot
+    /// be found exactly once.
+    fn new(parsed: &scenario::Parsed, sweep: &SweepSpec) -> Option<Template> {
+        let plain = |v: &Value| match v {
+            Value::Table(_) => false,
+            Value::Array(a) => !a.iter().any(Value::is_table),
+            _ => true,
+        };
+        let keys: Vec<&String> = sweep.axes.iter().flat_map(|a| &a.keys).collect();
+        if sweep
+            .axes
+            .iter()
+            .any(|a| a.values.iter().flatten().any(|v| !plain(v)))
+            || keys
+                .iter()
+                .any(|k| *k == "device.preset" || !k.contains('.'))
+        {
+            return None;
+        }
+        let n = keys.len() + 1;
+        let mut sets: Vec<PointSet> = keys
+            .iter()
+            .map(|k| (*k).clone())
+            .chain(["scenario.seed".to_string()])
+            .enumerate()
+            .map(|(j, key)| PointSet {
+                key,
+                value: Value::String(format!("aimsim-sweep-slot-{j}-of-{n}")),
+                origin: String::new(),
+            })
+            .collect();
+        let text = parsed.effective(&sets).ok()?;
+        sets.clear();
+        let mut parts = Vec::new();
+        let mut slots = Vec::new();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find(SLOT) {
+            let tail = &rest[at + SLOT.len()..];
+            let (j, after) = tail.split_once(&format!("-of-{n}\""))?;
+            let j: usize = j.parse().ok()?;
+            if j >= n || slots.contains(&j) {
+                return None;
+            }
+            parts.push(rest[..at].to_string());
+            slots.push(j);
+            rest = after;
+        }
+        parts.push(rest.to_string());
+        if slots.len() != n {
+            return None;
+        }
+        let mut values = Vec::new();
+        for axis in &sweep.axes {
+            let mut keys = Vec::new();
+            for k in 0..axis.keys.len() {
+                let texts: Option<Vec<String>> =
+                    axis.values.iter().map(|v| value_text(&v[k])).collect();
+                keys.push(texts?);
+            }
+            values.push(keys);
+        }
+        Some(Template {
+            parts,
+            slots,
+            values,
+        })
+    }
+
+    /// The effective configuration of the point at `steps` with `seed`.
+    fn fill(&self, steps: &[usize], seed: u64) -> String {
+        let mut filled: Vec<&str> = Vec::with_capacity(self.slots.len());
+        for (a, keys) in self.values.iter().enumerate() {
+            filled.extend(keys.iter().map(|k| k[steps[a]].as_str()));
+        }
+        let seed = seed.to_string();
+        filled.push(&seed);
+        let mut out = String::with_capacity(self.parts.iter().map(String::len).sum::<usize>() + 64);
+        for (part, slot) in self.parts.iter().zip(&self.slots) {
+            out.push_str(part);
+            out.push_str(filled[*slot]);
+        }
+        out.push_str(self.parts.last().map_or("", String::as_str));
+        out
+    }
+}
+
+/// A value as TOML writes it in a document (`key = <this>`).
+fn value_text(v: &Value) -> Option<String> {
+    let mut t = toml::Table::new();
+    t.insert("v".into(), v.clone());
+    let text = toml::to_string(&t).ok()?;
+    Some(text.strip_prefix("v = ")?.strip_suffix('\n')?.to_string())
+}
+
+/// Expands and validates the sweep of a scenario: a bad value anywhere in the grid is reported, at the
+/// first point that has it, before anything runs.
 pub(super) fn expand(path: &Path, sets: &[String]) -> Result<Expanded> {
     let file = ScenarioSource::read(path)?;
     let (text, origin, base_dir) = (&file.text, &file.origin, &file.base_dir);
@@ -216,12 +527,13 @@ pub(super) fn expand(path: &Path, sets: &[String]) -> Result<Expanded> {
             "{origin}: `aimsim sweep` needs a [sweep] section (docs/sweeps.md), e.g.\n  [sweep]\n  grid = {{ \"device.levels\" = [32, 64] }}"
         );
     };
-    expand_scenario(&base, &sweep, text, origin, base_dir, sets, path)
+    expand_scenario(&base, sweep, text, origin, base_dir, sets, path)
 }
 
+/// [`expand`] of a scenario already loaded (`base`, with its `sweep`).
 pub(super) fn expand_scenario(
     base: &Scenario,
-    sweep: &SweepSpec,
+    sweep: SweepSpec,
     text: &str,
     origin: &str,
     base_dir: &Path,
@@ -229,50 +541,46 @@ pub(super) fn expand_scenario(
     path: &Path,
 ) -> Result<Expanded> {
     let columns: Vec<String> = sweep.axes.iter().flat_map(|a| a.keys.clone()).collect();
-    let indices = expand_indices(sweep);
+    let indices = expand_indices(&sweep);
     let total = indices.len();
+    let parsed = scenario::Parsed::new(text, origin, sets)?;
+    let origins = value_origins(&sweep, text, origin);
+    validate_points(&parsed, &sweep, &origins, base_dir, total)?;
+    let cells: Vec<Vec<Vec<String>>> = sweep
+        .axes
+        .iter()
+        .map(|axis| {
+            (0..axis.keys.len())
+                .map(|k| axis.values.iter().map(|v| cell(&v[k])).collect())
+                .collect()
+        })
+        .collect();
+    let template = Template::new(&parsed, &sweep).filter(|t| {
+        // Checked against the full serialization at points spread over the plan (the first and last
+        // included): any difference, and every point is serialized in full.
+        let stride = (total / 16).max(1);
+        (0..total).step_by(stride).chain([total - 1]).all(|index| {
+            let steps = steps_of(&sweep, index);
+            let seed = point_seed(sweep.seed, index);
+            let id = point_id(index, total);
+            parsed
+                .effective(&point_sets(&sweep, &origins, &steps, &id, index, seed))
+                .is_ok_and(|full| full == t.fill(&steps, seed))
+        })
+    });
     let mut points = Vec::with_capacity(total);
-    let mut sets_per_point = Vec::with_capacity(total);
     for (index, (steps, repeat)) in indices.into_iter().enumerate() {
         let id = point_id(index, total);
         let seed = point_seed(sweep.seed, index);
-        let mut point_sets = Vec::new();
-        let mut values = Vec::new();
-        for (a, axis) in sweep.axes.iter().enumerate() {
-            for (k, key) in axis.keys.iter().enumerate() {
-                let value = axis.values[steps[a]][k].clone();
-                let mut loc = vec!["sweep".to_string()];
-                if axis.section == "grid" {
-                    loc.push("grid".into());
-                } else {
-                    let i = axis
-                        .section
-                        .trim_start_matches("zip[")
-                        .trim_end_matches(']');
-                    loc.extend(["zip".to_string(), i.to_string()]);
-                }
-                loc.extend([key.clone(), steps[a].to_string()]);
-                values.push(cell(&value));
-                point_sets.push(PointSet {
-                    key: key.clone(),
-                    origin: format!(
-                        "{} (sweep point {id}: {key} = {value})",
-                        scenario::key_origin(text, origin, &loc)
-                    ),
-                    value,
-                });
-            }
-        }
-        point_sets.push(PointSet {
-            key: "scenario.seed".into(),
-            value: Value::Integer(seed as i64),
-            origin: format!(
-                "sweep point {id} (seed derived from master seed {} and index {index})",
-                sweep.seed
-            ),
-        });
-        let (_, effective, _) =
-            scenario::load_point_str(text, origin, base_dir, sets, None, &point_sets)?;
+        let values = cells
+            .iter()
+            .zip(&steps)
+            .flat_map(|(keys, &step)| keys.iter().map(move |c| c[step].clone()))
+            .collect();
+        let effective = match &template {
+            Some(t) => t.fill(&steps, seed),
+            None => parsed.effective(&point_sets(&sweep, &origins, &steps, &id, index, seed))?,
+        };
         points.push(PlanPoint {
             index,
             id,
@@ -281,7 +589,6 @@ pub(super) fn expand_scenario(
             seed,
             effective_sha256: sha256_hex(effective.as_bytes()),
         });
-        sets_per_point.push(point_sets);
     }
     let hashed = serde_json::to_string(&(&columns, &points))?;
     let plan = Plan {
@@ -300,7 +607,8 @@ pub(super) fn expand_scenario(
     Ok(Expanded {
         plan,
         text: text.to_string(),
-        sets_per_point,
+        sweep,
+        origins,
     })
 }
 
@@ -453,4 +761,161 @@ pub fn results_csv(plan: &Plan, records: &BTreeMap<usize, PointRecord>) -> Resul
         w.write_record(&row)?;
     }
     Ok(w.into_inner()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small training scenario; `SWEEP` is replaced by each case's `[sweep]` section.
+    const BASE: &str = r#"
+[scenario]
+name = "t"
+seed = 3
+
+[device]
+model = "neurosim"
+levels = 16
+nl_up = 1.0
+nl_down = -1.0
+g_min = 0.1
+g_max = 10.0
+
+[tile]
+rows = 32
+cols = 32
+
+[train]
+dataset = "glyphs"
+glyph_side = 8
+train_samples = 100
+test_samples = 50
+hidden = [8]
+
+SWEEP
+"#;
+
+    /// What expanding every point one by one gives (the way plans were validated before points
+    /// were validated by group): every point's effective configuration hash, or the first error.
+    fn point_by_point(text: &str) -> Result<Vec<String>, String> {
+        let (base, _, _) =
+            scenario::load_str(text, "t.toml", Path::new("."), &[]).map_err(|e| e.to_string())?;
+        let sweep = base.sweep.clone().unwrap();
+        let origins = value_origins(&sweep, text, "t.toml");
+        let indices = expand_indices(&sweep);
+        let total = indices.len();
+        indices
+            .into_iter()
+            .enumerate()
+            .map(|(index, (steps, _))| {
+                let sets = point_sets(
+                    &sweep,
+                    &origins,
+                    &steps,
+                    &point_id(index, total),
+                    index,
+                    point_seed(sweep.seed, index),
+                );
+                scenario::load_point_str(text, "t.toml", Path::new("."), &[], None, &sets)
+                    .map(|(_, effective, _)| sha256_hex(effective.as_bytes()))
+                    .map_err(|e| e.to_string())
+            })
+            .collect()
+    }
+
+    fn expanded(text: &str) -> Result<Vec<String>, String> {
+        let (base, _, _) =
+            scenario::load_str(text, "t.toml", Path::new("."), &[]).map_err(|e| e.to_string())?;
+        let sweep = base.sweep.clone().unwrap();
+        expand_scenario(
+            &base,
+            sweep,
+            text,
+            "t.toml",
+            Path::new("."),
+            &[],
+            Path::new("t.toml"),
+        )
+        .map(|ex| {
+            ex.plan
+                .points
+                .into_iter()
+                .map(|p| p.effective_sha256)
+                .collect()
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn grouped_validation_and_templates_equal_loading_every_point() {
+        let cases = [
+            // Valid sweeps: scalars, strings that TOML quotes or escapes, arrays, zips across groups.
+            r#"grid = { "device.nl_up" = [0.5, 2.0, -3.0], "train.lr" = [0.1, 0.05], "io.adc_bits" = [6, 8] }
+repeats = 2"#,
+            r#"grid = { "scenario.description" = ["plain", "with \"quotes\"", "it's", "two\nlines", "tab\there"], "train.hidden" = [[8], [8, 4], [16, 16, 4]] }"#,
+            r#"zip = [{ "device.levels" = [16, 32], "train.lr" = [0.1, 0.2] }, { "cost.clock_hz" = [1e8, 2e9], "io.dac_bits" = [5, 7] }]
+grid = { "tile.rows" = [16, 64] }"#,
+            // Tables and presets: every point serialized in full.
+            r#"grid = { "device.d2d.nl_up" = [{ dist = "normal", sigma = 0.1 }, { dist = "uniform", half_width = 0.2 }], "train.lr" = [0.1, 0.3] }"#,
+            r#"grid = { "device.preset" = ["neurosim-pcmo", "neurosim-epiram"], "train.epochs" = [1, 2] }"#,
+            // One bad value in each of two groups: the first bad point in plan order is reported.
+            r#"grid = { "device.nl_up" = [1.0, 30.0], "train.lr" = [0.1, -1.0] }"#,
+            r#"grid = { "device.nl_up" = [1.0, 2.0, 30.0], "train.lr" = [0.1, 0.2, 0.3, -1.0] }
+repeats = 3"#,
+            // Keys that are only bad together (one group).
+            r#"grid = { "device.g_min" = [0.1, 20.0], "device.g_max" = [10.0, 30.0], "train.lr" = [0.1, 0.2] }"#,
+            r#"grid = { "train.validation" = [0, 60], "train.train_samples" = [100, 50], "device.levels" = [16, 32] }"#,
+            r#"grid = { "tile.cell" = ["pair", "single"], "update.controller" = ["bidirectional", "unidirectional"], "io.adc_bits" = [6, 8] }"#,
+            r#"grid = { "device.levels" = [16, 32], "protocol.pulses" = [10, 100000000] }"#,
+            // Sections linked through a zipped group.
+            r#"zip = [{ "device.g_min" = [0.1, 20.0], "train.lr" = [0.1, 0.2] }]
+grid = { "device.g_max" = [10.0, 30.0] }"#,
+            // Every point bad (the first point is).
+            r#"grid = { "device.nl_up" = [30.0, 40.0], "train.lr" = [0.1, 0.2] }"#,
+            // A key of no section, and a value that is not of the key's type.
+            r#"grid = { "trian.lr" = [0.1], "train.lr" = [0.1, 0.2] }"#,
+            r#"grid = { "train.lr" = [0.1, 0.2], "train.epochs" = [1, "two"] }"#,
+        ];
+        for case in cases {
+            let text = BASE.replace("SWEEP", &format!("[sweep]\n{case}\n"));
+            let want = point_by_point(&text);
+            assert_eq!(expanded(&text), want, "{case}");
+        }
+    }
+
+    #[test]
+    fn a_template_serves_plain_values_and_tables_fall_back() {
+        let load = |sweep: &str| {
+            let text = BASE.replace("SWEEP", &format!("[sweep]\n{sweep}\n"));
+            let (base, _, _) = scenario::load_str(&text, "t.toml", Path::new("."), &[]).unwrap();
+            let parsed = scenario::Parsed::new(&text, "t.toml", &[]).unwrap();
+            Template::new(&parsed, base.sweep.as_ref().unwrap()).is_some()
+        };
+        assert!(load(
+            r#"grid = { "device.nl_up" = [0.5, 2.0], "train.hidden" = [[8], [4, 4]] }"#
+        ));
+        assert!(!load(
+            r#"grid = { "device.d2d.nl_up" = [{ dist = "normal", sigma = 0.1 }] }"#
+        ));
+        assert!(!load(r#"grid = { "device.preset" = ["neurosim-pcmo"] }"#));
+    }
+
+    #[test]
+    fn groups_follow_the_linked_sections() {
+        let text = BASE.replace(
+            "SWEEP",
+            r#"[sweep]
+grid = { "device.nl_up" = [1.0], "io.adc_bits" = [6], "train.lr" = [0.1], "tile.rows" = [8], "ep.beta" = [0.1] }
+zip = [{ "cost.clock_hz" = [1e9], "trace.every" = [1] }]
+"#,
+        );
+        let base = scenario::load_str(&text, "t.toml", Path::new("."), &[]);
+        let sweep = base.map(|b| b.0.sweep.unwrap());
+        // Axes: device.nl_up, ep.beta, io.adc_bits, tile.rows, train.lr, then the zip.
+        let sweep = sweep.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            axis_groups(&sweep),
+            vec![vec![0, 3], vec![1], vec![2], vec![4, 5]]
+        );
+    }
 }
