@@ -25,6 +25,7 @@ enum Cmd {
     EpFidelity,
     Local,
     Sweep,
+    Infer,
 }
 
 const RUN: &str = r#"[scenario]
@@ -111,6 +112,14 @@ lr = 0.05
 steps = 200
 eval_every = 50
 test_samples = 50
+"#;
+
+/// Appended to the run base for `aimsim infer`: a software network deployed on one-sided pairs, read at
+/// two times with two repeats.
+const INFER: &str = r#"
+[inference]
+times_s = [30.0, 1e7]
+repeats = 2
 "#;
 
 const SWEEP: &str = r#"
@@ -232,6 +241,19 @@ const TT: &[&str] = &[
 ];
 const CLIPPING: &[&str] = &["io.out_bound=0.3", "train.init_scale=3.0"];
 const EPOCHS2: &[&str] = &["train.epochs=2"];
+/// A software network deployed on one-sided pairs (`aimsim infer`).
+const SW1: &[&str] = &["train.software=true", "tile.cell=one-sided"];
+const NU: &[&str] = &[
+    "train.software=true",
+    "tile.cell=one-sided",
+    "inference.drift=constant",
+    "inference.nu_mean=0.05",
+];
+const RELAX: &[&str] = &[
+    "train.software=true",
+    "tile.cell=one-sided",
+    "inference.retention=relaxation",
+];
 
 const ENTRIES: &[Entry] = &[
     // [scenario]
@@ -709,6 +731,13 @@ const ENTRIES: &[Entry] = &[
     e("train", "software", Run, &[], &["train.software=true"]),
     e(
         "train",
+        "weight_noise",
+        Run,
+        &["train.software=true"],
+        &["train.weight_noise=0.3"],
+    ),
+    e(
+        "train",
         "trace_devices",
         Run,
         &["train.trace_every=20"],
@@ -929,6 +958,177 @@ const ENTRIES: &[Entry] = &[
     ),
     e("sweep", "repeats", Sweep, &[], &["sweep.repeats=2"]),
     e("sweep", "seed", Sweep, &[], &["sweep.seed=9"]),
+    // [inference] (aimsim infer; a software network deployed on one-sided pairs)
+    e(
+        "inference",
+        "program",
+        Infer,
+        SW1,
+        &["inference.program=exact"],
+    ),
+    e(
+        "inference",
+        "tolerance",
+        Infer,
+        SW1,
+        &["inference.tolerance=0.2"],
+    ),
+    e(
+        "inference",
+        "max_pulses",
+        Infer,
+        SW1,
+        &["inference.max_pulses=1"],
+    ),
+    e("inference", "noise", Infer, SW1, &["inference.noise=none"]),
+    e(
+        "inference",
+        "noise_sigma_us",
+        Infer,
+        &[
+            "train.software=true",
+            "tile.cell=one-sided",
+            "inference.noise=constant",
+            "inference.noise_sigma_us=0.5",
+        ],
+        &["inference.noise_sigma_us=3.0"],
+    ),
+    e(
+        "inference",
+        "mapping",
+        Infer,
+        SW1,
+        &["inference.mapping=column"],
+    ),
+    e(
+        "inference",
+        "g_max_us",
+        Infer,
+        SW1,
+        &["inference.g_max_us=10.0"],
+    ),
+    e(
+        "inference",
+        "retention",
+        Infer,
+        SW1,
+        &["inference.retention=none"],
+    ),
+    e(
+        "inference",
+        "drift",
+        Infer,
+        SW1,
+        &["inference.drift=constant", "inference.nu_mean=0.3"],
+    ),
+    e(
+        "inference",
+        "nu_mean",
+        Infer,
+        NU,
+        &["inference.nu_mean=0.3"],
+    ),
+    e("inference", "nu_sd", Infer, NU, &["inference.nu_sd=0.05"]),
+    e("inference", "t0_s", Infer, SW1, &["inference.t0_s=1000.0"]),
+    e(
+        "inference",
+        "relaxed",
+        Infer,
+        RELAX,
+        &["inference.relaxed=0.1"],
+    ),
+    e(
+        "inference",
+        "rate_median",
+        Infer,
+        RELAX,
+        &["inference.rate_median=0.5"],
+    ),
+    e(
+        "inference",
+        "rate_sigma",
+        Infer,
+        RELAX,
+        &["inference.rate_sigma=2.0"],
+    ),
+    e("inference", "tau_s", Infer, RELAX, &["inference.tau_s=1e4"]),
+    e(
+        "inference",
+        "read_noise",
+        Infer,
+        SW1,
+        &["inference.read_noise=none"],
+    ),
+    e(
+        "inference",
+        "q_s",
+        Infer,
+        &[
+            "train.software=true",
+            "tile.cell=one-sided",
+            "inference.read_noise=constant",
+            "inference.q_s=0.1",
+        ],
+        &["inference.q_s=0.5"],
+    ),
+    e(
+        "inference",
+        "t_read_s",
+        Infer,
+        SW1,
+        &["inference.t_read_s=1e-3"],
+    ),
+    e(
+        "inference",
+        "fail_tau_s",
+        Infer,
+        SW1,
+        &["inference.fail_tau_s=1e5"],
+    ),
+    e(
+        "inference",
+        "fail_shape",
+        Infer,
+        &[
+            "train.software=true",
+            "tile.cell=one-sided",
+            "inference.fail_tau_s=1e6",
+        ],
+        &["inference.fail_shape=3.0"],
+    ),
+    e(
+        "inference",
+        "fail_p_high",
+        Infer,
+        &[
+            "train.software=true",
+            "tile.cell=one-sided",
+            "inference.fail_tau_s=1e4",
+        ],
+        &["inference.fail_p_high=1.0"],
+    ),
+    e(
+        "inference",
+        "times_s",
+        Infer,
+        SW1,
+        &["inference.times_s=[60.0, 1e8]"],
+    ),
+    e(
+        "inference",
+        "compensation",
+        Infer,
+        SW1,
+        &["inference.compensation=[\"none\"]"],
+    ),
+    e("inference", "repeats", Infer, SW1, &["inference.repeats=3"]),
+    e(
+        "inference",
+        "histogram_bins",
+        Infer,
+        SW1,
+        &["inference.histogram_bins=7"],
+    ),
     // [cost]
     e("cost", "clock_hz", Run, &[], &["cost.clock_hz=5e8"]),
     e("cost", "read_cycles", Run, &[], &["cost.read_cycles=20"]),
@@ -1076,6 +1276,7 @@ fn run(
         EpFidelity => EP.to_string(),
         Local => LOCAL.to_string(),
         Sweep => format!("{RUN}{device}{SWEEP}"),
+        Infer => format!("{RUN}{device}{INFER}"),
     };
     let file = work.write(&format!("{tag}.toml"), format!("{base}{text}"));
     let out = work.sub(&format!("out-{tag}"));
@@ -1085,6 +1286,7 @@ fn run(
         EpFidelity => "ep-fidelity",
         Local => "local",
         Sweep => "sweep",
+        Infer => "infer",
     };
     let mut args: Vec<String> = vec![verb.into(), file, "--out".into(), out.clone()];
     for s in sets {

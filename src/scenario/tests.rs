@@ -44,6 +44,7 @@ fn every_key_is_documented() {
         format!("{meta}{dev}[train]\nzz_not_a_key = 1\n"),
         format!("{meta}{dev}[ep]\nzz_not_a_key = 1\n"),
         format!("{meta}{dev}[local]\nzz_not_a_key = 1\n"),
+        format!("{meta}{dev}[inference]\nzz_not_a_key = 1\n"),
         format!("{meta}{dev}[trace]\nzz_not_a_key = 1\n"),
         format!("{meta}{dev}[[trace.devices]]\ncol = 0\nzz_not_a_key = 1\n"),
         format!("{meta}{dev}[[variant]]\nname = \"a\"\nzz_not_a_key = 1\n"),
@@ -60,7 +61,7 @@ fn every_key_is_documented() {
         }
     }
     assert_eq!(
-        total, 190,
+        total, 218,
         "a section gained or lost keys: update this count and docs/scenarios.md"
     );
 }

@@ -245,12 +245,7 @@ pub fn run(path: &Path, sets: &[String], out: &Path, opts: &SweepOptions) -> Res
                 let origin = path.display().to_string();
                 let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
                 let (s, _, _) = crate::scenario::load_point_str(
-                    &ex.text,
-                    &origin,
-                    &base_dir,
-                    sets,
-                    None,
-                    &point,
+                    &ex.text, &origin, &base_dir, sets, None, &point,
                 )?;
                 match (&s.inference, &s.train) {
                     (Some(_), Some(t)) => {
