@@ -391,12 +391,55 @@ fn curves(rows: &[AccuracyRow]) -> Vec<(String, Vec<(f64, f64, f64)>)> {
         .collect()
 }
 
-/// accuracy_vs_time.svg/png: mean test accuracy against log time, +- one sd as error bars.
-fn plot_accuracy(dir: &Path, rows: &[AccuracyRow], title: &str) -> Result<()> {
+/// Reads an accuracy_vs_time.csv (with or without its `variant` column) back into rows; errors name
+/// the file and line.
+pub fn read_accuracy(path: &Path) -> Result<Vec<AccuracyRow>> {
+    let mut r =
+        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    let header = r.headers()?.clone();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| anyhow!("{}: no `{name}` column", path.display()))
+    };
+    let (t, c, sd, rep, acc) = (
+        col("t_s")?,
+        col("compensation")?,
+        col("seed")?,
+        col("repeat")?,
+        col("accuracy")?,
+    );
+    let var = header.iter().position(|h| h == "variant");
+    let mut rows = Vec::new();
+    for (k, rec) in r.records().enumerate() {
+        let rec = rec.with_context(|| format!("{}: line {}", path.display(), k + 2))?;
+        let bad = |what: &str| anyhow!("{}: line {}: bad {what}", path.display(), k + 2);
+        let compensation = match &rec[c] {
+            "none" => Compensation::None,
+            "global" => Compensation::Global,
+            "column" => Compensation::Column,
+            _ => return Err(bad("compensation")),
+        };
+        rows.push(AccuracyRow {
+            variant: var.map_or_else(String::new, |v| rec[v].to_string()),
+            seed: rec[sd].parse().map_err(|_| bad("seed"))?,
+            t_s: rec[t].parse().map_err(|_| bad("t_s"))?,
+            compensation,
+            repeat: rec[rep].parse().map_err(|_| bad("repeat"))?,
+            accuracy: rec[acc].parse().map_err(|_| bad("accuracy"))?,
+        });
+    }
+    Ok(rows)
+}
+
+/// accuracy_vs_time.svg/png: mean test accuracy against log time, a band of +- one sd over seeds and
+/// repeats around each line.
+pub fn plot_accuracy(dir: &Path, rows: &[AccuracyRow], title: &str) -> Result<()> {
     let curves = curves(rows);
     let chart = Chart {
         title: format!("{title}: accuracy after programming"),
-        subtitle: "mean +- sd over seeds and repeats of the noise draws".into(),
+        subtitle: "mean, and +- sd over seeds and repeats of the noise draws (bands)".into(),
         x_label: "time after programming (log scale)".into(),
         y_label: "test accuracy (%)".into(),
         series: curves
@@ -413,11 +456,20 @@ fn plot_accuracy(dir: &Path, rows: &[AccuracyRow], title: &str) -> Result<()> {
         y_range: None,
         x_scale: crate::plot::XScale::Log10Seconds,
     };
-    let errors: Vec<Vec<f32>> = curves
+    let bands: Vec<plot::Band> = curves
         .iter()
-        .map(|(_, pts)| pts.iter().map(|(_, _, sd)| *sd as f32).collect())
+        .enumerate()
+        .map(|(k, (_, pts))| plot::Band {
+            // The subtitle says what the bands are; the legend lists the lines.
+            label: String::new(),
+            series: k,
+            points: pts
+                .iter()
+                .map(|(t, m, sd)| (t.log10() as f32, (m - sd) as f32, (m + sd) as f32))
+                .collect(),
+        })
         .collect();
-    plot::write_with_errors(dir, "accuracy_vs_time", &chart, Some(&errors))
+    plot::write_chart(dir, "accuracy_vs_time", &chart, None, &bands)
 }
 
 /// The printed table: mean +- sd per compensation (columns) and time (rows).

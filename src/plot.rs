@@ -255,7 +255,6 @@ fn scaled(
             })
             .collect(),
         y_range: chart.y_range.map(|(a, b)| (a * fy, b * fy)),
-        x_scale: XScale::Linear,
         ..chart.clone()
     };
     let errors = errors.map(|all| {

@@ -96,10 +96,17 @@ pub fn plot_dir(dir: &Path, out: Option<&Path>, opts: &SweepPlotOptions) -> Resu
     } else if dir.join("trace.csv").is_file() {
         device_plot(dir, &out, &mut files)?;
     }
+    // An `aimsim infer` folder (or run folder of one): accuracy against time after programming.
+    if dir.join("accuracy_vs_time.csv").is_file() {
+        let rows = crate::infer::read_accuracy(&dir.join("accuracy_vs_time.csv"))?;
+        let title = title_of(dir);
+        crate::infer::plot_accuracy(&out, &rows, &title)?;
+        written(&out, "accuracy_vs_time", &mut files);
+    }
     if files.is_empty() {
         bail!(
             "nothing to plot in {}: expected results.csv and plan.json (aimsim sweep), metrics.csv or summary.csv \
-             (aimsim run), or trace.csv (aimsim device)",
+             (aimsim run), accuracy_vs_time.csv (aimsim infer), or trace.csv (aimsim device)",
             dir.display()
         );
     }

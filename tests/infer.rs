@@ -312,3 +312,39 @@ fn errors_are_located_before_any_work() {
     );
     assert!(o.stderr.contains("train.weight_noise"), "{}", o.stderr);
 }
+
+#[test]
+fn traces_devices_over_time_and_plot_redraws_the_folder() {
+    let work = TempDir::new("infer-trace");
+    let text = format!(
+        "{BASE}{INFER}\n[trace]\nsample = 3\n\n[[trace.devices]]\nlayer = 1\nrow = 4\ncol = 2\n"
+    );
+    let (out, o) = infer(&work, "t", &text, &[]);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    let csv = read(&out, "trace_t.csv");
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "t_s,repeat,layer,tile,row,col,role,g_prog_us,g_us"
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    // The addressed cell's two devices and three sampled devices, at 3 times x 3 repeats.
+    assert_eq!(rows.len(), 5 * 3 * 3);
+    let addressed: Vec<_> = rows
+        .iter()
+        .filter(|r| r[2] == "1" && r[4] == "4" && r[5] == "2")
+        .collect();
+    assert_eq!(addressed.len(), 2 * 3 * 3);
+    // A device's programmed conductance is the same at every time and repeat.
+    let g0: Vec<&str> = addressed
+        .iter()
+        .filter(|r| r[6] == "G+")
+        .map(|r| r[7])
+        .collect();
+    assert!(g0.iter().all(|g| *g == g0[0]));
+    // `aimsim plot` redraws the accuracy plot of an infer folder.
+    let plots = work.sub("plots");
+    let o = aimsim(&["plot", &out, "--out", &plots]);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert!(Path::new(&plots).join("accuracy_vs_time.svg").is_file());
+}
