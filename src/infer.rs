@@ -351,7 +351,10 @@ fn write_accuracy(dir: &Path, rows: &[AccuracyRow], with_variant: bool) -> Resul
 }
 
 /// Groups rows by (variant, compensation): per time, mean and sample sd over seeds x repeats.
-fn curves(rows: &[AccuracyRow]) -> Vec<(String, Vec<(f64, f64, f64)>)> {
+/// A line of the accuracy plot: its label and `(t, mean, sd)` points.
+type Curve = (String, Vec<(f64, f64, f64)>);
+
+fn curves(rows: &[AccuracyRow]) -> Vec<Curve> {
     let mut keys: Vec<(String, Compensation)> = Vec::new();
     for r in rows {
         let k = (r.variant.clone(), r.compensation);

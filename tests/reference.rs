@@ -139,6 +139,26 @@ fn context(section: &str, key: &str) -> (String, Vec<String>) {
         ("tile", "gamma") => vec!["tile.cell=multi-array".into()],
         ("tile", "reference") => vec!["tile.cell=single".into()],
         ("sweep", _) => vec!["train.epochs=1".into()],
+        ("train", "weight_noise") => vec!["train.software=true".into()],
+        ("inference", k) => {
+            let mut v = vec!["train.dataset=\"glyphs\"".to_string()];
+            v.extend(
+                match k {
+                    "noise_sigma_us" => &["inference.noise=\"constant\""][..],
+                    "nu_mean" => &["inference.drift=\"constant\""][..],
+                    "nu_sd" => &["inference.drift=\"constant\"", "inference.nu_mean=0.1"][..],
+                    "relaxed" | "rate_median" | "rate_sigma" | "tau_s" => {
+                        &["inference.retention=\"relaxation\""][..]
+                    }
+                    "q_s" => &["inference.read_noise=\"constant\""][..],
+                    "fail_shape" | "fail_p_high" => &["inference.fail_tau_s=1e6"][..],
+                    _ => &[][..],
+                }
+                .iter()
+                .map(|s| s.to_string()),
+            );
+            v
+        }
         ("device.d2d.*", "sigma" | "cv") => vec!["device.d2d.dw_min.dist=normal".into()],
         ("device.d2d.*", _) => vec!["device.d2d.dw_min.dist=uniform".into()],
         _ => vec![],

@@ -336,8 +336,8 @@ impl AnalogMatrix {
             block_out.clear();
             block_out.resize(batch * n_out, 0.0);
             let reports = self.tiles[k].forward_batch(&block_in, &mut block_out, batch);
-            for (b, r) in reports.iter().enumerate() {
-                charges[b][k] = self.cost.read(r);
+            for (c, r) in charges.iter_mut().zip(&reports) {
+                c[k] = self.cost.read(r);
             }
             // Tile by tile into each output, as `sum_partials` adds them.
             for b in 0..batch {

@@ -28,6 +28,8 @@ use crate::weights;
 
 /// The network a run trains: backpropagation or equilibrium propagation.
 #[derive(Debug)]
+// One network per run: the size of the enum costs nothing, and boxing the common case would not help.
+#[allow(clippy::large_enum_variant)]
 enum Net {
     Bp(Mlp),
     Ep(Box<EpNetwork>),
