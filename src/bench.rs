@@ -505,7 +505,7 @@ pub fn train(
     cell: CellKind,
     executor: Executor,
 ) -> Result<TrainBench> {
-    use aimsim_networks::mlp::{Activation, BiasMode, Hardware, Loss, Mlp, MlpConfig};
+    use aimsim_networks::mlp::{Hardware, Mlp};
     use aimsim_networks::train::{self as tr, Quiet, TrainConfig};
 
     let mut setup = BenchSetup::default();
@@ -518,14 +518,7 @@ pub fn train(
         cost: setup.cost.clone(),
         seed: 1,
     };
-    let cfg = MlpConfig {
-        sizes: vec![data.inputs, 256, 128, data.classes],
-        activation: Activation::Sigmoid,
-        loss: Loss::CrossEntropy,
-        bias: BiasMode::Digital,
-        init_scale: 1.0,
-        exact_init: false,
-    };
+    let cfg = reference_network(data, false);
     let mut net = Mlp::new(&cfg, Some(&hw), &mut stream(1, Purpose::Init, 0))?;
     let tc = TrainConfig {
         epochs: 1,
@@ -604,6 +597,23 @@ pub fn train(
     })
 }
 
+/// The reference network of the training and inference benchmarks: `inputs`-256-128-`classes`, sigmoid,
+/// cross-entropy, digital bias; initial weights set exactly or programmed with pulses.
+fn reference_network(
+    data: &aimsim_networks::data::Dataset,
+    exact_init: bool,
+) -> aimsim_networks::mlp::MlpConfig {
+    use aimsim_networks::mlp::{Activation, BiasMode, Loss, MlpConfig};
+    MlpConfig {
+        sizes: vec![data.inputs, 256, 128, data.classes],
+        activation: Activation::Sigmoid,
+        loss: Loss::CrossEntropy,
+        bias: BiasMode::Digital,
+        init_scale: 1.0,
+        exact_init,
+    }
+}
+
 /// What `aimsim bench infer` measured.
 #[derive(Debug, Clone)]
 pub struct InferBench {
@@ -627,7 +637,7 @@ pub fn infer(data: &aimsim_networks::data::Dataset, threads: usize) -> Result<In
     use aimsim_networks::deploy::{
         Compensation, DeployConfig, Deployment, FloatLayer, Mapping, Program,
     };
-    use aimsim_networks::mlp::{Activation, BiasMode, Hardware, Loss, Mlp, MlpConfig};
+    use aimsim_networks::mlp::{Hardware, Mlp};
 
     let mut step = StepParams::new(StepKind::Constant, 0.0025);
     step.g_range = Some((0.0, 25.0));
@@ -652,23 +662,9 @@ pub fn infer(data: &aimsim_networks::data::Dataset, threads: usize) -> Result<In
         cost: CostModel::default(),
         seed: 1,
     };
-    let cfg = MlpConfig {
-        sizes: vec![data.inputs, 256, 128, data.classes],
-        activation: Activation::Sigmoid,
-        loss: Loss::CrossEntropy,
-        bias: BiasMode::Digital,
-        init_scale: 1.0,
-        exact_init: true,
-    };
+    let cfg = reference_network(data, true);
     let float = Mlp::new(&cfg, None, &mut stream(1, Purpose::Init, 0))?;
-    let layers: Vec<FloatLayer> = float
-        .layers()
-        .iter()
-        .map(|l| FloatLayer {
-            weights: l.weights.weights(),
-            bias: l.bias().to_vec(),
-        })
-        .collect();
+    let layers = FloatLayer::from_mlp(&float);
     let deploy = DeployConfig {
         program: Program::WriteVerify {
             tolerance: 0.01,

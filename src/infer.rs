@@ -86,13 +86,7 @@ pub fn infer(
     let mut rows = Vec::new();
     for (name, seed) in &runs {
         let run_sets = variants::seed_sets(sets, *seed);
-        let mut dir = match name {
-            Some(n) => out.join(n),
-            None => out.to_path_buf(),
-        };
-        if let Some(seed) = seed {
-            dir = dir.join(format!("seed-{seed}"));
-        }
+        let dir = variants::run_dir(out, name.as_deref(), *seed);
         let s = file.load(&run_sets, name.as_deref())?;
         let vname = name.clone().unwrap_or_else(|| base.name.clone());
         let label = match seed {

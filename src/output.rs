@@ -40,12 +40,9 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.{}.tmp{ext}", std::process::id()))
 }
 
-/// The `.npy` header (format version 1.0, magic included) of a C-ordered little-endian float32 array
-/// of `shape`, padded with spaces so that its length is a multiple of `align` bytes: numpy asks for 64;
-/// a streamed trace pads to a fixed size so that its shape can be patched in place. The one writer of
-/// `.npy` headers in aimsim.
-pub fn npy_header(shape: &[u64], align: usize) -> Vec<u8> {
-    let dims = match shape {
+/// A shape as a Python tuple, as `.npy` headers and messages about arrays write it: `(3,)`, `(2, 5)`.
+pub fn shape_tuple(shape: &[u64]) -> String {
+    match shape {
         [n] => format!("({n},)"),
         _ => format!(
             "({})",
@@ -55,7 +52,15 @@ pub fn npy_header(shape: &[u64], align: usize) -> Vec<u8> {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-    };
+    }
+}
+
+/// The `.npy` header (format version 1.0, magic included) of a C-ordered little-endian float32 array
+/// of `shape`, padded with spaces so that its length is a multiple of `align` bytes: numpy asks for 64;
+/// a streamed trace pads to a fixed size so that its shape can be patched in place. The one writer of
+/// `.npy` headers in aimsim.
+pub fn npy_header(shape: &[u64], align: usize) -> Vec<u8> {
+    let dims = shape_tuple(shape);
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {dims}, }}");
     // Magic (6) + version (2) + header length (2) + header + '\n' must be a multiple of `align`.
     let unpadded = 10 + header.len() + 1;

@@ -94,3 +94,16 @@ pub fn first_seen<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> 
     }
     order
 }
+
+/// The folder of one run under `out`: `out/<variant>/seed-<seed>`, without the parts a scenario does
+/// not have (no variants: `out/seed-<seed>`; neither: `out`).
+pub fn run_dir(out: &Path, name: Option<&str>, seed: Option<u64>) -> PathBuf {
+    let mut dir = match name {
+        Some(n) => out.join(n),
+        None => out.to_path_buf(),
+    };
+    if let Some(seed) = seed {
+        dir = dir.join(format!("seed-{seed}"));
+    }
+    dir
+}

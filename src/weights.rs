@@ -411,17 +411,7 @@ impl fmt::Debug for InitWeights {
 
 /// Shape as numpy prints it: `(64, 784)`, `(10,)`.
 fn shape_str(shape: &[usize]) -> String {
-    match shape {
-        [n] => format!("({n},)"),
-        _ => format!(
-            "({})",
-            shape
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
+    crate::output::shape_tuple(&shape.iter().map(|d| *d as u64).collect::<Vec<_>>())
 }
 
 /// Names for a message: the first six, then how many more.

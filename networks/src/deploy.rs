@@ -132,6 +132,20 @@ pub struct FloatLayer {
     pub bias: Vec<f32>,
 }
 
+impl FloatLayer {
+    /// The layers of a float network, as [`Deployment::from_float`] takes them (the bias column
+    /// included when the network keeps its bias on the tiles).
+    pub fn from_mlp(net: &Mlp) -> Vec<FloatLayer> {
+        net.layers()
+            .iter()
+            .map(|l| FloatLayer {
+                weights: l.weights.weights(),
+                bias: l.bias().to_vec(),
+            })
+            .collect()
+    }
+}
+
 /// One device array's conductances after deployment (see [`Deployment::conductances`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ArrayConductances {

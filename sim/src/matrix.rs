@@ -44,6 +44,25 @@ pub struct AnalogMatrix {
     masked: Vec<Vec<f32>>,
 }
 
+/// The normalized weights of one tile's block `((r0, r1), (c0, c1))` of layer weights (row-major, `in_dim`
+/// columns, layer units divided by `scale`), row-major over the block.
+fn block_target(
+    weights: &[f32],
+    in_dim: usize,
+    scale: f32,
+    ((r0, r1), (c0, c1)): ((usize, usize), (usize, usize)),
+) -> Vec<f32> {
+    let mut target = Vec::with_capacity((r1 - r0) * (c1 - c0));
+    for i in r0..r1 {
+        target.extend(
+            weights[i * in_dim + c0..i * in_dim + c1]
+                .iter()
+                .map(|w| w / scale),
+        );
+    }
+    target
+}
+
 /// Everything of a layer's tiles that training changes: each tile's state and its controller's state, in
 /// grid order.
 #[derive(Debug, Clone, PartialEq)]
@@ -194,15 +213,8 @@ impl AnalogMatrix {
         self.tiles
             .par_iter_mut()
             .zip(blocks)
-            .map(|(t, ((r0, r1), (c0, c1)))| {
-                let mut target = Vec::with_capacity((r1 - r0) * (c1 - c0));
-                for i in r0..r1 {
-                    target.extend(
-                        weights[i * in_dim + c0..i * in_dim + c1]
-                            .iter()
-                            .map(|w| w / scale),
-                    );
-                }
+            .map(|(t, block)| {
+                let target = block_target(weights, in_dim, scale, block);
                 t.program(&target)
             })
             .collect::<Vec<_>>()
@@ -225,15 +237,8 @@ impl AnalogMatrix {
             .tiles
             .par_iter_mut()
             .zip(blocks)
-            .map(|(t, ((r0, r1), (c0, c1)))| {
-                let mut target = Vec::with_capacity((r1 - r0) * (c1 - c0));
-                for i in r0..r1 {
-                    target.extend(
-                        weights[i * in_dim + c0..i * in_dim + c1]
-                            .iter()
-                            .map(|w| w / scale),
-                    );
-                }
+            .map(|(t, block)| {
+                let target = block_target(weights, in_dim, scale, block);
                 t.write_verify(&target, tolerance, max_pulses)
             })
             .collect();

@@ -117,13 +117,7 @@ pub fn run_with(
     let runs = variants::runs(&base.variants, &bt.seeds);
     for (name, seed) in &runs {
         let run_sets = variants::seed_sets(sets, *seed);
-        let mut dir = match name {
-            Some(n) => out.join(n),
-            None => out.to_path_buf(),
-        };
-        if let Some(seed) = seed {
-            dir = dir.join(format!("seed-{seed}"));
-        }
+        let dir = variants::run_dir(out, name.as_deref(), *seed);
         let vname = name.clone().unwrap_or_else(|| base.name.clone());
         // A marker left by an earlier failure of this run no longer applies.
         remove_if_present(&dir.join(FAILED_MARKER))?;
