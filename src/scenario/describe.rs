@@ -96,6 +96,12 @@ pub fn describe(s: &Scenario) -> String {
                 ""
             }
         );
+        if t.weight_noise > 0.0 {
+            out += &format!(
+                "  hardware-aware training: weight noise {} of each layer's largest |w| in every training forward pass\n",
+                t.weight_noise
+            );
+        }
         if let Some(w) = &t.init_weights {
             out += &format!("  starting weights: {}\n", w.path.display());
         }
@@ -117,6 +123,9 @@ pub fn describe(s: &Scenario) -> String {
                 ""
             }
         );
+    }
+    if let Some(i) = &s.inference {
+        out += &format!("inference: {}\n", describe_inference(i));
     }
     if !s.variants.is_empty() {
         out += &format!("variants: {}\n", s.variants.join(", "));
@@ -210,4 +219,64 @@ fn controller_text(c: &ControllerSpec) -> String {
         }
     };
     format!("{} ({detail})", c.name())
+}
+
+/// `[inference]` in words: programming, aging, times, compensations, repeats.
+fn describe_inference(i: &super::InferenceSpec) -> String {
+    use aimsim_devices::aging::{Drift, Programming, ReadNoise1f, Retention};
+    use aimsim_networks::deploy::{Mapping, Program};
+    let d = &i.deploy;
+    let program = match d.program {
+        Program::Exact => "exact programming".to_string(),
+        Program::WriteVerify {
+            tolerance,
+            max_pulses,
+        } => format!(
+            "write-verify to {tolerance} of a device's range (at most {max_pulses} pulses a device)"
+        ),
+    };
+    let noise = match d.noise {
+        Programming::Exact => "no programming noise".to_string(),
+        Programming::Pcm => "PCM programming noise".to_string(),
+        Programming::Constant { sigma_us } => format!("programming noise {sigma_us} uS"),
+    };
+    let mapping = match d.mapping {
+        Mapping::Layer => "per-layer mapping",
+        Mapping::Column => "per-column mapping",
+    };
+    let retention = match &d.aging.retention {
+        Retention::None => "no drift".to_string(),
+        Retention::Drift { nu, t0 } => match nu {
+            Drift::None => "no drift".to_string(),
+            Drift::Pcm => format!("PCM drift from {t0} s"),
+            Drift::Constant { nu_mean, nu_sd } => {
+                format!("drift nu {nu_mean} +- {nu_sd} from {t0} s")
+            }
+        },
+        Retention::Relaxation(r) => format!(
+            "relaxation towards {} of g_max, rate {} (log-normal sigma {}), after {} s",
+            r.g_relaxed, r.rate_median, r.rate_sigma, r.tau
+        ),
+    };
+    let read = match d.aging.read_noise {
+        ReadNoise1f::None => "no 1/f read noise".to_string(),
+        ReadNoise1f::Pcm => "PCM 1/f read noise".to_string(),
+        ReadNoise1f::Constant { q_s } => format!("1/f read noise q_s {q_s}"),
+    };
+    let failures = d.aging.failures.as_ref().map_or(String::new(), |f| {
+        format!(
+            ", failures (Weibull scale {} s, shape {}, stuck high {})",
+            f.tau, f.shape, f.p_high
+        )
+    });
+    let times: Vec<String> = i.times_s.iter().map(|t| format!("{t}")).collect();
+    let comps: Vec<&str> = i.compensations.iter().map(|c| c.name()).collect();
+    format!(
+        "{program}, {noise}, {mapping}, g_max {} uS; {retention}, {read}{failures}; read at {} s; \
+         compensation {}; {} repeats",
+        d.g_max_us,
+        times.join(", "),
+        comps.join(", "),
+        i.repeats
+    )
 }
