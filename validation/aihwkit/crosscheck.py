@@ -1580,6 +1580,21 @@ def render(args, ver: dict, dev: dict | None, mvm: dict | None, tr: dict | None,
     return "\n".join(L)
 
 
+# Section d of the report is written by inference.py between these markers; keep it when rewriting.
+INFERENCE_BEGIN = "<!-- BEGIN inference.py"
+INFERENCE_END = "<!-- END inference.py -->"
+
+
+def keep_inference_section(doc: Path, text: str) -> str:
+    """`text` with the section that validation/aihwkit/inference.py wrote into `doc` (if any) appended."""
+    old = doc.read_text() if doc.exists() else ""
+    if INFERENCE_BEGIN not in old or INFERENCE_END not in old:
+        return text
+    a = old.index(INFERENCE_BEGIN)
+    b = old.index(INFERENCE_END) + len(INFERENCE_END)
+    return text.rstrip("\n") + "\n\n" + old[a:b] + "\n"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--aimsim", default="target/release/aimsim", help="aimsim binary (relative to the repository root unless absolute)")
@@ -1683,7 +1698,7 @@ def main() -> int:
         wall = sum(x["seconds"] for x in (dev, mvm) if x) + (tr.get("wall_parallel", tr["seconds"]) if tr else 0.0)
     else:
         wall = time.time() - t0
-    text = render(args, ver, dev, mvm, tr, cmds, started, wall)
+    text = keep_inference_section(doc, render(args, ver, dev, mvm, tr, cmds, started, wall))
     atomic_write_text(doc, text)
     atomic_write_text(out / "validation.md", text)
     log(f"wrote {doc} and {out} in {(time.time() - t0) / 60:.1f} min")
