@@ -160,8 +160,8 @@ impl Observer for Recorder {
             // A diverged run stops here: no non-finite number reaches a result file.
             self.keep(Err(anyhow::anyhow!(
                 "{}: training diverged in epoch {}: the {what} is {v} (weights, activations or \
-                 errors left the range of numbers); lower train.lr or the input scale. Runs \
-                 finished before this one are kept",
+                 errors left the range of numbers); lower train.lr or the input scale. The other \
+                 runs are unaffected",
                 self.label,
                 m.epoch
             )));
