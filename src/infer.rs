@@ -89,10 +89,7 @@ pub fn infer(
         let dir = variants::run_dir(out, name.as_deref(), *seed);
         let s = file.load(&run_sets, name.as_deref())?;
         let vname = name.clone().unwrap_or_else(|| base.name.clone());
-        let label = match seed {
-            Some(sd) => format!("{vname} seed {sd}"),
-            None => vname.clone(),
-        };
+        let label = variants::run_label(&vname, *seed);
         let done = train_one(
             &RunSpec {
                 text: &file.text,

@@ -107,3 +107,11 @@ pub fn run_dir(out: &Path, name: Option<&str>, seed: Option<u64>) -> PathBuf {
     }
     dir
 }
+
+/// The name a run is shown under in progress lines: the variant (or scenario) name, and its seed.
+pub fn run_label(name: &str, seed: Option<u64>) -> String {
+    match seed {
+        Some(sd) => format!("{name} seed {sd}"),
+        None => name.to_string(),
+    }
+}

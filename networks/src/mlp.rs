@@ -364,6 +364,46 @@ impl Layer {
     }
 }
 
+/// The digital part of a layer after its weights: the output factors (none, one, or one per output;
+/// [`Layer::set_out_scale`]), then the digital bias. One function for single and batched reads, so
+/// both compute the same bits.
+fn digital_tail(out_scale: &[f32], bias_mode: BiasMode, bias: &[f32], z: &mut [f32]) {
+    match out_scale.len() {
+        0 => {}
+        1 => {
+            let s = out_scale[0];
+            z.iter_mut().for_each(|v| *v *= s);
+        }
+        _ => {
+            for (v, s) in z.iter_mut().zip(out_scale) {
+                *v *= s;
+            }
+        }
+    }
+    if bias_mode == BiasMode::Digital {
+        for (v, b) in z.iter_mut().zip(bias) {
+            *v += b;
+        }
+    }
+}
+
+/// The network's scores of output activations `out`: softmax probabilities for cross-entropy, the
+/// activations themselves for MSE.
+fn scores(loss: Loss, out: &[f32], probs: &mut [f32]) {
+    match loss {
+        Loss::CrossEntropy => {
+            let m = out.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+            let mut sum = 0.0;
+            for (p, z) in probs.iter_mut().zip(out) {
+                *p = (z - m).exp();
+                sum += *p;
+            }
+            probs.iter_mut().for_each(|p| *p /= sum);
+        }
+        Loss::Mse => probs.copy_from_slice(out),
+    }
+}
+
 /// How to build a network.
 #[derive(Debug, Clone)]
 pub struct MlpConfig {
@@ -651,23 +691,7 @@ impl Mlp {
                     *z += sigma * xi;
                 }
             }
-            match layer.out_scale.len() {
-                0 => {}
-                1 => {
-                    let s = layer.out_scale[0];
-                    layer.z.iter_mut().for_each(|z| *z *= s);
-                }
-                _ => {
-                    for (z, s) in layer.z.iter_mut().zip(&layer.out_scale) {
-                        *z *= s;
-                    }
-                }
-            }
-            if layer.bias_mode == BiasMode::Digital {
-                for (z, b) in layer.z.iter_mut().zip(&layer.bias) {
-                    *z += b;
-                }
-            }
+            digital_tail(&layer.out_scale, layer.bias_mode, &layer.bias, &mut layer.z);
             match layer.act {
                 Some(f) => {
                     for (a, z) in layer.a.iter_mut().zip(&layer.z) {
@@ -678,18 +702,7 @@ impl Mlp {
             }
         }
         let out = &self.layers.last().expect("layers").a;
-        match self.loss {
-            Loss::CrossEntropy => {
-                let m = out.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
-                let mut sum = 0.0;
-                for (p, z) in self.probs.iter_mut().zip(out) {
-                    *p = (z - m).exp();
-                    sum += *p;
-                }
-                self.probs.iter_mut().for_each(|p| *p /= sum);
-            }
-            Loss::Mse => self.probs.copy_from_slice(out),
-        }
+        scores(self.loss, out, &mut self.probs);
         &self.probs
     }
 
@@ -721,23 +734,7 @@ impl Mlp {
             zs.resize(batch * layer.out_dim, 0.0);
             layer.weights.forward_batch(&xs, &mut zs, batch, ledger);
             for z in zs.chunks_exact_mut(layer.out_dim) {
-                match layer.out_scale.len() {
-                    0 => {}
-                    1 => {
-                        let s = layer.out_scale[0];
-                        z.iter_mut().for_each(|v| *v *= s);
-                    }
-                    _ => {
-                        for (v, s) in z.iter_mut().zip(&layer.out_scale) {
-                            *v *= s;
-                        }
-                    }
-                }
-                if layer.bias_mode == BiasMode::Digital {
-                    for (v, b) in z.iter_mut().zip(&layer.bias) {
-                        *v += b;
-                    }
-                }
+                digital_tail(&layer.out_scale, layer.bias_mode, &layer.bias, z);
                 if let Some(f) = layer.act {
                     for v in z.iter_mut() {
                         *v = f.apply(*v);
@@ -749,18 +746,7 @@ impl Mlp {
         }
         let mut out = Vec::with_capacity(batch);
         for a in cur.chunks_exact(width) {
-            match self.loss {
-                Loss::CrossEntropy => {
-                    let m = a.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
-                    let mut sum = 0.0;
-                    for (p, z) in self.probs.iter_mut().zip(a) {
-                        *p = (z - m).exp();
-                        sum += *p;
-                    }
-                    self.probs.iter_mut().for_each(|p| *p /= sum);
-                }
-                Loss::Mse => self.probs.copy_from_slice(a),
-            }
+            scores(self.loss, a, &mut self.probs);
             out.push(self.predicted());
             ledger.count_sample();
         }

@@ -130,10 +130,7 @@ pub fn run_with(
                 variant: name.as_deref(),
                 point: &[],
                 dir: &dir,
-                label: match seed {
-                    Some(sd) => format!("{vname} seed {sd}"),
-                    None => vname.clone(),
-                },
+                label: variants::run_label(&vname, *seed),
                 progress: true,
                 resume: opts.resume,
                 stop_after_epoch: opts.stop_after_epoch,
