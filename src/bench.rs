@@ -13,8 +13,9 @@ use aimsim_sim::par::{Par, Spread as TeamSpread, Team, TeamReport};
 use aimsim_sim::rng::{Pcg, Purpose, stream};
 use aimsim_sim::tile::{CellKind, Tile, TileConfig};
 use aimsim_sim::update::{ControllerSpec, PulseScheme, apply_scheme};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use rand::RngExt;
+use std::path::Path;
 
 /// The reference device of the benchmarks: constant step 0.001, d2d 0.3 on the step, c2c 0.3.
 pub fn reference_device() -> DeviceSpec {
@@ -527,6 +528,8 @@ pub fn train(
         shuffle: true,
         seed: 1,
         validation: 0,
+        batch: 1,
+        batch_update: Default::default(),
     };
     // Time the training epoch alone: evaluation runs inside `train` too, so measure it separately.
     let mut measure = |par: Par<'_>| {
@@ -611,6 +614,7 @@ fn reference_network(
         bias: BiasMode::Digital,
         init_scale: 1.0,
         exact_init,
+        conv: None,
     }
 }
 
@@ -712,5 +716,116 @@ pub fn infer(data: &aimsim_networks::data::Dataset, threads: usize) -> Result<In
         program_s,
         inferences_per_s,
         lines,
+    })
+}
+
+/// Which network `aimsim bench conv` trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvBenchNet {
+    /// The LeNet of `scenarios/conv/lenet-fmnist.toml`.
+    Lenet,
+    /// The reference MLP of `aimsim bench train` (784-256-128-10 sigmoid) on the same chip.
+    Mlp,
+}
+
+/// What `aimsim bench conv` measured.
+#[derive(Debug, Clone)]
+pub struct ConvBench {
+    /// Human-readable lines.
+    pub lines: Vec<String>,
+    /// Training samples per second of wall time.
+    pub samples_per_s: f64,
+}
+
+/// The chip and network of `scenarios/conv/lenet-fmnist.toml` (its base, without variants), built in.
+const LENET_SCENARIO: &str = include_str!("../scenarios/conv/lenet-fmnist.toml");
+
+/// Training speed of a convolutional network (or the reference MLP) on tiles with mini-batches: the
+/// chip, periphery and update of `scenarios/conv/lenet-fmnist.toml` (the reference device on 256x256
+/// single cells, aihwkit's periphery, stochastic pulses BL 31), `batch` samples per update, on
+/// `threads` threads (a [`Team`]). Times training on every training sample of `data` (no evaluation).
+pub fn conv(
+    data: &aimsim_networks::data::Dataset,
+    net: ConvBenchNet,
+    batch: usize,
+    threads: usize,
+) -> Result<ConvBench> {
+    use aimsim_networks::mlp::{Activation, Mlp, MlpConfig};
+    let (s, _, _) = crate::scenario::load_str(
+        LENET_SCENARIO,
+        "scenarios/conv/lenet-fmnist.toml",
+        Path::new("."),
+        &[],
+    )?;
+    let t = s
+        .train
+        .clone()
+        .context("the LeNet scenario has a [train] section")?;
+    let cfg = match net {
+        ConvBenchNet::Lenet => {
+            let mut sizes = vec![data.inputs];
+            sizes.extend(t.hidden.iter().map(|h| *h as usize));
+            sizes.push(data.classes);
+            MlpConfig {
+                sizes,
+                activation: t.activation,
+                loss: t.loss,
+                bias: t.bias,
+                init_scale: t.init_scale,
+                exact_init: t.exact_init,
+                conv: t.conv.clone(),
+            }
+        }
+        ConvBenchNet::Mlp => MlpConfig {
+            activation: Activation::Sigmoid,
+            ..reference_network(data, true)
+        },
+    };
+    let mut model = Mlp::new(&cfg, Some(&s.hardware), &mut stream(1, Purpose::Init, 0))?;
+    let team = Team::new(threads);
+    let n = data.train_len();
+    let lr = t.lr;
+    let mut ledger = Ledger::default();
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    let mut correct = 0usize;
+    let start = Instant::now();
+    for lo in (0..n).step_by(batch.max(1)) {
+        let hi = (lo + batch.max(1)).min(n);
+        xs.clear();
+        ys.clear();
+        for i in lo..hi {
+            let (x, y) = data.train_sample(i);
+            xs.extend_from_slice(x);
+            ys.push(y as usize);
+        }
+        let r = model.train_batch(&xs, &ys, lr, t.batch_update, &mut ledger, team.par());
+        correct += r.iter().zip(&ys).filter(|((_, p), y)| p == *y).count();
+    }
+    let secs = start.elapsed().as_secs_f64().max(1e-9);
+    let samples_per_s = n as f64 / secs;
+    let what = match net {
+        ConvBenchNet::Lenet => {
+            "LeNet (conv 5x5 1->16, max pool 2, conv 5x5 16->32, max pool 2, 512-128-10 tanh)"
+        }
+        ConvBenchNet::Mlp => "MLP 784-256-128-10 sigmoid",
+    };
+    let upd = ledger.phase(Phase::Update);
+    let lines = vec![
+        format!(
+            "workload: {what} on {} ({n} training samples), batch {batch}, lr {lr}; reference device on {}x{} single cells, aihwkit periphery, stochastic pulses BL 31; {threads} thread(s)",
+            data.name, s.hardware.tile.rows, s.hardware.tile.cols
+        ),
+        format!(
+            "training accuracy over the pass {:.2}%; pulses {} up, {} down",
+            100.0 * correct as f64 / n.max(1) as f64,
+            upd.pulses_up,
+            upd.pulses_down
+        ),
+        format!("wall: {secs:.2} s ({samples_per_s:.0} samples/s)"),
+        threads_line(Executor::Team, threads, Some(&team.report())),
+    ];
+    Ok(ConvBench {
+        lines,
+        samples_per_s,
     })
 }

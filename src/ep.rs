@@ -45,6 +45,13 @@ pub fn run(path: &Path, sets: &[String], out: &Path) -> Result<Vec<FidelityRow>>
             file.origin
         );
     };
+    if bt.conv.is_some() || bt.batch > 1 {
+        bail!(
+            "{}: `aimsim ep-fidelity` measures layered dense energy networks sample by sample: \
+             train.layers with convolutions and train.batch > 1 do not apply (use train.hidden)",
+            file.origin
+        );
+    }
     let _lock = crate::output::lock_out(out)?;
     let mut rows = Vec::new();
     for (name, seed) in variants::runs(&base.variants, &bt.seeds) {

@@ -313,6 +313,28 @@ enum BenchWhat {
         #[arg(long, default_value_t = 0.5)]
         seconds: f64,
     },
+    /// Training speed of a convolutional network on tiles with mini-batches: the LeNet of
+    /// scenarios/conv/lenet-fmnist.toml (or the reference MLP, `--network mlp`) with its chip and
+    /// periphery, on Fashion-MNIST training images (synthetic ones when it is not installed). Last line:
+    /// `conv_samples_per_s=<n>`.
+    Conv {
+        /// Folder of the Fashion-MNIST IDX files [default: AIMSIM_DATA, then
+        /// /usr/share/datasets/fashion-mnist].
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        /// Training samples timed.
+        #[arg(long, default_value_t = 2000)]
+        samples: usize,
+        /// Samples per mini-batch.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Threads [default: SLURM_CPUS_PER_TASK, else all cores].
+        #[arg(long)]
+        threads: Option<usize>,
+        /// `lenet` or `mlp` (784-256-128-10 sigmoid on the same chip).
+        #[arg(long, default_value = "lenet", value_parser = ["lenet", "mlp"])]
+        network: String,
+    },
     /// Inference speed after deployment: a 784-256-128-10 MLP deployed by write-verify on PCM-like
     /// one-sided pairs, read on the Fashion-MNIST test set (synthetic inputs when it is not installed) at
     /// 8 times x 3 compensations x 5 repeats. Last line: `infer_s=<n> inferences_per_s=<n>`.
@@ -556,6 +578,46 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "infer_s={:.2} inferences_per_s={:.0}",
                 r.eval_s, r.inferences_per_s
             );
+            Ok(())
+        }
+        Command::Bench {
+            what:
+                BenchWhat::Conv {
+                    data,
+                    samples,
+                    batch,
+                    threads,
+                    network,
+                },
+        } => {
+            if batch == 0 || samples == 0 {
+                anyhow::bail!("--batch and --samples must be at least 1");
+            }
+            let d = match aimsim::data::find_data_dir(data.as_deref(), "fashion-mnist") {
+                Ok(dir) => {
+                    let mut d = aimsim::data::load_idx(&dir, "fashion-mnist")?;
+                    d.truncate(samples, 0);
+                    d
+                }
+                Err(e) if data.is_none() => {
+                    eprintln!("note: {e}; training on synthetic inputs instead");
+                    let mut d = aimsim::networks::data::teacher_student(samples, 0, 784, 10, 1);
+                    d.name = "synthetic".into();
+                    d
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let threads = threads.unwrap_or_else(default_threads).max(1);
+            let net = if network == "mlp" {
+                aimsim::bench::ConvBenchNet::Mlp
+            } else {
+                aimsim::bench::ConvBenchNet::Lenet
+            };
+            let r = aimsim::bench::conv(&d, net, batch, threads)?;
+            for l in &r.lines {
+                println!("{l}");
+            }
+            println!("conv_samples_per_s={:.1}", r.samples_per_s);
             Ok(())
         }
         Command::Bench {

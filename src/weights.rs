@@ -186,16 +186,23 @@ pub struct LayerParams {
     /// The weights of an equilibrium-propagation layer's separate feedback array (the same shape as
     /// `weight`; its backward reads use the transpose), where the network has one.
     pub feedback: Option<Vec<f32>>,
+    /// A convolution's input channels and kernel side: `weight` is then PyTorch's `Conv2d` weight
+    /// `(out, channels, kernel, kernel)` in the same memory order.
+    pub conv: Option<(usize, usize)>,
 }
 
-/// The arrays of `weights.npz` for these layers: `layer{i}.weight` `(out, in)`, `layer{i}.bias`
-/// `(out,)` and, where there is one, `layer{i}.feedback` `(out, in)`, layer 0 on the input side.
+/// The arrays of `weights.npz` for these layers: `layer{i}.weight` `(out, in)` (a convolution's
+/// `(out, in_channels, kernel, kernel)`), `layer{i}.bias` `(out,)` and, where there is one,
+/// `layer{i}.feedback` `(out, in)`, layer 0 on the input side.
 pub fn parameter_arrays(layers: &[LayerParams]) -> Vec<Array> {
     let mut out = Vec::new();
     for (i, l) in layers.iter().enumerate() {
         out.push(Array {
             name: format!("layer{i}.weight"),
-            shape: vec![l.outputs, l.inputs],
+            shape: match l.conv {
+                Some((c, k)) => vec![l.outputs, c, k, k],
+                None => vec![l.outputs, l.inputs],
+            },
             data: l.weight.clone(),
         });
         out.push(Array {
@@ -247,6 +254,7 @@ impl<'a> NetRef<'a> {
                         weight,
                         bias,
                         feedback: None,
+                        conv: l.conv().map(|g| (g.c_in, g.k)),
                     }
                 })
                 .collect(),
@@ -263,6 +271,7 @@ impl<'a> NetRef<'a> {
                         weight,
                         bias: bias.clone(),
                         feedback,
+                        conv: None,
                     })
                     .collect()
             }
@@ -545,6 +554,7 @@ pub fn load_init(
                 .unwrap_or_default(),
             bias: arrays.remove(&format!("layer{i}.bias")).unwrap_or_default(),
             feedback: arrays.remove(&format!("layer{i}.feedback")),
+            conv: None,
         })
         .collect();
     Ok(InitWeights {

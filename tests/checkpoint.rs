@@ -445,3 +445,59 @@ fn stop_after_epoch_without_checkpoints_is_refused_up_front() {
     );
     assert!(!Path::new(&out).exists(), "refused before any work");
 }
+
+/// The checkpoint scenario as a small convolutional network trained in mini-batches of 7 (the last batch
+/// of each epoch shorter), a device of the conv layer traced.
+fn conv_scenario(update: &str, cell: &str) -> String {
+    let text = scenario(cell, update, 1, 9, "updates")
+        .replace(
+            "hidden = [20]\n",
+            "batch = 7\nlayers = [\n  { kind = \"conv\", channels = 4, kernel = 3, padding = 1 },\n  { kind = \"maxpool\", size = 2 },\n  { kind = \"dense\", units = 20 },\n]\n",
+        )
+        .replace("{ layer = 0, tile = 1, row = 3, col = 5 }", "{ layer = 0, row = 3, col = 5 }")
+        .replace("{ layer = 1, row = 2, col = 7, array = 0 }", "{ layer = 2, row = 2, col = 7, array = 0 }");
+    assert!(text.contains("batch = 7") && text.contains("layer = 2"));
+    text
+}
+
+#[test]
+fn resumed_conv_run_in_mini_batches_is_bit_identical() {
+    let update = "controller = \"bidirectional\"\nscheme = \"stochastic\"\nbl = 31";
+    assert_resume_is_bit_identical(&conv_scenario(update, "pair"), 2);
+    let mp = "controller = \"mixed-precision\"\nmax_pulses = 4";
+    let text = conv_scenario(mp, "pair")
+        .replace("batch = 7\n", "batch = 7\nbatch_update = \"accumulated\"\n");
+    assert_resume_is_bit_identical(&text, 1);
+}
+
+#[test]
+fn conv_run_in_mini_batches_is_bit_identical_on_one_and_two_threads() {
+    let t = TempDir::new("conv-threads");
+    let update = "controller = \"sgd-stochastic\"\nbl = 31";
+    let sc = t.write("s.toml", conv_scenario(update, "single"));
+    let (one, two) = (t.sub("one"), t.sub("two"));
+    // `aimsim run` gives each run a team of rayon's thread count.
+    for (dir, n) in [(&one, "1"), (&two, "2")] {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_aimsim"))
+            .args(["run", sc.as_str(), "--out", dir.as_str()])
+            .env("RAYON_NUM_THREADS", n)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    for ((name, a), (_, b)) in results(Path::new(&one))
+        .into_iter()
+        .zip(results(Path::new(&two)))
+    {
+        assert!(a == b, "{name} differs between 1 and 2 threads");
+    }
+    // The tiles were written (every epoch pulsed).
+    let m = fs::read_to_string(Path::new(&one).join("metrics.csv")).unwrap();
+    let header: Vec<&str> = m.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "pulses_up").unwrap();
+    for row in m.lines().skip(2) {
+        let up: u64 = row.split(',').nth(col).unwrap().parse().unwrap();
+        assert!(up > 0, "{row}");
+    }
+}

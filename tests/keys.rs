@@ -767,6 +767,75 @@ const ENTRIES: &[Entry] = &[
     e("train", "seeds", Run, &[], &["train.seeds=[1, 2]"]),
     e("train", "algorithm", Run, &[], &["train.algorithm=ep"]),
     e("train", "validation", Run, &[], &["train.validation=10"]),
+    e("train", "batch", Run, &[], &["train.batch=4"]),
+    e(
+        "train",
+        "batch_update",
+        Run,
+        &["update.controller=mixed-precision", "train.batch=4"],
+        &["train.batch_update=accumulated"],
+    ),
+    e(
+        "train",
+        "layers",
+        Run,
+        &[],
+        &["train.layers=[{kind=\"conv\", channels=2, kernel=3}]"],
+    ),
+    // [[train.layers]]: whole arrays through `--set`, a conv (with pooling) before the base's dense
+    // layer.
+    e(
+        "train.layers",
+        "kind",
+        Run,
+        &["train.layers=[{kind=\"conv\", channels=2, kernel=3}, {kind=\"maxpool\", size=2}]"],
+        &["train.layers=[{kind=\"conv\", channels=2, kernel=3}, {kind=\"avgpool\", size=2}]"],
+    ),
+    e(
+        "train.layers",
+        "channels",
+        Run,
+        &["train.layers=[{kind=\"conv\", channels=2, kernel=3}]"],
+        &["train.layers=[{kind=\"conv\", channels=3, kernel=3}]"],
+    ),
+    e(
+        "train.layers",
+        "kernel",
+        Run,
+        &["train.layers=[{kind=\"conv\", channels=2, kernel=3}]"],
+        &["train.layers=[{kind=\"conv\", channels=2, kernel=5}]"],
+    ),
+    e(
+        "train.layers",
+        "stride",
+        Run,
+        &["train.layers=[{kind=\"conv\", channels=2, kernel=3}]"],
+        &["train.layers=[{kind=\"conv\", channels=2, kernel=3, stride=2}]"],
+    ),
+    e(
+        "train.layers",
+        "padding",
+        Run,
+        &["train.layers=[{kind=\"conv\", channels=2, kernel=3}]"],
+        &["train.layers=[{kind=\"conv\", channels=2, kernel=3, padding=1}]"],
+    ),
+    e(
+        "train.layers",
+        "size",
+        Run,
+        &["train.layers=[{kind=\"conv\", channels=2, kernel=3}, {kind=\"maxpool\", size=2}]"],
+        &["train.layers=[{kind=\"conv\", channels=2, kernel=3}, {kind=\"maxpool\", size=3}]"],
+    ),
+    e(
+        "train.layers",
+        "units",
+        Run,
+        &[
+            "train.hidden=[]",
+            "train.layers=[{kind=\"conv\", channels=2, kernel=3}, {kind=\"dense\", units=6}]",
+        ],
+        &["train.layers=[{kind=\"conv\", channels=2, kernel=3}, {kind=\"dense\", units=5}]"],
+    ),
     // [ep]
     e(
         "ep",

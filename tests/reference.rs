@@ -169,11 +169,52 @@ fn context(section: &str, key: &str) -> (String, Vec<String>) {
 fn dotted(section: &str, key: &str) -> String {
     match section {
         "device.d2d.*" => format!("device.d2d.dw_min.{key}"),
+        // The probed entry of `try_value`: the convolution first, a pooling or dense layer second.
+        "train.layers" if ["size", "units"].contains(&key) => format!("train.layers.1.{key}"),
+        "train.layers" => format!("train.layers.0.{key}"),
         s => format!("{s}.{key}"),
     }
 }
 
 fn try_value(r: &Row, value: &str) -> Result<(), ScenarioError> {
+    if r.section == "train.layers" {
+        // Entries of an array of tables, written into the file: a convolution (64x64 glyphs, so
+        // that kernels and windows up to 64 fit), then the probed layer where it is not the conv.
+        let (text, mut sets) = context("train", &r.key);
+        sets.push("train.glyph_side=64".into());
+        let mut conv = vec![("kind", "\"conv\"".to_string()), ("channels", "2".into())];
+        conv.push(("kernel", "1".into()));
+        let mut second: Option<Vec<(&str, String)>> = None;
+        match r.key.as_str() {
+            "kind" => conv[0].1 = value.to_string(),
+            "channels" | "kernel" | "stride" | "padding" => {
+                conv.retain(|(k, _)| *k != r.key.as_str());
+                conv.push((r.key.as_str(), value.to_string()));
+            }
+            "size" => second = Some(vec![("kind", "\"maxpool\"".into()), ("size", value.into())]),
+            _ => {
+                second = Some(vec![
+                    ("kind", "\"dense\"".into()),
+                    (r.key.as_str(), value.into()),
+                ])
+            }
+        }
+        if r.key == "units" {
+            sets.push("train.hidden=[]".into());
+        }
+        let table = |kv: &[(&str, String)]| {
+            let mut t = "[[train.layers]]\n".to_string();
+            for (k, v) in kv {
+                t += &format!("{k} = {v}\n");
+            }
+            t
+        };
+        let mut text = format!("{text}{}", table(&conv));
+        if let Some(s) = second {
+            text += &table(&s);
+        }
+        return load_str(&text, "t.toml", Path::new("."), &sets).map(|_| ());
+    }
     if r.section == "trace.devices" {
         // Entries of an array of tables: written into the file, since `--set` paths name tables.
         let (text, sets) = context(&r.section, &r.key);

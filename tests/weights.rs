@@ -379,3 +379,61 @@ fn numpy_loads_the_files_when_it_is_installed() {
         "{text}"
     );
 }
+
+#[test]
+fn a_conv_network_writes_pytorch_conv2d_weights() {
+    // The shipped VGG-style scenario, shortened: its convolutions' weights come out as PyTorch's
+    // `Conv2d` weights `(out, in_channels, k, k)`, the dense layers' as `(out, in)`.
+    let t = TempDir::new("conv-weights");
+    let out = t.sub("out");
+    run(&[
+        "run",
+        "scenarios/conv/vgg-glyphs.toml",
+        "--out",
+        &out,
+        "--set",
+        "train.train_samples=48",
+        "--set",
+        "train.test_samples=16",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "train.seeds=[1]",
+    ]);
+    for variant in ["software", "reference", "mixed-precision"] {
+        let dir = Path::new(&out).join(variant).join("seed-1");
+        let arrays = read_npz(&dir.join("weights.npz")).unwrap();
+        let shape = |n: &str| {
+            arrays
+                .iter()
+                .find(|a| a.name == n)
+                .unwrap_or_else(|| panic!("{variant}: no {n}"))
+                .array
+                .as_ref()
+                .unwrap()
+                .shape
+                .clone()
+        };
+        assert_eq!(shape("layer0.weight"), vec![8, 1, 3, 3]);
+        assert_eq!(shape("layer1.weight"), vec![8, 8, 3, 3]);
+        assert_eq!(shape("layer3.weight"), vec![16, 16, 3, 3]);
+        // 16x16 glyphs, two poolings: 16 x 4 x 4 = 256 inputs to the dense layer.
+        assert_eq!(shape("layer4.weight"), vec![64, 256]);
+        assert_eq!(shape("layer5.weight"), vec![10, 64]);
+        assert_eq!(shape("layer3.bias"), vec![16]);
+    }
+    // Starting weights for a convolutional network are refused, naming the key.
+    let w = t.write("w.npz", b"not read");
+    let o = aimsim(&[
+        "validate",
+        "scenarios/conv/vgg-glyphs.toml",
+        "--set",
+        &format!("train.init_weights=\"{w}\""),
+    ]);
+    assert_eq!(o.code, Some(1));
+    assert!(
+        o.stderr.contains("train.init_weights") && o.stderr.contains("convolutional"),
+        "{}",
+        o.stderr
+    );
+}

@@ -605,6 +605,7 @@ mod tests {
             bias: BiasMode::Digital,
             init_scale: 1.0,
             exact_init: true,
+            conv: None,
         };
         let mut r = rand_pcg::Pcg64::seed_from_u64(1);
         let mut float = Mlp::new(&cfg, None, &mut r).unwrap();

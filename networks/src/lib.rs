@@ -8,6 +8,7 @@
 pub use aimsim_devices as devices;
 pub use aimsim_sim as sim;
 
+pub mod conv;
 pub mod data;
 pub mod deploy;
 pub mod ep;

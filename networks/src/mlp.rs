@@ -8,7 +8,9 @@ use aimsim_sim::ledger::{CostModel, Ledger};
 use aimsim_sim::matrix::{AnalogMatrix, MatrixState};
 use aimsim_sim::par::{Job, Par};
 use aimsim_sim::tile::{Tile, TileConfig};
-use aimsim_sim::update::ControllerSpec;
+use aimsim_sim::update::{BatchUpdate, ControllerSpec};
+
+use crate::conv::{ConvFront, ConvGeom, Pool};
 use rand::{Rng, RngExt};
 
 /// Neuron nonlinearity of the hidden layers.
@@ -88,79 +90,6 @@ pub enum BiasMode {
     Tile,
 }
 
-/// A layer's weight store: the three phases of on-chip learning. Each phase may run its tiles in
-/// parallel as `par` allows.
-pub trait Weights: Send + std::fmt::Debug {
-    /// `y = W x`.
-    fn forward(&mut self, x: &[f32], y: &mut [f32], ledger: &mut Ledger, par: Par<'_>);
-    /// `y_b = W x_b` for `batch` inputs one after another (`xs` to `ys`): the same outputs, draws and
-    /// charges as [`Weights::forward`] on each in order (for inference: no update may follow).
-    fn forward_batch(&mut self, xs: &[f32], ys: &mut [f32], batch: usize, ledger: &mut Ledger) {
-        let (inp, out) = (xs.len() / batch.max(1), ys.len() / batch.max(1));
-        for b in 0..batch {
-            self.forward(
-                &xs[b * inp..(b + 1) * inp],
-                &mut ys[b * out..(b + 1) * out],
-                ledger,
-                Par::Seq,
-            );
-        }
-    }
-    /// `z = W^T d`.
-    fn backward(&mut self, d: &[f32], z: &mut [f32], ledger: &mut Ledger, par: Par<'_>);
-    /// `W -= lr d x^T`.
-    fn update(&mut self, x: &[f32], d: &[f32], lr: f32, ledger: &mut Ledger, par: Par<'_>);
-    /// [`Weights::update`] as independent jobs (one per tile on analog weights), so that a network can
-    /// run the updates of all its layers at once; the caller runs them with [`Par::run`], then calls
-    /// [`Weights::finish_update`].
-    fn update_jobs<'a>(&'a mut self, x: &'a [f32], d: &'a [f32], lr: f32) -> Vec<Job<'a>>;
-    /// [`Weights::update_jobs`] that may also read ahead: given `next`, the jobs may make the forward
-    /// read of `next` after their updates, which the next [`Weights::forward`] (of `next`) then
-    /// returns, with the same results. By default they do not.
-    fn update_jobs_ahead<'a>(
-        &'a mut self,
-        x: &'a [f32],
-        d: &'a [f32],
-        lr: f32,
-        next: Option<&'a [f32]>,
-    ) -> Vec<Job<'a>> {
-        let _ = next;
-        self.update_jobs(x, d, lr)
-    }
-    /// Charges `ledger` with the update made by the jobs of [`Weights::update_jobs`].
-    fn finish_update(&mut self, ledger: &mut Ledger);
-    /// Current weights, row-major `out x in`.
-    fn weights(&self) -> Vec<f32>;
-    /// Sets initial weights (programmed with pulses on tiles).
-    fn program(&mut self, w: &[f32]);
-    /// Sets initial weights exactly, without pulses (the same as [`Weights::program`] for float
-    /// weights).
-    fn set_exact(&mut self, w: &[f32]) {
-        self.program(w);
-    }
-    /// The tiles, if the weights are analog.
-    fn tiles(&self) -> &[Tile] {
-        &[]
-    }
-    /// The layer on tiles, if the weights are analog (deployment works on it directly).
-    fn analog_mut(&mut self) -> Option<&mut AnalogMatrix> {
-        None
-    }
-    /// What training has changed in the store, for checkpoints.
-    fn export_state(&self) -> WeightsState;
-    /// Restores a state made by [`Weights::export_state`] on a store built from the same scenario.
-    fn import_state(&mut self, state: &WeightsState) -> Result<(), StateError>;
-}
-
-/// A weight store's state as plain data.
-#[derive(Debug, Clone, PartialEq)]
-pub enum WeightsState {
-    /// Float weights, row-major.
-    Float(Vec<f32>),
-    /// Tiles and their controllers.
-    Analog(MatrixState),
-}
-
 /// One layer's state: its weight store and its digital bias.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerState {
@@ -178,108 +107,6 @@ pub struct MlpState {
     pub layers: Vec<LayerState>,
 }
 
-impl Weights for AnalogMatrix {
-    fn forward(&mut self, x: &[f32], y: &mut [f32], ledger: &mut Ledger, par: Par<'_>) {
-        AnalogMatrix::forward(self, x, y, ledger, par);
-    }
-    fn forward_batch(&mut self, xs: &[f32], ys: &mut [f32], batch: usize, ledger: &mut Ledger) {
-        AnalogMatrix::forward_batch(self, xs, ys, batch, ledger);
-    }
-    fn backward(&mut self, d: &[f32], z: &mut [f32], ledger: &mut Ledger, par: Par<'_>) {
-        AnalogMatrix::backward(self, d, z, ledger, par);
-    }
-    fn update(&mut self, x: &[f32], d: &[f32], lr: f32, ledger: &mut Ledger, par: Par<'_>) {
-        AnalogMatrix::update(self, x, d, lr, ledger, par);
-    }
-    fn update_jobs<'a>(&'a mut self, x: &'a [f32], d: &'a [f32], lr: f32) -> Vec<Job<'a>> {
-        AnalogMatrix::update_jobs(self, x, d, lr)
-    }
-    fn update_jobs_ahead<'a>(
-        &'a mut self,
-        x: &'a [f32],
-        d: &'a [f32],
-        lr: f32,
-        next: Option<&'a [f32]>,
-    ) -> Vec<Job<'a>> {
-        AnalogMatrix::update_jobs_ahead(self, x, d, lr, next)
-    }
-    fn finish_update(&mut self, ledger: &mut Ledger) {
-        AnalogMatrix::finish_update(self, ledger);
-    }
-    fn weights(&self) -> Vec<f32> {
-        AnalogMatrix::weights(self)
-    }
-    fn program(&mut self, w: &[f32]) {
-        AnalogMatrix::program(self, w);
-    }
-    fn set_exact(&mut self, w: &[f32]) {
-        AnalogMatrix::set_weights_exact(self, w);
-    }
-    fn tiles(&self) -> &[Tile] {
-        AnalogMatrix::tiles(self)
-    }
-    fn analog_mut(&mut self) -> Option<&mut AnalogMatrix> {
-        Some(self)
-    }
-    fn export_state(&self) -> WeightsState {
-        WeightsState::Analog(AnalogMatrix::export_state(self))
-    }
-    fn import_state(&mut self, state: &WeightsState) -> Result<(), StateError> {
-        match state {
-            WeightsState::Analog(m) => AnalogMatrix::import_state(self, m),
-            WeightsState::Float(_) => Err(StateError(
-                "saved float weights for a layer on tiles".into(),
-            )),
-        }
-    }
-}
-
-impl Weights for FloatMatrix {
-    fn forward(&mut self, x: &[f32], y: &mut [f32], _: &mut Ledger, _: Par<'_>) {
-        FloatMatrix::forward(self, x, y);
-    }
-    fn forward_batch(&mut self, xs: &[f32], ys: &mut [f32], batch: usize, _: &mut Ledger) {
-        FloatMatrix::forward_batch(self, xs, ys, batch);
-    }
-    fn backward(&mut self, d: &[f32], z: &mut [f32], _: &mut Ledger, _: Par<'_>) {
-        FloatMatrix::backward(self, d, z);
-    }
-    fn update(&mut self, x: &[f32], d: &[f32], lr: f32, _: &mut Ledger, _: Par<'_>) {
-        FloatMatrix::update(self, x, d, lr);
-    }
-    fn update_jobs<'a>(&'a mut self, x: &'a [f32], d: &'a [f32], lr: f32) -> Vec<Job<'a>> {
-        let cost = self.weights().len() as u64;
-        vec![Job::new(cost, move || FloatMatrix::update(self, x, d, lr))]
-    }
-    fn finish_update(&mut self, _: &mut Ledger) {}
-    fn weights(&self) -> Vec<f32> {
-        FloatMatrix::weights(self).to_vec()
-    }
-    fn program(&mut self, w: &[f32]) {
-        self.weights_mut().copy_from_slice(w);
-    }
-    fn export_state(&self) -> WeightsState {
-        WeightsState::Float(FloatMatrix::weights(self).to_vec())
-    }
-    fn import_state(&mut self, state: &WeightsState) -> Result<(), StateError> {
-        match state {
-            WeightsState::Float(w) if w.len() == FloatMatrix::weights(self).len() => {
-                self.weights_mut().copy_from_slice(w);
-                Ok(())
-            }
-            WeightsState::Float(w) => Err(StateError(format!(
-                "{} saved float weights for a {}x{} layer",
-                w.len(),
-                self.shape().0,
-                self.shape().1
-            ))),
-            WeightsState::Analog(_) => Err(StateError(
-                "saved tile state for a layer of float weights".into(),
-            )),
-        }
-    }
-}
-
 /// One layer: weights, bias, activation and its buffers.
 #[derive(Debug)]
 pub struct Layer {
@@ -294,6 +121,13 @@ pub struct Layer {
     /// or one per output (deployment's weight mapping and drift compensation; see
     /// [`Layer::set_out_scale`]).
     out_scale: Vec<f32>,
+    /// For a convolutional layer its geometry: the weights are its kernel matrix (`out_dim` kernels
+    /// of `in_dim = c_in k k`), read once per output position.
+    conv: Option<ConvGeom>,
+    /// Pooling after the activation (convolutional layers).
+    pool: Option<Pool>,
+    /// The buffers of mini-batch and convolutional passes.
+    buf: BatchBuffers,
     /// Input as applied (with the constant 1 in tile-bias mode).
     x: Vec<f32>,
     z: Vec<f32>,
@@ -340,6 +174,30 @@ impl Layer {
     /// Where the bias lives.
     pub fn bias_mode(&self) -> BiasMode {
         self.bias_mode
+    }
+    /// The convolution, for a convolutional layer (its weights are the kernel matrix).
+    pub fn conv(&self) -> Option<&ConvGeom> {
+        self.conv.as_ref()
+    }
+    /// The pooling after the activation, if any.
+    pub fn pool(&self) -> Option<&Pool> {
+        self.pool.as_ref()
+    }
+    /// Values of one input of the layer (an image for a convolution).
+    pub fn input_len(&self) -> usize {
+        self.conv.map_or(self.in_dim, |g| g.input_len())
+    }
+    /// Values of one output of the layer (the pooled maps of a convolution).
+    pub fn output_len(&self) -> usize {
+        match (self.conv, self.pool) {
+            (_, Some(p)) => p.output_len(),
+            (Some(g), None) => g.output_len(),
+            (None, None) => self.out_dim,
+        }
+    }
+    /// Weight reads (and outer products) per input: a convolution's output positions, else 1.
+    pub fn positions(&self) -> usize {
+        self.conv.map_or(1, |g| g.positions())
     }
 
     /// The layer as the linear map `z = W x + b` it computes: `W` row-major `out x in` as the weight
@@ -420,6 +278,9 @@ pub struct MlpConfig {
     /// Set the initial weights on the devices exactly ([`Weights::set_exact`], as aihwkit's
     /// `set_weights` does) instead of programming them with pulses.
     pub exact_init: bool,
+    /// Convolutional layers in front of the dense ones (`None`: an MLP). `sizes[0]` is then the
+    /// image's values and the first dense layer takes the last convolution's (pooled) maps, flattened.
+    pub conv: Option<ConvFront>,
 }
 
 /// A multi-layer perceptron.
@@ -435,6 +296,8 @@ pub struct Mlp {
     weight_noise: (f32, u64),
     /// The stream of the training step in progress, while its forward pass runs.
     noise: Option<aimsim_sim::rng::Pcg>,
+    /// The scores of the last mini-batch pass, one row per sample.
+    batch_probs: Vec<f32>,
 }
 
 /// What the tiles of an analog network are made of.
@@ -491,12 +354,41 @@ impl Mlp {
             "a network needs an input and an output size"
         );
         let mut layers = Vec::new();
-        let n_layers = cfg.sizes.len() - 1;
-        for l in 0..n_layers {
-            let (in_dim, out_dim) = (cfg.sizes[l], cfg.sizes[l + 1]);
+        let (convs, dense_in) = match &cfg.conv {
+            Some(front) => {
+                let (convs, flat) = front
+                    .shapes()
+                    .map_err(|e| SpecError::new("train.layers", e))?;
+                let (c, h, w) = front.image;
+                if c * h * w != cfg.sizes[0] {
+                    return Err(SpecError::new(
+                        "train.layers",
+                        format!("a {c}x{h}x{w} image for {} inputs", cfg.sizes[0]),
+                    ));
+                }
+                (convs, flat)
+            }
+            None => (Vec::new(), cfg.sizes[0]),
+        };
+        // Per weight layer: inputs and outputs of the weights, fan-in and fan-out, the convolution.
+        type Dims = (usize, usize, usize, usize, Option<ConvGeom>, Option<Pool>);
+        let mut dims: Vec<Dims> = convs
+            .iter()
+            .map(|(g, p)| {
+                let kk = g.k * g.k;
+                (g.patch(), g.c_out, g.c_in * kk, g.c_out * kk, Some(*g), *p)
+            })
+            .collect();
+        let mut prev = dense_in;
+        for &out in &cfg.sizes[1..] {
+            dims.push((prev, out, prev, out, None, None));
+            prev = out;
+        }
+        let n_layers = dims.len();
+        for (l, &(in_dim, out_dim, fan_in, fan_out, conv, pool)) in dims.iter().enumerate() {
             let cols = in_dim + usize::from(cfg.bias == BiasMode::Tile);
             let mut weights = new_weights(out_dim, cols, hw, (l as u64) << 24)?;
-            let limit = cfg.init_scale * (6.0 / (in_dim + out_dim) as f32).sqrt();
+            let limit = cfg.init_scale * (6.0 / (fan_in + fan_out) as f32).sqrt();
             let mut w0 = vec![0.0f32; out_dim * cols];
             for i in 0..out_dim {
                 for j in 0..in_dim {
@@ -521,6 +413,9 @@ impl Mlp {
                 bias: vec![0.0; out_dim],
                 act,
                 out_scale: Vec::new(),
+                conv,
+                pool,
+                buf: BatchBuffers::default(),
                 x: vec![0.0; cols],
                 z: vec![0.0; out_dim],
                 a: vec![0.0; out_dim],
@@ -534,6 +429,7 @@ impl Mlp {
             layers,
             loss: cfg.loss,
             probs: vec![0.0; classes],
+            batch_probs: Vec::new(),
             lr_scale,
             weight_noise: (0.0, 0),
             noise: None,
@@ -667,6 +563,11 @@ impl Mlp {
     /// Forward pass, each layer's tiles in parallel as `par` allows; returns the output scores (softmax
     /// probabilities for cross-entropy, activations for MSE).
     pub fn forward(&mut self, input: &[f32], ledger: &mut Ledger, par: Par<'_>) -> &[f32] {
+        if self.has_conv() {
+            let noise = self.noise.is_some();
+            self.forward_many(input, 1, ledger, par, noise);
+            return &self.probs;
+        }
         for l in 0..self.layers.len() {
             let (prev, rest) = self.layers.split_at_mut(l);
             let layer = &mut rest[0];
@@ -716,6 +617,19 @@ impl Mlp {
         batch: usize,
         ledger: &mut Ledger,
     ) -> Vec<usize> {
+        if self.has_conv() {
+            let width = inputs.len() / batch.max(1);
+            let mut out = Vec::with_capacity(batch);
+            for chunk in inputs.chunks(64 * width) {
+                let n = chunk.len() / width;
+                self.forward_many(chunk, n, ledger, Par::Seq, false);
+                out.extend(self.batch_predictions());
+                for _ in 0..n {
+                    ledger.count_sample();
+                }
+            }
+            return out;
+        }
         let mut cur: Vec<f32> = inputs.to_vec();
         let mut width = cur.len() / batch.max(1);
         let mut xs = Vec::new();
@@ -732,7 +646,9 @@ impl Mlp {
             debug_assert_eq!(xs.len(), batch * cols);
             zs.clear();
             zs.resize(batch * layer.out_dim, 0.0);
-            layer.weights.forward_batch(&xs, &mut zs, batch, ledger);
+            layer
+                .weights
+                .forward_batch(&xs, &mut zs, batch, ledger, Par::Seq);
             for z in zs.chunks_exact_mut(layer.out_dim) {
                 digital_tail(&layer.out_scale, layer.bias_mode, &layer.bias, z);
                 if let Some(f) = layer.act {
@@ -807,6 +723,10 @@ impl Mlp {
         next: Option<&[f32]>,
         par: Par<'_>,
     ) -> f32 {
+        if self.has_conv() {
+            let r = self.train_batch(input, &[label], lr, BatchUpdate::Sequential, ledger, par);
+            return r[0].0;
+        }
         if self.weight_noise.0 > 0.0 {
             self.noise = Some(aimsim_sim::rng::stream(
                 self.weight_noise.1,
@@ -888,6 +808,14 @@ impl Mlp {
         loss
     }
 }
+
+#[path = "mlp_weights.rs"]
+mod weights;
+pub use weights::{Weights, WeightsState};
+
+#[path = "mlp_batch.rs"]
+mod batch;
+pub use batch::BatchBuffers;
 
 #[cfg(test)]
 #[path = "mlp_tests.rs"]

@@ -31,6 +31,7 @@ fn parameters_are_the_linear_map_the_layer_computes_in_both_bias_modes() {
             bias,
             init_scale: 1.0,
             exact_init: false,
+            conv: None,
         };
         let mut net = Mlp::new(&cfg, None, &mut Pcg64::seed_from_u64(1)).unwrap();
         let w: Vec<f32> = (0..12).map(|i| i as f32 * 0.1 - 0.5).collect();
@@ -58,6 +59,7 @@ fn float_network_gradient_matches_finite_differences() {
         bias: BiasMode::Digital,
         init_scale: 1.0,
         exact_init: false,
+        conv: None,
     };
     let mut rng = Pcg64::seed_from_u64(3);
     let mut net = Mlp::new(&cfg, None, &mut rng).unwrap();
@@ -121,6 +123,7 @@ pub(crate) fn noisy_net(bias: BiasMode) -> Mlp {
         bias,
         init_scale: 1.0,
         exact_init: false,
+        conv: None,
     };
     Mlp::new(&cfg, Some(&hw), &mut Pcg64::seed_from_u64(4)).unwrap()
 }
@@ -222,6 +225,7 @@ fn two_layer_network_on_ideal_devices_matches_the_float_reference() {
         bias: BiasMode::Digital,
         init_scale: 1.0,
         exact_init: false,
+        conv: None,
     };
     let mut analog = Mlp::new(&cfg, Some(&hw), &mut Pcg64::seed_from_u64(9)).unwrap();
     let mut float = Mlp::new(&cfg, None, &mut Pcg64::seed_from_u64(9)).unwrap();
@@ -285,6 +289,7 @@ fn loss_of_the_last_forward_pass_is_the_training_loss() {
             bias: BiasMode::Digital,
             init_scale: 1.0,
             exact_init: false,
+            conv: None,
         };
         let mut net = Mlp::new(&cfg, None, &mut Pcg64::seed_from_u64(5)).unwrap();
         let x = [0.1, -0.4, 0.8, 0.3, -0.2];
@@ -310,6 +315,7 @@ fn weight_noise_perturbs_training_reads_by_the_stated_spread() {
         bias: BiasMode::Digital,
         init_scale: 1.0,
         exact_init: false,
+        conv: None,
     };
     let x = [0.5, -0.2, 0.9, 0.1, -0.7, 0.3];
     let mut clean = Mlp::new(&cfg, None, &mut Pcg64::seed_from_u64(2)).unwrap();
@@ -371,6 +377,7 @@ fn lr_scale_gives_each_layer_its_own_rate() {
         bias: BiasMode::Digital,
         init_scale: 1.0,
         exact_init: false,
+        conv: None,
     };
     let x = [0.1, 0.9, 0.4, 0.0, 1.0, 0.3];
     let step = |lr: f32, scales: Option<&[f32]>| {

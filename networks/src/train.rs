@@ -7,6 +7,7 @@ use aimsim_sim::rng::{Purpose, stream};
 use rand::RngExt;
 
 use aimsim_sim::tile::Tile;
+use aimsim_sim::update::BatchUpdate;
 
 use crate::data::Dataset;
 use crate::ep::EpNetwork;
@@ -38,6 +39,30 @@ pub trait Network {
     ) -> f32 {
         let _ = next;
         self.learn(input, label, lr, ledger, par)
+    }
+    /// One learning step on a mini-batch of `labels.len()` samples (`inputs`, one after another):
+    /// returns each sample's loss and predicted class. Networks without mini-batches (the default)
+    /// learn the samples one by one, so callers use batches above 1 only with networks that have them
+    /// (scenarios refuse the others).
+    fn learn_batch(
+        &mut self,
+        inputs: &[f32],
+        labels: &[usize],
+        lr: f32,
+        mode: BatchUpdate,
+        ledger: &mut Ledger,
+        par: Par<'_>,
+    ) -> Vec<(f32, usize)> {
+        let _ = mode;
+        let n = inputs.len() / labels.len().max(1);
+        labels
+            .iter()
+            .zip(inputs.chunks_exact(n.max(1)))
+            .map(|(y, x)| {
+                let l = self.learn(x, *y, lr, ledger, par);
+                (l, self.prediction())
+            })
+            .collect()
     }
     /// Inference on one sample, charged to `ledger`; returns the predicted class.
     fn infer(&mut self, input: &[f32], ledger: &mut Ledger, par: Par<'_>) -> usize;
@@ -74,6 +99,17 @@ impl Network for Mlp {
         par: Par<'_>,
     ) -> f32 {
         self.train_step_ahead(input, label, lr, ledger, next, par)
+    }
+    fn learn_batch(
+        &mut self,
+        inputs: &[f32],
+        labels: &[usize],
+        lr: f32,
+        mode: BatchUpdate,
+        ledger: &mut Ledger,
+        par: Par<'_>,
+    ) -> Vec<(f32, usize)> {
+        self.train_batch(inputs, labels, lr, mode, ledger, par)
     }
     fn infer(&mut self, input: &[f32], ledger: &mut Ledger, par: Par<'_>) -> usize {
         self.forward(input, ledger, par);
@@ -129,6 +165,12 @@ pub struct TrainConfig {
     /// dataset's training set, in dataset order, taken before any shuffling. The network never trains
     /// on them; every epoch (and epoch 0) reports its accuracy and loss on them. 0: no split.
     pub validation: usize,
+    /// Samples per mini-batch (1: [`Network::learn_ahead`] after every sample, else
+    /// [`Network::learn_batch`] on consecutive samples of the epoch's order; the last batch of an
+    /// epoch may be shorter).
+    pub batch: usize,
+    /// How the tiles take a batch's outer products.
+    pub batch_update: BatchUpdate,
 }
 
 /// Calls the macro `$m` with the fields of [`EpochMetrics`], in column order: for each, its doc lines,
@@ -405,7 +447,30 @@ impl<'a> Training<'a> {
         }
         let mut ledger = Ledger::default();
         let (mut loss, mut correct) = (0.0f64, 0usize);
-        for (k, &i) in p.order.iter().enumerate() {
+        if cfg.batch > 1 {
+            let mut xs = Vec::new();
+            let mut ys = Vec::new();
+            for chunk in p.order.chunks(cfg.batch) {
+                xs.clear();
+                ys.clear();
+                for &i in chunk {
+                    let (x, y) = data.train_sample(i as usize);
+                    xs.extend_from_slice(x);
+                    ys.push(y as usize);
+                }
+                let r = net.learn_batch(&xs, &ys, p.lr, cfg.batch_update, &mut ledger, par);
+                for ((l, pred), y) in r.iter().zip(&ys) {
+                    loss += *l as f64;
+                    correct += usize::from(pred == y);
+                    p.step += 1;
+                    observer.after_update(&*net, p.step);
+                    if p.step.is_multiple_of(256) || p.step == total {
+                        observer.progress(p.step, total);
+                    }
+                }
+            }
+        }
+        for (k, &i) in p.order.iter().enumerate().filter(|_| cfg.batch <= 1) {
             let (x, y) = data.train_sample(i as usize);
             // The next sample of this epoch (the epoch's evaluation comes after its last one).
             let next = p.order.get(k + 1).map(|j| data.train_sample(*j as usize).0);
@@ -537,6 +602,8 @@ mod tests {
             shuffle: true,
             seed: 9,
             validation,
+            batch: 1,
+            batch_update: BatchUpdate::Sequential,
         }
     }
 

@@ -2,6 +2,7 @@
 //! tile and no periphery, devices or costs.
 
 use crate::kernels::gemv::{gemv, gemv_batch, gemv_t};
+use crate::update::BatchUpdate;
 
 /// An `out_dim x in_dim` matrix of exact `f32` weights (row-major), read and updated without noise,
 /// quantization or pulses: what a network's layer computes in software.
@@ -53,6 +54,53 @@ impl FloatMatrix {
             let s = lr * di;
             for (w, xj) in row.iter_mut().zip(x) {
                 *w -= s * xj;
+            }
+        }
+    }
+
+    /// The steps `W <- W - lr d_b x_b^T` of `batch` inputs `xs` and errors `ds`: `Sequential`, one
+    /// [`FloatMatrix::update`] after another; `Accumulated`, the outer products summed first (row by
+    /// row, in batch order), then one subtraction.
+    pub fn update_batch(
+        &mut self,
+        xs: &[f32],
+        ds: &[f32],
+        batch: usize,
+        lr: f32,
+        mode: BatchUpdate,
+    ) {
+        let (rows, cols) = (self.out_dim, self.in_dim);
+        match mode {
+            BatchUpdate::Sequential => {
+                for b in 0..batch {
+                    self.update(
+                        &xs[b * cols..(b + 1) * cols],
+                        &ds[b * rows..(b + 1) * rows],
+                        lr,
+                    );
+                }
+            }
+            BatchUpdate::Accumulated => {
+                let mut g = vec![0.0f32; cols];
+                for i in 0..rows {
+                    g.iter_mut().for_each(|v| *v = 0.0);
+                    let mut any = false;
+                    for b in 0..batch {
+                        let di = ds[b * rows + i];
+                        if di == 0.0 {
+                            continue;
+                        }
+                        any = true;
+                        for (gj, xj) in g.iter_mut().zip(&xs[b * cols..(b + 1) * cols]) {
+                            *gj += di * xj;
+                        }
+                    }
+                    if any {
+                        for (w, gj) in self.w[i * cols..(i + 1) * cols].iter_mut().zip(&g) {
+                            *w -= lr * gj;
+                        }
+                    }
+                }
             }
         }
     }

@@ -11,8 +11,8 @@ use rayon::prelude::*;
 use crate::par::{Job, Par};
 
 use crate::ledger::{Charge, CostModel, Ledger, Phase};
-use crate::tile::{Tile, TileConfig, TileState, VerifyReport};
-use crate::update::{Controller, ControllerSpec, ControllerState, UpdateReport};
+use crate::tile::{ReadReport, Tile, TileConfig, TileState, VerifyReport};
+use crate::update::{BatchUpdate, Controller, ControllerSpec, ControllerState, UpdateReport};
 
 /// A layer's weights on tiles.
 #[derive(Debug)]
@@ -42,6 +42,23 @@ pub struct AnalogMatrix {
     at_bound: Vec<Vec<bool>>,
     /// Per tile, the masked error block of a backward read (scratch).
     masked: Vec<Vec<f32>>,
+    /// Per tile, for each input of the last [`AnalogMatrix::forward_batch`] in order, its outputs that
+    /// reached the bound (only with `zero_grad_at_bound`; empty otherwise).
+    batch_bound: Vec<Vec<bool>>,
+    /// Inputs of the last [`AnalogMatrix::forward_batch`].
+    bound_batch: usize,
+    /// Per tile, scratch of the batch reads and updates: outputs, reports, and the inputs and errors
+    /// of the tile's block (kept between calls so that large batches do not allocate every time).
+    scratch: Vec<BatchScratch>,
+}
+
+/// One tile's buffers for batch reads and updates.
+#[derive(Debug, Default)]
+struct BatchScratch {
+    out: Vec<f32>,
+    reports: Vec<ReadReport>,
+    xs: Vec<f32>,
+    ds: Vec<f32>,
 }
 
 /// The normalized weights of one tile's block `((r0, r1), (c0, c1))` of layer weights (row-major, `in_dim`
@@ -134,6 +151,9 @@ impl AnalogMatrix {
             cost,
             at_bound: Vec::new(),
             masked: Vec::new(),
+            batch_bound: Vec::new(),
+            bound_batch: 0,
+            scratch: Vec::new(),
         })
     }
 
@@ -319,44 +339,211 @@ impl AnalogMatrix {
         self.mark_bound();
     }
 
-    /// Forward passes of `batch` inputs (`xs`, `in_dim` values each, into `ys`, `out_dim` each), tile by
-    /// tile ([`Tile::forward_batch`]): the same outputs and random draws as [`AnalogMatrix::forward`]
-    /// on each input in order, and the same charges, made input by input. For inference (no update
-    /// may follow it: the outputs that reached the bound are not recorded).
-    pub fn forward_batch(&mut self, xs: &[f32], ys: &mut [f32], batch: usize, ledger: &mut Ledger) {
+    /// Forward passes of `batch` inputs (`xs`, `in_dim` values each, into `ys`, `out_dim` each), one job
+    /// per tile ([`Tile::forward_batch`]: the weights fetched from memory once per batch), in parallel
+    /// as `par` allows: the same outputs and random draws as [`AnalogMatrix::forward`] on each input in
+    /// order, and the same charges, made input by input. With
+    /// [`IoConfig::zero_grad_at_bound`](crate::io::IoConfig::zero_grad_at_bound) it records, for every
+    /// input, which tile outputs reached the bound, for [`AnalogMatrix::backward_batch`] of the same
+    /// batch.
+    pub fn forward_batch(
+        &mut self,
+        xs: &[f32],
+        ys: &mut [f32],
+        batch: usize,
+        ledger: &mut Ledger,
+        par: Par<'_>,
+    ) {
         assert!(self.ahead.is_none(), "a forward read ahead is waiting");
         assert!(xs.len() >= batch * self.in_dim && ys.len() >= batch * self.out_dim);
         let (in_dim, out_dim) = (self.in_dim, self.out_dim);
+        let blocks: Vec<_> = (0..self.tiles.len()).map(|k| self.tile_block(k)).collect();
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.resize_with(self.tiles.len(), BatchScratch::default);
+        let jobs = self
+            .tiles
+            .iter_mut()
+            .zip(scratch.iter_mut())
+            .zip(&blocks)
+            .map(|((t, sc), ((r0, r1), (c0, c1)))| {
+                let work = (t.rows() * t.cols() * batch) as u64;
+                Job::new(work, move || {
+                    sc.xs.clear();
+                    for b in 0..batch {
+                        sc.xs
+                            .extend_from_slice(&xs[b * in_dim + c0..b * in_dim + c1]);
+                    }
+                    sc.out.clear();
+                    sc.out.resize(batch * (r1 - r0), 0.0);
+                    sc.reports = t.forward_batch(&sc.xs, &mut sc.out, batch);
+                })
+            })
+            .collect();
+        par.run(jobs);
+        // Tile by tile into each output, as `sum_partials` adds them.
         ys[..batch * out_dim].iter_mut().for_each(|v| *v = 0.0);
-        let mut charges = vec![vec![Charge::default(); self.tiles.len()]; batch];
-        let mut block_in = Vec::new();
-        let mut block_out = Vec::new();
-        for k in 0..self.tiles.len() {
-            let ((r0, r1), (c0, c1)) = self.tile_block(k);
+        for (sc, ((r0, r1), _)) in scratch.iter().zip(&blocks) {
             let n_out = r1 - r0;
-            block_in.clear();
-            for b in 0..batch {
-                block_in.extend_from_slice(&xs[b * in_dim + c0..b * in_dim + c1]);
-            }
-            block_out.clear();
-            block_out.resize(batch * n_out, 0.0);
-            let reports = self.tiles[k].forward_batch(&block_in, &mut block_out, batch);
-            for (c, r) in charges.iter_mut().zip(&reports) {
-                c[k] = self.cost.read(r);
-            }
-            // Tile by tile into each output, as `sum_partials` adds them.
             for b in 0..batch {
                 for (o, v) in ys[b * out_dim + r0..b * out_dim + r1]
                     .iter_mut()
-                    .zip(&block_out[b * n_out..(b + 1) * n_out])
+                    .zip(&sc.out[b * n_out..(b + 1) * n_out])
                 {
                     *o += self.w_scale * v;
                 }
             }
         }
-        for c in &charges {
-            ledger.charge(Phase::Forward, c);
+        let mut charges = Vec::with_capacity(scratch.len());
+        for b in 0..batch {
+            charges.clear();
+            charges.extend(scratch.iter().map(|sc| self.cost.read(&sc.reports[b])));
+            ledger.charge(Phase::Forward, &charges);
         }
+        let io = &self.cfg.forward;
+        self.batch_bound.clear();
+        if io.zero_grad_at_bound && io.out_bound.is_finite() {
+            let limit = 0.999 * io.out_bound;
+            self.batch_bound = scratch
+                .iter()
+                .map(|sc| sc.out.iter().map(|v| v.abs() >= limit).collect())
+                .collect();
+        }
+        self.scratch = scratch;
+        self.bound_batch = batch;
+    }
+
+    /// Backward passes `z_b = W^T d_b` of `batch` errors (`ds`, `out_dim` values each, into `zs`,
+    /// `in_dim` each), one job per tile reading its errors in order, in parallel as `par` allows: the
+    /// same outputs, draws and charges as [`AnalogMatrix::backward`] on each error in order. After
+    /// [`AnalogMatrix::forward_batch`] of as many inputs with `zero_grad_at_bound`, each error is
+    /// masked by its own input's outputs at the bound.
+    pub fn backward_batch(
+        &mut self,
+        ds: &[f32],
+        zs: &mut [f32],
+        batch: usize,
+        ledger: &mut Ledger,
+        par: Par<'_>,
+    ) {
+        assert!(self.ahead.is_none(), "a forward read ahead is waiting");
+        assert!(ds.len() >= batch * self.out_dim && zs.len() >= batch * self.in_dim);
+        let (in_dim, out_dim) = (self.in_dim, self.out_dim);
+        let masks = if self.batch_bound.is_empty() {
+            None
+        } else {
+            assert_eq!(
+                self.bound_batch, batch,
+                "a backward batch of another size than its forward batch"
+            );
+            Some(&self.batch_bound)
+        };
+        let blocks: Vec<_> = (0..self.tiles.len()).map(|k| self.tile_block(k)).collect();
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.resize_with(self.tiles.len(), BatchScratch::default);
+        let jobs = self
+            .tiles
+            .iter_mut()
+            .zip(scratch.iter_mut())
+            .zip(&blocks)
+            .enumerate()
+            .map(|(k, ((t, sc), ((r0, r1), (c0, c1))))| {
+                let work = (t.rows() * t.cols() * batch) as u64;
+                Job::new(work, move || {
+                    let (n_in, n_out) = (r1 - r0, c1 - c0);
+                    sc.out.clear();
+                    sc.out.resize(batch * n_out, 0.0);
+                    sc.ds.clear();
+                    sc.ds.resize(n_in, 0.0);
+                    sc.reports.clear();
+                    for b in 0..batch {
+                        let d = &ds[b * out_dim + r0..b * out_dim + r1];
+                        match masks {
+                            Some(m) => {
+                                let m = &m[k][b * n_in..(b + 1) * n_in];
+                                for ((v, d), at) in sc.ds.iter_mut().zip(d).zip(m) {
+                                    *v = if *at { 0.0 } else { *d };
+                                }
+                            }
+                            None => sc.ds.copy_from_slice(d),
+                        }
+                        let r = t.backward(&sc.ds, &mut sc.out[b * n_out..(b + 1) * n_out]);
+                        sc.reports.push(r);
+                    }
+                })
+            })
+            .collect();
+        par.run(jobs);
+        zs[..batch * in_dim].iter_mut().for_each(|v| *v = 0.0);
+        for (sc, (_, (c0, c1))) in scratch.iter().zip(&blocks) {
+            let n_out = c1 - c0;
+            for b in 0..batch {
+                for (o, v) in zs[b * in_dim + c0..b * in_dim + c1]
+                    .iter_mut()
+                    .zip(&sc.out[b * n_out..(b + 1) * n_out])
+                {
+                    *o += self.w_scale * v;
+                }
+            }
+        }
+        let mut charges = Vec::with_capacity(scratch.len());
+        for b in 0..batch {
+            charges.clear();
+            charges.extend(scratch.iter().map(|sc| self.cost.read(&sc.reports[b])));
+            ledger.charge(Phase::Backward, &charges);
+        }
+        self.scratch = scratch;
+    }
+
+    /// The pulsed updates of a mini-batch, `dW = -lr d_b x_b^T` for the `batch` inputs `xs` and errors
+    /// `ds` (layer units), as one job per tile: each tile's controller takes the batch as `mode` says
+    /// ([`Controller::update_batch`]: by default every step in order, as the device sees a batch). Run
+    /// the jobs (see [`Par::run`]), then call [`AnalogMatrix::finish_update`].
+    pub fn update_batch_jobs<'a>(
+        &'a mut self,
+        xs: &'a [f32],
+        ds: &'a [f32],
+        batch: usize,
+        lr: f32,
+        mode: BatchUpdate,
+    ) -> Vec<Job<'a>> {
+        assert!(xs.len() >= batch * self.in_dim && ds.len() >= batch * self.out_dim);
+        assert!(self.ahead.is_none(), "a forward read ahead is waiting");
+        let (in_dim, out_dim) = (self.in_dim, self.out_dim);
+        let lr_norm = lr / self.w_scale;
+        let blocks: Vec<_> = (0..self.tiles.len()).map(|k| self.tile_block(k)).collect();
+        self.reports.clear();
+        self.reports
+            .resize(self.tiles.len(), UpdateReport::default());
+        self.scratch
+            .resize_with(self.tiles.len(), BatchScratch::default);
+        self.tiles
+            .iter_mut()
+            .zip(self.controllers.iter_mut())
+            .zip(self.reports.iter_mut().zip(self.scratch.iter_mut()))
+            .zip(blocks)
+            .map(|(((t, c), (report, sc)), ((r0, r1), (c0, c1)))| {
+                // A rough cost for the scheduler (results do not depend on it): the coincidence
+                // work of each step, without summing the inputs' norms as the batch-1 estimate does.
+                let work = (batch * (t.rows() * t.cols() / 8 + 2 * (t.rows() + t.cols()))) as u64;
+                Job::new(work, move || {
+                    sc.xs.clear();
+                    sc.ds.clear();
+                    for b in 0..batch {
+                        sc.xs
+                            .extend_from_slice(&xs[b * in_dim + c0..b * in_dim + c1]);
+                        sc.ds
+                            .extend_from_slice(&ds[b * out_dim + r0..b * out_dim + r1]);
+                    }
+                    *report = c.update_batch(t, &sc.xs, &sc.ds, batch, lr_norm, mode);
+                })
+            })
+            .collect()
+    }
+
+    /// Whether every tile's controller accumulates digitally (so a batch may be one update, see
+    /// [`BatchUpdate::Accumulated`]).
+    pub fn accumulates(&self) -> bool {
+        self.controllers.iter().all(|c| c.accumulates())
     }
 
     /// With [`IoConfig::zero_grad_at_bound`](crate::io::IoConfig::zero_grad_at_bound), records which

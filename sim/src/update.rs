@@ -98,6 +98,15 @@ pub struct UpdateReport {
 }
 
 impl UpdateReport {
+    /// Adds the counts of `o` (an update made after this one on the same tile).
+    pub fn add(&mut self, o: &UpdateReport) {
+        self.evaluations += o.evaluations;
+        self.slots += o.slots;
+        self.up += o.up;
+        self.down += o.down;
+        self.refreshes += o.refreshes;
+    }
+
     /// The ledger charge of this update.
     pub fn charge(&self, cost: &CostModel) -> Charge {
         let mut c = cost.update(self.slots, self.up, self.down);
@@ -115,6 +124,31 @@ pub trait Controller: Send + std::fmt::Debug {
 
     /// Updates `tile` for the desired step `dW = -lr d x^T` (normalized weight units).
     fn update(&mut self, tile: &mut Tile, x: &[f32], d: &[f32], lr: f32) -> UpdateReport;
+
+    /// Updates `tile` for the `batch` steps `dW = -lr d_b x_b^T` of a mini-batch (`xs` holds `batch`
+    /// inputs of the tile's columns one after another, `ds` as many errors of its rows). `Sequential`:
+    /// each step as its own update, in order, as the device sees a batch ([`Controller::update`]
+    /// `batch` times: the same bits). `Accumulated`: one update of the summed step, which only a rule
+    /// that accumulates digitally can make ([`Controller::accumulates`]); the others make sequential
+    /// ones (callers refuse the combination before).
+    fn update_batch(
+        &mut self,
+        tile: &mut Tile,
+        xs: &[f32],
+        ds: &[f32],
+        batch: usize,
+        lr: f32,
+        mode: BatchUpdate,
+    ) -> UpdateReport {
+        let _ = mode;
+        sequential_updates(self, tile, xs, ds, batch, lr)
+    }
+
+    /// Whether the rule accumulates updates digitally, so that a batch's summed step can be one update
+    /// ([`BatchUpdate::Accumulated`]).
+    fn accumulates(&self) -> bool {
+        false
+    }
 
     /// The rule's own state between updates (counters, accumulators), for checkpoints. Stateless rules
     /// keep the default: an empty state.
@@ -134,6 +168,40 @@ pub trait Controller: Send + std::fmt::Debug {
             )))
         }
     }
+}
+
+/// How a tile takes the steps of a mini-batch (or of a convolution's positions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BatchUpdate {
+    /// Each outer product as its own pulsed update, in order (aihwkit's analog tiles).
+    #[default]
+    Sequential,
+    /// The outer products summed digitally, then one update (a controller that accumulates, e.g.
+    /// mixed precision).
+    Accumulated,
+}
+
+/// [`Controller::update`] on each of `batch` steps in order, the reports added.
+pub fn sequential_updates<C: Controller + ?Sized>(
+    c: &mut C,
+    tile: &mut Tile,
+    xs: &[f32],
+    ds: &[f32],
+    batch: usize,
+    lr: f32,
+) -> UpdateReport {
+    let (cols, rows) = (xs.len() / batch.max(1), ds.len() / batch.max(1));
+    let mut total = UpdateReport::default();
+    for b in 0..batch {
+        let r = c.update(
+            tile,
+            &xs[b * cols..(b + 1) * cols],
+            &ds[b * rows..(b + 1) * rows],
+            lr,
+        );
+        total.add(&r);
+    }
+    total
 }
 
 /// A controller's state between updates as plain data: integer counters and float values whose meaning
@@ -877,27 +945,23 @@ impl MixedPrecision {
     }
 }
 
-impl Controller for MixedPrecision {
-    fn name(&self) -> &'static str {
-        "mixed-precision"
-    }
-    fn update(&mut self, tile: &mut Tile, x: &[f32], d: &[f32], lr: f32) -> UpdateReport {
-        let (rows, cols) = (tile.rows(), tile.cols());
-        if self.chi.len() != rows * cols {
-            self.chi = vec![0.0; rows * cols];
-        }
+impl MixedPrecision {
+    /// Transfers the accumulator to the devices: rows `rows` of `chi` (only rows with `active[i]`),
+    /// each cell with `|chi| >= dw` gets its pulses and keeps the remainder.
+    fn transfer(&mut self, tile: &mut Tile, active: &[bool]) -> UpdateReport {
+        let cols = tile.cols();
         let dw = tile.pulse_step(Routing::Cell);
         let before = tile.tally();
         let mut r = UpdateReport::default();
-        for (i, di) in d.iter().enumerate().take(rows) {
-            if *di == 0.0 {
+        for (i, on) in active.iter().enumerate() {
+            if !on {
                 continue;
             }
             r.evaluations += cols as u64;
             let mut row_max = 0u32;
-            for (j, xj) in x.iter().enumerate().take(cols) {
+            for j in 0..cols {
                 let k = i * cols + j;
-                let c = self.chi[k] - lr * di * xj;
+                let c = self.chi[k];
                 let n = ((c / dw).trunc() as i64)
                     .clamp(-(self.max_pulses as i64), self.max_pulses as i64)
                     as i32;
@@ -905,8 +969,6 @@ impl Controller for MixedPrecision {
                     tile.pulse_routed(k, n, Routing::Cell);
                     row_max = row_max.max(n.unsigned_abs());
                     self.chi[k] = c - n as f32 * dw;
-                } else {
-                    self.chi[k] = c;
                 }
             }
             r.slots += row_max as u64;
@@ -915,6 +977,69 @@ impl Controller for MixedPrecision {
         r.up = after.up - before.up;
         r.down = after.down - before.down;
         r
+    }
+
+    /// Adds `-lr d x^T` to the accumulator; marks the rows it touched in `active`.
+    fn accumulate(&mut self, x: &[f32], d: &[f32], lr: f32, cols: usize, active: &mut [bool]) {
+        for (i, di) in d.iter().enumerate().take(active.len()) {
+            if *di == 0.0 {
+                continue;
+            }
+            active[i] = true;
+            let row = &mut self.chi[i * cols..(i + 1) * cols];
+            for (c, xj) in row.iter_mut().zip(x) {
+                *c -= lr * di * xj;
+            }
+        }
+    }
+
+    fn ensure(&mut self, tile: &Tile) {
+        if self.chi.len() != tile.rows() * tile.cols() {
+            self.chi = vec![0.0; tile.rows() * tile.cols()];
+        }
+    }
+}
+
+impl Controller for MixedPrecision {
+    fn name(&self) -> &'static str {
+        "mixed-precision"
+    }
+    fn update(&mut self, tile: &mut Tile, x: &[f32], d: &[f32], lr: f32) -> UpdateReport {
+        self.ensure(tile);
+        let mut active = vec![false; tile.rows()];
+        self.accumulate(x, d, lr, tile.cols(), &mut active);
+        self.transfer(tile, &active)
+    }
+
+    fn update_batch(
+        &mut self,
+        tile: &mut Tile,
+        xs: &[f32],
+        ds: &[f32],
+        batch: usize,
+        lr: f32,
+        mode: BatchUpdate,
+    ) -> UpdateReport {
+        if mode == BatchUpdate::Sequential {
+            return sequential_updates(self, tile, xs, ds, batch, lr);
+        }
+        self.ensure(tile);
+        let (rows, cols) = (tile.rows(), tile.cols());
+        let mut active = vec![false; rows];
+        for b in 0..batch {
+            self.accumulate(
+                &xs[b * cols..(b + 1) * cols],
+                &ds[b * rows..(b + 1) * rows],
+                lr,
+                cols,
+                &mut active,
+            );
+        }
+        self.transfer(tile, &active)
+    }
+
+    fn accumulates(&self) -> bool {
+        true
     }
 
     fn export_state(&self) -> ControllerState {

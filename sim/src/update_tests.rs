@@ -238,3 +238,46 @@ fn refresh_preserves_the_weight_within_one_step() {
     }
     assert_eq!(checked, 30);
 }
+
+#[test]
+fn batches_are_sequential_updates_or_one_accumulated_transfer() {
+    // Inputs and errors whose products are exact in binary, so sums do not depend on their order.
+    let x = [0.5f32, 0.25, 1.0, 0.0, 0.5];
+    let d1 = [0.5f32, 0.0, -0.25, 0.125, 0.0, -0.5];
+    let d2 = [0.25f32, 0.5, 0.0, 0.125, 0.0, -0.25];
+    let xs: Vec<f32> = x.iter().chain(&x).copied().collect();
+    let ds: Vec<f32> = d1.iter().chain(&d2).copied().collect();
+    let sum: Vec<f32> = d1.iter().zip(&d2).map(|(a, b)| a + b).collect();
+    let lr = 0.5;
+    // Sequential: the bits of two updates in a row, for a rule with state and one without.
+    for spec in [
+        ControllerSpec::MixedPrecision { max_pulses: 3 },
+        ControllerSpec::default(),
+    ] {
+        let (mut a, mut b) = (tile(CellKind::Pair), tile(CellKind::Pair));
+        let (mut ca, mut cb) = (spec.build(), spec.build());
+        let ra = ca.update_batch(&mut a, &xs, &ds, 2, lr, BatchUpdate::Sequential);
+        let mut rb = cb.update(&mut b, &x, &d1, lr);
+        rb.add(&cb.update(&mut b, &x, &d2, lr));
+        assert_eq!(ra, rb, "{spec:?}");
+        assert_eq!(a.export_state(), b.export_state(), "{spec:?}");
+        assert_eq!(ca.export_state(), cb.export_state(), "{spec:?}");
+    }
+    // Accumulated mixed precision: one transfer of the summed step (the same as one update by the
+    // sum), fewer slots than two transfers.
+    let spec = ControllerSpec::MixedPrecision { max_pulses: 3 };
+    let (mut a, mut b, mut s) = (
+        tile(CellKind::Pair),
+        tile(CellKind::Pair),
+        tile(CellKind::Pair),
+    );
+    let (mut ca, mut cb, mut cs) = (spec.build(), spec.build(), spec.build());
+    assert!(ca.accumulates() && !ControllerSpec::default().build().accumulates());
+    let ra = ca.update_batch(&mut a, &xs, &ds, 2, lr, BatchUpdate::Accumulated);
+    let rb = cb.update(&mut b, &x, &sum, lr);
+    assert_eq!(a.export_state(), b.export_state());
+    assert_eq!(ca.export_state(), cb.export_state());
+    assert_eq!(ra, rb);
+    let rs = cs.update_batch(&mut s, &xs, &ds, 2, lr, BatchUpdate::Sequential);
+    assert!(ra.slots < rs.slots, "{ra:?} vs {rs:?}");
+}

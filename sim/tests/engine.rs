@@ -1662,3 +1662,51 @@ fn a_zero_reference_reads_the_device_weight_itself() {
     };
     assert_eq!(weights(false), weights(true));
 }
+
+#[test]
+fn batch_reads_mask_each_inputs_errors_at_the_bound() {
+    // An exact periphery with a small output bound and zero_grad_at_bound: reads are deterministic,
+    // so a batch of reads (all forwards, then all backwards) must give what each input's forward and
+    // backward read give one after another, masks included; on 1 and 3 threads.
+    let mut io = IoConfig::ideal();
+    io.out_bound = 0.6;
+    io.zero_grad_at_bound = true;
+    let tc = cfg(4, 5, CellKind::Pair, io);
+    let spec = constant(DW);
+    let ctrl = ControllerSpec::default();
+    let (out, inp, batch) = (7, 9, 5);
+    let mut rng = Pcg64::seed_from_u64(3);
+    let w = uniform(&mut rng, out * inp, -0.4, 0.4);
+    let xs = uniform(&mut rng, batch * inp, 0.0, 1.0);
+    let ds = uniform(&mut rng, batch * out, -1.0, 1.0);
+    let team = Team::with_spread(3, TeamSpread::Always);
+    let mut reference: Option<(Vec<f32>, Vec<f32>)> = None;
+    for par in [Par::Seq, team.par()] {
+        let mut a = matrix(out, inp, &tc, &spec, &ctrl, 1.0, CostModel::default(), 1);
+        let mut b = matrix(out, inp, &tc, &spec, &ctrl, 1.0, CostModel::default(), 1);
+        a.set_weights_exact(&w);
+        b.set_weights_exact(&w);
+        let (mut ys, mut zs) = (vec![0.0; batch * out], vec![0.0; batch * inp]);
+        let (mut la, mut lb) = (Ledger::default(), Ledger::default());
+        a.forward_batch(&xs, &mut ys, batch, &mut la, par);
+        a.backward_batch(&ds, &mut zs, batch, &mut la, par);
+        let mut masked = 0;
+        for k in 0..batch {
+            let (mut y, mut z) = (vec![0.0; out], vec![0.0; inp]);
+            b.forward(&xs[k * inp..(k + 1) * inp], &mut y, &mut lb, Par::Seq);
+            b.backward(&ds[k * out..(k + 1) * out], &mut z, &mut lb, Par::Seq);
+            assert_eq!(&ys[k * out..(k + 1) * out], &y[..], "forward of input {k}");
+            assert_eq!(&zs[k * inp..(k + 1) * inp], &z[..], "backward of error {k}");
+            masked += y.iter().filter(|v| v.abs() >= 0.999 * 0.6).count();
+        }
+        assert!(
+            masked > 0,
+            "no output reached the bound: the masks were not exercised"
+        );
+        assert_eq!(la.phase(Phase::Forward), lb.phase(Phase::Forward));
+        match &reference {
+            None => reference = Some((ys, zs)),
+            Some((y0, z0)) => assert_eq!((y0, z0), (&ys, &zs), "threads changed the reads"),
+        }
+    }
+}

@@ -63,6 +63,20 @@ impl Network for Net {
             Net::Ep(n) => n.learn_ahead(input, label, lr, ledger, next, par),
         }
     }
+    fn learn_batch(
+        &mut self,
+        inputs: &[f32],
+        labels: &[usize],
+        lr: f32,
+        mode: aimsim_sim::update::BatchUpdate,
+        ledger: &mut aimsim_sim::ledger::Ledger,
+        par: Par<'_>,
+    ) -> Vec<(f32, usize)> {
+        match self {
+            Net::Bp(n) => n.learn_batch(inputs, labels, lr, mode, ledger, par),
+            Net::Ep(n) => n.learn_batch(inputs, labels, lr, mode, ledger, par),
+        }
+    }
     fn infer(
         &mut self,
         input: &[f32],
@@ -92,6 +106,39 @@ impl Network for Net {
             Net::Ep(n) => n.layer_tiles(),
         }
     }
+}
+
+/// The convolutional front of `t` for the images of `data`: an IDX folder may hold images of any
+/// size, read from its files (one channel; square images after `train.crop`), so the front's image is
+/// taken from the data and its shapes checked again.
+fn image_front(t: &TrainSpec, data: &Dataset) -> Result<Option<aimsim_networks::conv::ConvFront>> {
+    let Some(front) = &t.conv else {
+        return Ok(None);
+    };
+    let (c, h, w) = front.image;
+    if c * h * w == data.inputs {
+        return Ok(Some(front.clone()));
+    }
+    let side = (data.inputs as f64).sqrt().round() as usize;
+    if side * side != data.inputs {
+        bail!(
+            "train.layers: the convolutions need square one-channel images; dataset {} has {} \
+             values per sample",
+            data.name,
+            data.inputs
+        );
+    }
+    let front = aimsim_networks::conv::ConvFront {
+        image: (1, side, side),
+        layers: front.layers.clone(),
+    };
+    front.shapes().map_err(|e| {
+        anyhow::anyhow!(
+            "train.layers: {e} (the images of dataset {} are {side}x{side} after train.crop)",
+            data.name
+        )
+    })?;
+    Ok(Some(front))
 }
 
 /// Records traces and histograms and reports progress during training.
@@ -353,6 +400,7 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
         bias: t.bias,
         init_scale: t.init_scale,
         exact_init: t.exact_init,
+        conv: image_front(&t, data).with_context(|| origin.clone())?,
     };
     let dir = spec.dir;
     ensure_dir(dir)?;
@@ -416,6 +464,8 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
         shuffle: t.shuffle,
         seed: s.seed(),
         validation: t.validation as usize,
+        batch: t.batch as usize,
+        batch_update: t.batch_update,
     };
     let total = train_split(data, &tc) as u64 * t.epochs as u64;
     let bar = (spec.progress && std::io::stderr().is_terminal()).then(|| {

@@ -19,20 +19,37 @@ pub fn memory_estimate(s: &Scenario) -> Option<(u64, Vec<(&'static str, u64)>)> 
     };
     let samples = t.train_samples as u64 + t.test_samples as u64;
     let data = samples * (inputs * 4 + 16);
-    let mut sizes = vec![inputs];
+    // Convolutions: their kernel matrices, and the buffers of a batch's passes (per read: the
+    // unrolled patch and the backward read's row; per output value: pre-activation, activation,
+    // error, map; 4 bytes each).
+    let (mut weights, mut passes) = (0u64, 0u64);
+    let first = match t.conv.as_ref().map(|f| f.shapes()) {
+        Some(Ok((layers, flat))) => {
+            for (g, _) in &layers {
+                let (patch, pos) = (g.patch() as u64 + 1, g.positions() as u64);
+                weights += g.c_out as u64 * patch;
+                passes += t.batch as u64 * pos * (2 * patch + 4 * g.c_out as u64) * 4;
+            }
+            flat as u64
+        }
+        _ => inputs,
+    };
+    let mut sizes = vec![first];
     sizes.extend(t.hidden.iter().map(|h| *h as u64));
     sizes.push(10);
-    let weights: u64 = sizes.windows(2).map(|w| w[0] * w[1]).sum();
+    weights += sizes.windows(2).map(|w| w[0] * w[1]).sum::<u64>();
     let arrays = if t.software {
         0
     } else {
         s.hardware.tile.cell.arrays() as u64
     };
     let net = weights * (8 + 40 * arrays);
-    Some((
-        data + net,
-        vec![("train.train_samples", data), ("train.hidden", net)],
-    ))
+    let mut parts = vec![("train.train_samples", data), ("train.hidden", net)];
+    if t.conv.is_some() {
+        parts[1].0 = "train.layers";
+        parts.push(("train.batch", passes));
+    }
+    Some((data + net + passes, parts))
 }
 
 /// Refuses, before any work, a run that cannot fit in this machine's available memory or whose
@@ -83,4 +100,34 @@ fn available_memory() -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn estimate(sets: &[&str]) -> (u64, Vec<(&'static str, u64)>) {
+        let text = "[scenario]\nname = \"m\"\n[device]\nmodel = \"soft-bounds\"\ndw_min = 0.01\n[train]\nhidden = [16]\n";
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        let (s, _, _) = crate::scenario::load_str(text, "m.toml", Path::new("."), &sets).unwrap();
+        memory_estimate(&s).unwrap()
+    }
+
+    #[test]
+    fn conv_networks_count_their_kernels_and_the_batch_buffers() {
+        let (mlp, parts) = estimate(&[]);
+        assert_eq!(parts.len(), 2);
+        let conv = "train.layers=[{kind=\"conv\", channels=8, kernel=3}]";
+        let (one, p1) = estimate(&[conv]);
+        let (big, p64) = estimate(&[conv, "train.batch=64"]);
+        assert!(one > mlp && big > one);
+        // 16x16 glyphs, 14x14 = 196 positions, patch 9 + bias column, 8 channels: per sample
+        // 196 x (2 x 10 + 4 x 8) x 4 bytes.
+        assert_eq!(p1[2], ("train.batch", 196 * (2 * 10 + 4 * 8) * 4));
+        assert_eq!(p64[2].1, 64 * p1[2].1);
+        // The dense layer takes the 8 x 14 x 14 maps; kernels 8 x 10.
+        let weights = 8 * 10 + 8 * 14 * 14 * 16 + 16 * 10;
+        assert_eq!(p1[1], ("train.layers", weights * (8 + 40 * 2)));
+    }
 }

@@ -81,12 +81,48 @@ pub fn describe(s: &Scenario) -> String {
                 )
             }
         };
+        let layers = match &t.conv {
+            None => format!("hidden {:?}", t.hidden),
+            Some(front) => {
+                let (c, h, w) = front.image;
+                let mut parts = vec![format!("{c}x{h}x{w} images")];
+                for l in &front.layers {
+                    let mut p = format!("conv {0}x{0} -> {1}", l.kernel, l.channels);
+                    if l.stride != 1 {
+                        p += &format!(" stride {}", l.stride);
+                    }
+                    if l.padding != 0 {
+                        p += &format!(" padding {}", l.padding);
+                    }
+                    if let Some((kind, size, stride)) = l.pool {
+                        p += &format!(", {} {size}", kind.name());
+                        if stride != size {
+                            p += &format!(" stride {stride}");
+                        }
+                    }
+                    parts.push(p);
+                }
+                parts.extend(t.hidden.iter().map(|u| format!("dense {u}")));
+                format!("layers [{}]", parts.join("; "))
+            }
+        };
+        let batch = if t.batch > 1 {
+            format!(
+                ", batch {} ({} updates)",
+                t.batch,
+                match t.batch_update {
+                    aimsim_sim::update::BatchUpdate::Sequential => "sequential",
+                    aimsim_sim::update::BatchUpdate::Accumulated => "accumulated",
+                }
+            )
+        } else {
+            String::new()
+        };
         out += &format!(
-            "train: {}, {} train / {} test samples, hidden {:?}, {net}, {} epoch(s), lr {} (x{} per epoch){}\n",
+            "train: {}, {} train / {} test samples, {layers}, {net}, {} epoch(s), lr {} (x{} per epoch){batch}{}\n",
             dataset_text(&t.dataset),
             t.train_samples,
             t.test_samples,
-            t.hidden,
             t.epochs,
             t.lr,
             t.lr_decay,

@@ -167,13 +167,13 @@ pub struct Loaded {
 /// reads keys of two sections needs both in one group (today: `protocol` reads the device's full
 /// sweep, `tile.reference` the device model, `[update]`'s controllers the `tile.cell`; `[train]` reads
 /// `[trace]`, `[[variant]]` groups `train.validation`, `[sweep]` `[train]`, `[[variant]]` and
-/// `scenario.seed`). A section in no group (`io`, `cost`, `ep`) is checked on its own. A sweep plan
+/// `scenario.seed`; `train.batch_update` reads `update.controller`, which links the two groups). A section in no group (`io`, `cost`, `ep`) is checked on its own. A sweep plan
 /// relies on this: it validates every combination of the values of the swept keys of one group, and
 /// each group's combinations separately from the others' (`sweep::plan`).
-pub const LINKED_SECTIONS: &[&[&str]] = &[
-    &["device", "protocol", "tile", "update"],
-    &["scenario", "train", "trace", "variant", "local", "sweep"],
-];
+pub const LINKED_SECTIONS: &[&[&str]] = &[&[
+    "device", "protocol", "tile", "update", "scenario", "train", "trace", "variant", "local",
+    "sweep",
+]];
 
 /// Converts and validates every section, in a fixed order (the first error found is the one reported).
 fn convert(
@@ -201,6 +201,7 @@ fn convert(
     };
     let ep = ep::ep_spec(file.ep, loc)?;
     train::check_init_feedback(train.as_ref(), &ep, loc)?;
+    train::check_batch_update(train.as_ref(), &controller, loc)?;
     let local = file.local.map(|l| local::local_spec(l, loc)).transpose()?;
     let inference = match file.inference {
         None => None,
@@ -210,6 +211,13 @@ fn convert(
                     return Err(loc.error(
                         &split_key("inference"),
                         "deploys a trained network: the scenario needs a [train] section",
+                    ));
+                }
+                Some(t) if t.conv.is_some() => {
+                    return Err(loc.error(
+                        &split_key("inference"),
+                        "deploys dense networks; networks with convolutional layers (train.layers) \
+                         are not deployed yet",
                     ));
                 }
                 Some(t) if t.algorithm == Algorithm::Ep => {

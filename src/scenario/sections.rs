@@ -136,6 +136,40 @@ pub struct TrainSection {
     pub algorithm: Option<AlgorithmName>,
     pub checkpoint_every: Option<u32>,
     pub validation: Option<u32>,
+    pub batch: Option<u32>,
+    pub batch_update: Option<BatchUpdateName>,
+    pub layers: Option<Vec<LayerEntry>>,
+}
+
+/// `train.batch_update`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub enum BatchUpdateName {
+    Sequential,
+    Accumulated,
+}
+
+/// `train.layers[i].kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub enum LayerKindName {
+    Conv,
+    Maxpool,
+    Avgpool,
+    Dense,
+}
+
+/// One entry of `train.layers`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerEntry {
+    pub kind: LayerKindName,
+    pub channels: Option<u32>,
+    pub kernel: Option<u32>,
+    pub stride: Option<u32>,
+    pub padding: Option<u32>,
+    pub size: Option<u32>,
+    pub units: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

@@ -47,6 +47,7 @@ fn every_key_is_documented() {
         format!("{meta}{dev}[inference]\nzz_not_a_key = 1\n"),
         format!("{meta}{dev}[trace]\nzz_not_a_key = 1\n"),
         format!("{meta}{dev}[[trace.devices]]\ncol = 0\nzz_not_a_key = 1\n"),
+        format!("{meta}{dev}[[train.layers]]\nkind = \"dense\"\nzz_not_a_key = 1\n"),
         format!("{meta}{dev}[[variant]]\nname = \"a\"\nzz_not_a_key = 1\n"),
         format!("{meta}{dev}[sweep]\nzz_not_a_key = 1\n"),
     ];
@@ -61,7 +62,7 @@ fn every_key_is_documented() {
         }
     }
     assert_eq!(
-        total, 218,
+        total, 228,
         "a section gained or lost keys: update this count and docs/scenarios.md"
     );
 }
@@ -202,4 +203,113 @@ fn long_numbers_are_printed_short() {
         super::short_numbers("got 0.25 at line 12."),
         "got 0.25 at line 12."
     );
+}
+
+#[test]
+fn network_layers_and_batches_are_checked_where_written() {
+    let base = "[scenario]\nname = \"t\"\n[device]\nmodel = \"soft-bounds\"\ndw_min = 0.1\n[train]\nbatch = 4\nlayers = [\n  { kind = \"conv\", channels = 4, kernel = 5 },\n  { kind = \"maxpool\", size = 2 },\n  { kind = \"dense\", units = 16 },\n]\n";
+    let load = |sets: &[&str]| {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        load_str(base, "t.toml", Path::new("."), &sets)
+    };
+    let (s, _, _) = load(&[]).unwrap();
+    let t = s.train.unwrap();
+    let front = t.conv.clone().unwrap();
+    // 16x16 glyphs -> 12x12 -> pooled 6x6, then dense 16 and the 10 classes.
+    assert_eq!(front.image, (1, 16, 16));
+    assert_eq!(front.shapes().unwrap().1, 4 * 6 * 6);
+    assert_eq!(
+        (t.hidden.clone(), t.batch, t.weight_layers()),
+        (vec![16], 4, 3)
+    );
+    // Each problem is reported at the entry (file line) or key that causes it.
+    let text_err = |text: &str| load_str(text, "t.toml", Path::new("."), &[]).unwrap_err();
+    let with = |layers: &str| {
+        format!(
+            "[scenario]\nname = \"t\"\n[device]\nmodel = \"soft-bounds\"\ndw_min = 0.1\n[train]\nlayers = [\n{layers}\n]\n"
+        )
+    };
+    for (layers, key, says) in [
+        (
+            "{ kind = \"maxpool\", size = 2 }",
+            "train.layers.0.kind",
+            "follows a convolution",
+        ),
+        (
+            "{ kind = \"dense\", units = 8 },\n{ kind = \"conv\", channels = 2, kernel = 3 }",
+            "train.layers.1.kind",
+            "before the dense layers",
+        ),
+        (
+            "{ kind = \"conv\", channels = 2 }",
+            "train.layers.0",
+            "needs `kernel`",
+        ),
+        (
+            "{ kind = \"conv\", channels = 2, kernel = 3, units = 4 }",
+            "train.layers.0.units",
+            "does not apply",
+        ),
+        (
+            "{ kind = \"conv\", channels = 2, kernel = 17 }",
+            "train.layers",
+            "does not fit a 16x16 input",
+        ),
+        (
+            "{ kind = \"conv\", channels = 0, kernel = 3 }",
+            "train.layers.0.channels",
+            "[1, 4096]",
+        ),
+        (
+            "{ kind = \"conv\", channels = 2, kernel = 3 },\n{ kind = \"maxpool\", size = 2 },\n{ kind = \"avgpool\", size = 2 }",
+            "train.layers.2.kind",
+            "one pooling per convolution",
+        ),
+    ] {
+        let e = text_err(&with(layers));
+        assert_eq!(e.key.as_deref(), Some(key), "{layers}: {e}");
+        assert!(e.to_string().contains(says), "{layers}: {e}");
+        assert!(e.origin.starts_with("t.toml:"), "{e}");
+    }
+    for (set, key, says) in [
+        ("train.batch=0", "train.batch", "[1, 4096]"),
+        ("train.hidden=[8]", "train.hidden", "one place"),
+        (
+            "train.batch_update=accumulated",
+            "train.batch_update",
+            "mixed-precision",
+        ),
+        ("train.algorithm=ep", "train.batch", "batch = 1"),
+        (
+            "train.dataset=teacher-student",
+            "train.layers.0.kind",
+            "image dataset",
+        ),
+        (
+            "train.lr_scale=[1.0, 1.0]",
+            "train.lr_scale",
+            "3 for train.layers",
+        ),
+    ] {
+        let e = load(&[set]).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some(key), "{set}: {e}");
+        assert!(e.to_string().contains(says), "{set}: {e}");
+    }
+    // Accumulated batches where a controller accumulates, or on float weights.
+    load(&[
+        "train.batch_update=accumulated",
+        "update.controller=mixed-precision",
+    ])
+    .unwrap();
+    load(&["train.batch_update=accumulated", "train.software=true"]).unwrap();
+    // Without dense entries, train.hidden gives the dense layers; the same network either way.
+    let (s2, _, _) = load_str(
+        &with("{ kind = \"conv\", channels = 4, kernel = 5 },\n{ kind = \"maxpool\", size = 2 }")
+            .replace("[train]\n", "[train]\nhidden = [16]\nbatch = 4\n"),
+        "t.toml",
+        Path::new("."),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(s2.train.unwrap(), t);
 }

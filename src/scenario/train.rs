@@ -7,8 +7,12 @@ use aimsim_networks::ep::Feedback;
 use aimsim_networks::mlp::{Activation, BiasMode, Loss};
 
 use super::locate::{Locator, split_key};
+use aimsim_networks::conv::{ConvFront, ConvSpec, PoolKind};
+use aimsim_sim::update::{BatchUpdate, ControllerSpec};
+
 use super::sections::{
-    ActivationName, AlgorithmName, BiasName, DatasetName, InitProgramName, LossName, TrainSection,
+    ActivationName, AlgorithmName, BatchUpdateName, BiasName, DatasetName, InitProgramName,
+    LayerEntry, LayerKindName, LossName, TrainSection,
 };
 use super::{EpSpec, ScenarioError};
 use crate::trace::{TraceSpec, TraceUnit};
@@ -93,6 +97,13 @@ pub struct TrainSpec {
     /// What is traced during training: the `[trace]` section, else `trace_devices` random devices
     /// every `trace_every` updates.
     pub trace: TraceSpec,
+    /// Samples per mini-batch (1: an update after every sample).
+    pub batch: u32,
+    /// How a tile takes a mini-batch's (and a convolution's) outer products.
+    pub batch_update: BatchUpdate,
+    /// Convolutional layers in front of the dense ones (`train.layers`; `hidden` then holds the dense
+    /// layers' sizes).
+    pub conv: Option<ConvFront>,
 }
 
 impl TrainSpec {
@@ -100,16 +111,189 @@ impl TrainSpec {
     /// classes; known before the dataset is loaded (glyphs are `glyph_side` squared pixels, the
     /// teacher-student task has 64 inputs, MNIST-layout IDX images 28 x 28; 10 classes each).
     pub fn layer_sizes(&self) -> Vec<usize> {
-        let square = |side: u32| (self.crop.unwrap_or(side) as usize).pow(2);
-        let inputs = match self.dataset {
-            DatasetSpec::Glyphs { side } => square(side),
-            DatasetSpec::Idx { .. } => square(28),
-            DatasetSpec::TeacherStudent => 64,
+        let inputs = match self.image() {
+            Some((c, h, w)) => c * h * w,
+            None => 64,
         };
         let mut sizes = vec![inputs];
         sizes.extend(self.hidden.iter().map(|h| *h as usize));
         sizes.push(10);
         sizes
+    }
+}
+
+impl TrainSpec {
+    /// The input image (channels, height, width) of an image dataset, after `crop`: glyphs are one
+    /// channel of `glyph_side` squared pixels, MNIST-layout IDX images one channel of 28 x 28; `None`
+    /// for the teacher-student task.
+    pub fn image(&self) -> Option<(usize, usize, usize)> {
+        let side = |s: u32| self.crop.unwrap_or(s) as usize;
+        match self.dataset {
+            DatasetSpec::Glyphs { side: s } => Some((1, side(s), side(s))),
+            DatasetSpec::Idx { .. } => Some((1, side(28), side(28))),
+            DatasetSpec::TeacherStudent => None,
+        }
+    }
+
+    /// Weight layers of the network: convolutions and dense layers (the output layer included).
+    pub fn weight_layers(&self) -> usize {
+        self.conv.as_ref().map_or(0, |c| c.layers.len()) + self.hidden.len() + 1
+    }
+}
+
+/// Converts `train.layers` into the convolutional front and the dense sizes, checking every entry's
+/// keys and that the shapes fit the dataset's images (`image`; `None`: not an image dataset).
+fn network_layers(
+    entries: Vec<LayerEntry>,
+    image: Option<(usize, usize, usize)>,
+    loc: &Locator,
+) -> Result<(Option<ConvFront>, Vec<u32>), ScenarioError> {
+    let at = |i: usize, k: &str| {
+        let mut p = split_key("train.layers");
+        p.push(i.to_string());
+        if !k.is_empty() {
+            p.push(k.to_string());
+        }
+        p
+    };
+    let mut convs: Vec<ConvSpec> = Vec::new();
+    let mut dense: Vec<u32> = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let allowed: &[&str] = match e.kind {
+            LayerKindName::Conv => &["channels", "kernel", "stride", "padding"],
+            LayerKindName::Maxpool | LayerKindName::Avgpool => &["size", "stride"],
+            LayerKindName::Dense => &["units"],
+        };
+        let kind = match e.kind {
+            LayerKindName::Conv => "conv",
+            LayerKindName::Maxpool => "maxpool",
+            LayerKindName::Avgpool => "avgpool",
+            LayerKindName::Dense => "dense",
+        };
+        for (k, present) in [
+            ("channels", e.channels.is_some()),
+            ("kernel", e.kernel.is_some()),
+            ("stride", e.stride.is_some()),
+            ("padding", e.padding.is_some()),
+            ("size", e.size.is_some()),
+            ("units", e.units.is_some()),
+        ] {
+            if present && !allowed.contains(&k) {
+                return Err(loc.error(
+                    &at(i, k),
+                    format!(
+                        "does not apply to a `{kind}` layer (its keys: {})",
+                        allowed.join(", ")
+                    ),
+                ));
+            }
+        }
+        let need = |k: &str, v: Option<u32>, max: u32| -> Result<u32, ScenarioError> {
+            let v =
+                v.ok_or_else(|| loc.error(&at(i, ""), format!("a `{kind}` layer needs `{k}`")))?;
+            if v == 0 || v > max {
+                return Err(loc.error(&at(i, k), format!("must lie in [1, {max}], got {v}")));
+            }
+            Ok(v)
+        };
+        let opt = |k: &str, v: Option<u32>, lo: u32, max: u32, default: u32| {
+            let v = v.unwrap_or(default);
+            if v < lo || v > max {
+                return Err(loc.error(&at(i, k), format!("must lie in [{lo}, {max}], got {v}")));
+            }
+            Ok(v)
+        };
+        match e.kind {
+            LayerKindName::Conv | LayerKindName::Maxpool | LayerKindName::Avgpool
+                if !dense.is_empty() =>
+            {
+                return Err(loc.error(
+                    &at(i, "kind"),
+                    "convolutions and pooling come before the dense layers (a dense layer flattens \
+                     the maps)",
+                ));
+            }
+            LayerKindName::Conv => {
+                if image.is_none() {
+                    return Err(loc.error(
+                        &at(i, "kind"),
+                        "convolutions need an image dataset (glyphs, fashion-mnist, mnist), not \
+                         teacher-student",
+                    ));
+                }
+                convs.push(ConvSpec {
+                    channels: need("channels", e.channels, 4096)? as usize,
+                    kernel: need("kernel", e.kernel, 64)? as usize,
+                    stride: opt("stride", e.stride, 1, 64, 1)? as usize,
+                    padding: opt("padding", e.padding, 0, 64, 0)? as usize,
+                    pool: None,
+                });
+            }
+            LayerKindName::Maxpool | LayerKindName::Avgpool => {
+                let size = need("size", e.size, 64)? as usize;
+                let stride = opt("stride", e.stride, 1, 64, size as u32)? as usize;
+                let Some(last) = convs.last_mut().filter(|c| c.pool.is_none()) else {
+                    return Err(loc.error(
+                        &at(i, "kind"),
+                        "pooling follows a convolution (one pooling per convolution)",
+                    ));
+                };
+                let pk = if e.kind == LayerKindName::Maxpool {
+                    PoolKind::Max
+                } else {
+                    PoolKind::Avg
+                };
+                last.pool = Some((pk, size, stride));
+            }
+            LayerKindName::Dense => dense.push(need("units", e.units, 16_384)?),
+        }
+    }
+    let front = match (convs.is_empty(), image) {
+        (true, _) => None,
+        (false, None) => unreachable!("convolutions were refused without an image"),
+        (false, Some(image)) => {
+            let front = ConvFront {
+                image,
+                layers: convs,
+            };
+            if let Err(m) = front.shapes() {
+                let (c, h, w) = image;
+                return Err(loc.error(
+                    &split_key("train.layers"),
+                    format!("{m} (images of {c}x{h}x{w} after train.crop)"),
+                ));
+            }
+            Some(front)
+        }
+    };
+    Ok((front, dense))
+}
+
+/// Refuses `train.batch_update = "accumulated"` where the tiles' controller does not accumulate
+/// digitally (only `mixed-precision` does; float software weights always may): a check that needs
+/// `[update]`.
+pub fn check_batch_update(
+    t: Option<&TrainSpec>,
+    controller: &ControllerSpec,
+    loc: &Locator,
+) -> Result<(), ScenarioError> {
+    match t {
+        Some(t)
+            if t.batch_update == BatchUpdate::Accumulated
+                && !t.software
+                && !matches!(controller, ControllerSpec::MixedPrecision { .. }) =>
+        {
+            Err(loc.error(
+                &split_key("train.batch_update"),
+                format!(
+                    "\"accumulated\" sums a batch's outer products digitally, which only the \
+                     mixed-precision controller (or train.software = true) does; update.controller \
+                     = \"{}\" pulses every outer product (use \"sequential\")",
+                    controller.name()
+                ),
+            ))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -254,7 +438,34 @@ pub fn train_spec(
             ),
         ));
     }
-    let hidden = t.hidden.unwrap_or_else(|| vec![64]);
+    let image = match dataset {
+        DatasetSpec::Glyphs { side } => {
+            let s = t.crop.unwrap_or(side) as usize;
+            Some((1, s, s))
+        }
+        DatasetSpec::Idx { .. } => {
+            let s = t.crop.unwrap_or(28) as usize;
+            Some((1, s, s))
+        }
+        DatasetSpec::TeacherStudent => None,
+    };
+    let (conv, hidden) = match t.layers {
+        Some(entries) => {
+            let (front, dense) = network_layers(entries, image, loc)?;
+            match (dense.is_empty(), t.hidden) {
+                (false, Some(h)) if !h.is_empty() => {
+                    return Err(loc.error(
+                        &key("hidden"),
+                        "train.layers lists dense layers already: list them in one place (in \
+                         train.layers, or all in train.hidden)",
+                    ));
+                }
+                (true, h) => (front, h.unwrap_or_else(|| vec![64])),
+                (false, _) => (front, dense),
+            }
+        }
+        None => (None, t.hidden.unwrap_or_else(|| vec![64])),
+    };
     if let Some(h) = hidden.iter().find(|h| **h == 0 || **h > 16_384) {
         return Err(loc.error(
             &key("hidden"),
@@ -275,16 +486,29 @@ pub fn train_spec(
         return Err(loc.error(&key("lr"), format!("must be > 0, got {lr}")));
     }
     let lr_scale = t.lr_scale.unwrap_or_default();
-    if !lr_scale.is_empty() && lr_scale.len() != hidden.len() + 1 {
+    let weight_layers = conv.as_ref().map_or(0, |c| c.layers.len()) + hidden.len() + 1;
+    if !lr_scale.is_empty() && lr_scale.len() != weight_layers {
+        let shown = if conv.is_some() {
+            "train.layers and the output layer".to_string()
+        } else {
+            format!("train.hidden = {hidden:?}")
+        };
         return Err(loc.error(
             &key("lr_scale"),
             format!(
-                "needs one factor per weight layer ({} for train.hidden = {hidden:?}), got {}",
-                hidden.len() + 1,
+                "needs one factor per weight layer ({weight_layers} for {shown}), got {}",
                 lr_scale.len()
             ),
         ));
     }
+    let batch = t.batch.unwrap_or(1);
+    if !(1..=4096).contains(&batch) {
+        return Err(loc.error(&key("batch"), format!("must lie in [1, 4096], got {batch}")));
+    }
+    let batch_update = match t.batch_update {
+        None | Some(BatchUpdateName::Sequential) => BatchUpdate::Sequential,
+        Some(BatchUpdateName::Accumulated) => BatchUpdate::Accumulated,
+    };
     if let Some(f) = lr_scale.iter().find(|f| !(f.is_finite() && **f > 0.0)) {
         return Err(loc.error(&key("lr_scale"), format!("factors must be > 0, got {f}")));
     }
@@ -344,6 +568,21 @@ pub fn train_spec(
                 "init_program",
                 t.init_program.is_some(),
                 "the pulse-programmed start EP networks use",
+            ),
+            (
+                "batch",
+                batch != 1,
+                "batch = 1 (EP relaxes and updates sample by sample)",
+            ),
+            (
+                "batch_update",
+                t.batch_update.is_some(),
+                "updates after every sample",
+            ),
+            (
+                "layers",
+                conv.is_some(),
+                "train.hidden (EP networks are layered dense energy networks)",
             ),
         ] {
             if present {
@@ -420,8 +659,18 @@ pub fn train_spec(
         checkpoint_every: t.checkpoint_every.unwrap_or(1),
         validation,
         trace,
+        batch,
+        batch_update,
+        conv,
     };
     if let Some(path) = init_weights {
+        if spec.conv.is_some() {
+            return Err(loc.error(
+                &key("init_weights"),
+                "starting weights for networks with convolutional layers are not read yet (dense \
+                 networks only)",
+            ));
+        }
         let hidden = format!("{:?}", spec.hidden);
         let sizes = spec.layer_sizes();
         let w = weights::load_init(&path, &sizes, algorithm == Algorithm::Ep, &hidden)
