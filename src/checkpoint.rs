@@ -287,9 +287,26 @@ fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_PAYLOAD>()
 }
 
-/// SHA-256 of a run's effective scenario text: what a checkpoint is tied to.
-pub fn scenario_hash(effective: &str) -> [u8; 32] {
-    Sha256::digest(effective.as_bytes()).into()
+/// SHA-256 of what one run of a scenario is: its effective scenario text (its variant's `set`
+/// applied) without the list of the other variants and of the other seeds (`[[variant]]`,
+/// `train.seeds`), plus the variant's name. What a checkpoint is tied to: adding a variant or a seed
+/// to a scenario leaves the checkpoints of its other runs valid.
+pub fn scenario_hash(effective: &str, variant: Option<&str>) -> [u8; 32] {
+    let text = match effective.parse::<toml::Table>() {
+        Ok(mut table) => {
+            table.remove("variant");
+            if let Some(toml::Value::Table(t)) = table.get_mut("train") {
+                t.remove("seeds");
+            }
+            toml::to_string(&table).unwrap_or_else(|_| effective.to_string())
+        }
+        Err(_) => effective.to_string(),
+    };
+    let mut h = Sha256::new();
+    h.update(text.as_bytes());
+    h.update(b"\nvariant = ");
+    h.update(variant.unwrap_or("").as_bytes());
+    h.finalize().into()
 }
 
 /// Encodes a checkpoint for the scenario with hash `scenario`.

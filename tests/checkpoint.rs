@@ -501,3 +501,48 @@ fn conv_run_in_mini_batches_is_bit_identical_on_one_and_two_threads() {
         assert!(up > 0, "{row}");
     }
 }
+
+#[test]
+fn adding_a_variant_or_a_seed_keeps_the_other_runs_checkpoints() {
+    // A run stopped after epoch 2; the scenario then gains a variant and a seed; --resume continues
+    // the stopped run from its checkpoint (and starts the new ones), ending as an uninterrupted run.
+    let t = TempDir::new("ckpt-grow");
+    let base = scenario("pair", "controller = \"bidirectional\"", 1, 10, "updates")
+        .replace("epochs = 4\n", "epochs = 4\nseeds = [11]\n");
+    let grown = base.replace("seeds = [11]", "seeds = [11, 12]")
+        + "\n[[variant]]\nname = \"a\"\n\n[[variant]]\nname = \"b\"\nset = { \"train.lr\" = 0.05 }\n";
+    let first = base + "\n[[variant]]\nname = \"a\"\n";
+    let (s1, s2) = (t.write("s1.toml", &first), t.write("s2.toml", &grown));
+    let (full, cut) = (t.sub("full"), t.sub("cut"));
+    run(&["run", &s1, "--out", &full]);
+    run(&["run", &s1, "--out", &cut, "--stop-after-epoch", "2"]);
+    let o = aimsim(&["run", &s2, "--out", &cut, "--resume"]);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    // The three new runs start from epoch 0; the stopped one does not.
+    assert_eq!(
+        o.stderr.matches("no checkpoint in").count(),
+        3,
+        "{}",
+        o.stderr
+    );
+    assert!(
+        !o.stderr.contains("a seed 11: no checkpoint"),
+        "{}",
+        o.stderr
+    );
+    for name in [
+        "metrics.csv",
+        "histogram.csv",
+        "trace.npy",
+        "trace.csv",
+        "weights.npz",
+        "conductances.npz",
+    ] {
+        let read = |d: &str| fs::read(Path::new(d).join("a/seed-11").join(name)).unwrap();
+        assert!(
+            read(&full) == read(&cut),
+            "{name} differs after resuming in the grown scenario"
+        );
+    }
+    assert!(Path::new(&cut).join("b/seed-12/metrics.csv").exists());
+}

@@ -356,7 +356,7 @@ impl AnalogMatrix {
     ) {
         assert!(self.ahead.is_none(), "a forward read ahead is waiting");
         assert!(xs.len() >= batch * self.in_dim && ys.len() >= batch * self.out_dim);
-        let (in_dim, out_dim) = (self.in_dim, self.out_dim);
+        let in_dim = self.in_dim;
         let blocks: Vec<_> = (0..self.tiles.len()).map(|k| self.tile_block(k)).collect();
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.resize_with(self.tiles.len(), BatchScratch::default);
@@ -380,25 +380,7 @@ impl AnalogMatrix {
             })
             .collect();
         par.run(jobs);
-        // Tile by tile into each output, as `sum_partials` adds them.
-        ys[..batch * out_dim].iter_mut().for_each(|v| *v = 0.0);
-        for (sc, ((r0, r1), _)) in scratch.iter().zip(&blocks) {
-            let n_out = r1 - r0;
-            for b in 0..batch {
-                for (o, v) in ys[b * out_dim + r0..b * out_dim + r1]
-                    .iter_mut()
-                    .zip(&sc.out[b * n_out..(b + 1) * n_out])
-                {
-                    *o += self.w_scale * v;
-                }
-            }
-        }
-        let mut charges = Vec::with_capacity(scratch.len());
-        for b in 0..batch {
-            charges.clear();
-            charges.extend(scratch.iter().map(|sc| self.cost.read(&sc.reports[b])));
-            ledger.charge(Phase::Forward, &charges);
-        }
+        self.sum_batch(&scratch, Phase::Forward, ys, batch, ledger);
         let io = &self.cfg.forward;
         self.batch_bound.clear();
         if io.zero_grad_at_bound && io.out_bound.is_finite() {
@@ -427,7 +409,7 @@ impl AnalogMatrix {
     ) {
         assert!(self.ahead.is_none(), "a forward read ahead is waiting");
         assert!(ds.len() >= batch * self.out_dim && zs.len() >= batch * self.in_dim);
-        let (in_dim, out_dim) = (self.in_dim, self.out_dim);
+        let out_dim = self.out_dim;
         let masks = if self.batch_bound.is_empty() {
             None
         } else {
@@ -473,13 +455,34 @@ impl AnalogMatrix {
             })
             .collect();
         par.run(jobs);
-        zs[..batch * in_dim].iter_mut().for_each(|v| *v = 0.0);
-        for (sc, (_, (c0, c1))) in scratch.iter().zip(&blocks) {
-            let n_out = c1 - c0;
+        self.sum_batch(&scratch, Phase::Backward, zs, batch, ledger);
+        self.scratch = scratch;
+    }
+
+    /// Adds the tiles' outputs of a batch read (in `scratch`) into `output`, input by input and tile by
+    /// tile as `sum_partials` adds them, and charges each input's reads in order.
+    fn sum_batch(
+        &self,
+        scratch: &[BatchScratch],
+        phase: Phase,
+        output: &mut [f32],
+        batch: usize,
+        ledger: &mut Ledger,
+    ) {
+        let width = if phase == Phase::Forward {
+            self.out_dim
+        } else {
+            self.in_dim
+        };
+        output[..batch * width].iter_mut().for_each(|v| *v = 0.0);
+        for (k, sc) in scratch.iter().enumerate() {
+            let (rows, cols) = self.tile_block(k);
+            let (o0, o1) = if phase == Phase::Forward { rows } else { cols };
+            let n = o1 - o0;
             for b in 0..batch {
-                for (o, v) in zs[b * in_dim + c0..b * in_dim + c1]
+                for (o, v) in output[b * width + o0..b * width + o1]
                     .iter_mut()
-                    .zip(&sc.out[b * n_out..(b + 1) * n_out])
+                    .zip(&sc.out[b * n..(b + 1) * n])
                 {
                     *o += self.w_scale * v;
                 }
@@ -489,9 +492,8 @@ impl AnalogMatrix {
         for b in 0..batch {
             charges.clear();
             charges.extend(scratch.iter().map(|sc| self.cost.read(&sc.reports[b])));
-            ledger.charge(Phase::Backward, &charges);
+            ledger.charge(phase, &charges);
         }
-        self.scratch = scratch;
     }
 
     /// The pulsed updates of a mini-batch, `dW = -lr d_b x_b^T` for the `batch` inputs `xs` and errors

@@ -405,7 +405,7 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
     let dir = spec.dir;
     ensure_dir(dir)?;
     let ckpt_path = dir.join(checkpoint::FILE_NAME);
-    let hash = checkpoint::scenario_hash(&effective);
+    let hash = checkpoint::scenario_hash(&effective, name);
     let saved = if spec.resume && ckpt_path.exists() {
         if t.algorithm == Algorithm::Ep {
             bail!(
