@@ -441,6 +441,7 @@ fn few(names: &[&str]) -> String {
 pub fn load_init(
     path: &Path,
     sizes: &[usize],
+    conv: Option<&aimsim_networks::conv::ConvFront>,
     feedback: bool,
     hidden: &str,
 ) -> Result<InitWeights, String> {
@@ -451,20 +452,45 @@ pub fn load_init(
         ));
     }
     let entries = read_npz(path)?;
-    let layers = sizes.len() - 1;
-    let network = format!(
-        "the network {} (dataset inputs, train.hidden = {hidden}, classes)",
-        sizes
-            .iter()
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>()
-            .join("-")
-    );
+    // Every weight layer's array shape: a convolution's `(out, in_channels, k, k)`, a dense layer's
+    // `(out, in)` (the first one after convolutions takes their flattened maps).
+    let mut wshapes: Vec<Vec<usize>> = Vec::new();
+    let mut prev = sizes[0];
+    if let Some(front) = conv {
+        let (layers, flat) = front.shapes()?;
+        for (g, _) in &layers {
+            wshapes.push(vec![g.c_out, g.c_in, g.k, g.k]);
+        }
+        prev = flat;
+    }
+    for &out in &sizes[1..] {
+        wshapes.push(vec![out, prev]);
+        prev = out;
+    }
+    let layers = wshapes.len();
+    let network = match conv {
+        None => format!(
+            "the network {} (dataset inputs, train.hidden = {hidden}, classes)",
+            sizes
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join("-")
+        ),
+        Some(_) => format!(
+            "the network of train.layers (weights {})",
+            wshapes
+                .iter()
+                .map(|s| shape_str(s))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     let expected: Vec<(String, Vec<usize>)> = (0..layers)
         .flat_map(|i| {
             [
-                (format!("layer{i}.weight"), vec![sizes[i + 1], sizes[i]]),
-                (format!("layer{i}.bias"), vec![sizes[i + 1]]),
+                (format!("layer{i}.weight"), wshapes[i].clone()),
+                (format!("layer{i}.bias"), vec![wshapes[i][0]]),
             ]
         })
         .collect();
@@ -519,10 +545,7 @@ pub fn load_init(
         let a = e.array.map_err(|m| format!("{shown}: {m}"))?;
         let want = match expected.iter().find(|(n, _)| *n == a.name) {
             Some((_, s)) => s.clone(),
-            None => {
-                let i = optional(&a.name).unwrap_or(0);
-                vec![sizes[i + 1], sizes[i]]
-            }
+            None => wshapes[optional(&a.name).unwrap_or(0)].clone(),
         };
         if a.shape != want {
             return Err(format!(
@@ -533,10 +556,24 @@ pub fn load_init(
             ));
         }
         if let Some(k) = a.data.iter().position(|v| !v.is_finite()) {
-            let at = if a.shape.len() == 2 {
-                format!("({}, {})", k / a.shape[1], k % a.shape[1])
+            // The index of the value in every dimension, outermost first.
+            let mut idx = Vec::with_capacity(a.shape.len());
+            let mut rest = k;
+            for d in a.shape.iter().rev() {
+                idx.push(rest % d.max(&1));
+                rest /= d.max(&1);
+            }
+            idx.reverse();
+            let at = if idx.len() == 1 {
+                format!("({},)", idx[0])
             } else {
-                format!("({k},)")
+                format!(
+                    "({})",
+                    idx.iter()
+                        .map(|v| v.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             };
             return Err(format!(
                 "{shown}: `{}` holds a non-finite value at {at} ({} as float32)",
@@ -546,15 +583,18 @@ pub fn load_init(
         arrays.insert(a.name.clone(), a.data);
     }
     let layers = (0..layers)
-        .map(|i| LayerParams {
-            inputs: sizes[i],
-            outputs: sizes[i + 1],
-            weight: arrays
-                .remove(&format!("layer{i}.weight"))
-                .unwrap_or_default(),
-            bias: arrays.remove(&format!("layer{i}.bias")).unwrap_or_default(),
-            feedback: arrays.remove(&format!("layer{i}.feedback")),
-            conv: None,
+        .map(|i| {
+            let w = &wshapes[i];
+            LayerParams {
+                inputs: w[1..].iter().product(),
+                outputs: w[0],
+                weight: arrays
+                    .remove(&format!("layer{i}.weight"))
+                    .unwrap_or_default(),
+                bias: arrays.remove(&format!("layer{i}.bias")).unwrap_or_default(),
+                feedback: arrays.remove(&format!("layer{i}.feedback")),
+                conv: (w.len() == 4).then(|| (w[1], w[2])),
+            }
         })
         .collect();
     Ok(InitWeights {
@@ -772,7 +812,7 @@ mod tests {
         );
         let t = Tmp::new("byhand");
         let p = t.file("w.npz", &bytes);
-        let w = load_init(&p, &[3, 2, 2], false, "[2]").unwrap();
+        let w = load_init(&p, &[3, 2, 2], None, false, "[2]").unwrap();
         let l = &w.layers;
         assert_eq!(l[0].weight, vec![0.5, -1.0, 1.5, 2.0, -2.5, 3.0]);
         assert_eq!(l[0].bias, vec![0.25, -0.75]);
@@ -807,7 +847,7 @@ mod tests {
     fn error_of(tag: &str, entries: &[(&str, Vec<u8>)]) -> String {
         let t = Tmp::new(tag);
         let p = t.file("w.npz", &zip_of(entries, false));
-        load_init(&p, &[3, 2, 2], false, "[2]").unwrap_err()
+        load_init(&p, &[3, 2, 2], None, false, "[2]").unwrap_err()
     }
 
     fn good() -> Vec<(&'static str, Vec<u8>)> {
@@ -834,10 +874,10 @@ mod tests {
     #[test]
     fn every_mismatch_is_an_error_naming_the_array() {
         let t = Tmp::new("missing-file");
-        let e = load_init(&t.0.join("nope.npz"), &[3, 2, 2], false, "[2]").unwrap_err();
+        let e = load_init(&t.0.join("nope.npz"), &[3, 2, 2], None, false, "[2]").unwrap_err();
         assert!(e.contains("nope.npz") && e.contains("no such file"), "{e}");
         let p = t.file("text.npz", b"not a zip");
-        let e = load_init(&p, &[3, 2, 2], false, "[2]").unwrap_err();
+        let e = load_init(&p, &[3, 2, 2], None, false, "[2]").unwrap_err();
         assert!(e.contains("not an npz file"), "{e}");
 
         let mut g = good();
@@ -926,7 +966,7 @@ mod tests {
         ));
         let t = Tmp::new("ep-feedback");
         let p = t.file("w.npz", &zip_of(&g, false));
-        let w = load_init(&p, &[3, 2, 2], true, "[2]").unwrap();
+        let w = load_init(&p, &[3, 2, 2], None, true, "[2]").unwrap();
         assert_eq!(w.layers[0].feedback, None);
         assert_eq!(w.layers[1].feedback, Some(vec![1.0, 2.0, 3.0, 4.0]));
         g.push((
@@ -934,7 +974,7 @@ mod tests {
             npy("<f4", false, "(2, 3)", &le32(&[0.0; 6])),
         ));
         let p = t.file("w0.npz", &zip_of(&g, false));
-        let e = load_init(&p, &[3, 2, 2], true, "[2]").unwrap_err();
+        let e = load_init(&p, &[3, 2, 2], None, true, "[2]").unwrap_err();
         assert!(e.contains("unexpected array(s) layer0.feedback"), "{e}");
     }
 }

@@ -348,3 +348,63 @@ fn traces_devices_over_time_and_plot_redraws_the_folder() {
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     assert!(Path::new(&plots).join("accuracy_vs_time.svg").is_file());
 }
+
+#[test]
+fn a_convolutional_network_deploys_bit_identically_at_any_thread_count() {
+    // Trained in software and on the chip: the kernel matrices are programmed and aged like dense
+    // layers (one row per kernel), every output position read through the aged tiles.
+    let work = TempDir::new("infer-conv");
+    let conv = BASE.replace(
+        "hidden = [12]\n",
+        "layers = [{ kind = \"conv\", channels = 3, kernel = 3, padding = 1 }, { kind = \"maxpool\", size = 2 }, { kind = \"dense\", units = 12 }]\nactivation = \"tanh\"\n",
+    )
+    .replace("epochs = 2\nlr = 0.2", "epochs = 3\nlr = 0.1");
+    assert!(conv.contains("epochs = 3"));
+    for (tag, text) in [
+        ("sw", format!("{conv}{INFER}")),
+        (
+            "chip",
+            format!(
+                "{}{INFER}",
+                conv.replace("software = true", "software = false")
+            ),
+        ),
+    ] {
+        let (a, o) = infer(&work, &format!("{tag}-1"), &text, &["--threads", "1"]);
+        assert_eq!(o.code, Some(0), "{}", o.stderr);
+        let (b, o) = infer(&work, &format!("{tag}-2"), &text, &["--threads", "2"]);
+        assert_eq!(o.code, Some(0), "{}", o.stderr);
+        for f in ["accuracy_vs_time.csv", "programming.csv"] {
+            assert_eq!(read(&a, f), read(&b, f), "{tag}: {f}");
+        }
+        if tag == "chip" {
+            // Deployed as trained: nothing is programmed.
+            continue;
+        }
+        // Kernels 3 x 9 and the dense layers 12 x 48 and 10 x 12, one device per weight on
+        // one-sided pairs (two devices each).
+        let p = read(&a, "programming.csv");
+        let devices: u64 = p
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(devices, 2 * (3 * 9 + 12 * 48 + 10 * 12), "{tag}");
+        // Above chance right after programming.
+        let acc = read(&a, "accuracy_vs_time.csv");
+        let first: Vec<f64> = acc
+            .lines()
+            .filter(|l| l.contains(",10,none,"))
+            .map(|l| l.rsplit(',').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(!first.is_empty());
+        assert!(
+            first.iter().sum::<f64>() / first.len() as f64 > 30.0,
+            "{tag}: {acc}"
+        );
+    }
+}

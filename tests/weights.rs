@@ -422,17 +422,63 @@ fn a_conv_network_writes_pytorch_conv2d_weights() {
         assert_eq!(shape("layer5.weight"), vec![10, 64]);
         assert_eq!(shape("layer3.bias"), vec![16]);
     }
-    // Starting weights for a convolutional network are refused, naming the key.
-    let w = t.write("w.npz", b"not read");
+    // The conv weights go back in: a software network started from a run's weights.npz and not
+    // trained (epochs = 0) scores what the run ended with.
+    let dir = Path::new(&out).join("software/seed-1");
+    let w = dir.join("weights.npz");
+    let again = t.sub("again");
+    let init = format!("train.init_weights=\"{}\"", w.display());
+    let o = aimsim(&[
+        "run",
+        "scenarios/conv/vgg-glyphs.toml",
+        "--out",
+        &again,
+        "--set",
+        "train.train_samples=48",
+        "--set",
+        "train.test_samples=16",
+        "--set",
+        "train.epochs=0",
+        "--set",
+        "train.seeds=[1]",
+        "--set",
+        &init,
+    ]);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    let final_acc = |p: &Path| {
+        let m = fs::read_to_string(p.join("metrics.csv")).unwrap();
+        let header: Vec<String> = m
+            .lines()
+            .next()
+            .unwrap()
+            .split(',')
+            .map(String::from)
+            .collect();
+        let col = header.iter().position(|h| h == "test_accuracy").unwrap();
+        m.lines()
+            .last()
+            .unwrap()
+            .split(',')
+            .nth(col)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        final_acc(&dir),
+        final_acc(&Path::new(&again).join("software/seed-1"))
+    );
+    // A file of another network is refused with the shapes it needs.
     let o = aimsim(&[
         "validate",
         "scenarios/conv/vgg-glyphs.toml",
         "--set",
-        &format!("train.init_weights=\"{w}\""),
+        "train.layers=[{kind=\"conv\", channels=4, kernel=3}]",
+        "--set",
+        &init,
     ]);
     assert_eq!(o.code, Some(1));
     assert!(
-        o.stderr.contains("train.init_weights") && o.stderr.contains("convolutional"),
+        o.stderr.contains("train.init_weights") && o.stderr.contains("(4, 1, 3, 3)"),
         "{}",
         o.stderr
     );

@@ -213,13 +213,6 @@ fn convert(
                         "deploys a trained network: the scenario needs a [train] section",
                     ));
                 }
-                Some(t) if t.conv.is_some() => {
-                    return Err(loc.error(
-                        &split_key("inference"),
-                        "deploys dense networks; networks with convolutional layers (train.layers) \
-                         are not deployed yet",
-                    ));
-                }
                 Some(t) if t.algorithm == Algorithm::Ep => {
                     return Err(loc.error(
                         &split_key("inference"),

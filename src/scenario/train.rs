@@ -664,17 +664,16 @@ pub fn train_spec(
         conv,
     };
     if let Some(path) = init_weights {
-        if spec.conv.is_some() {
-            return Err(loc.error(
-                &key("init_weights"),
-                "starting weights for networks with convolutional layers are not read yet (dense \
-                 networks only)",
-            ));
-        }
         let hidden = format!("{:?}", spec.hidden);
         let sizes = spec.layer_sizes();
-        let w = weights::load_init(&path, &sizes, algorithm == Algorithm::Ep, &hidden)
-            .map_err(|m| loc.error(&key("init_weights"), m))?;
+        let w = weights::load_init(
+            &path,
+            &sizes,
+            spec.conv.as_ref(),
+            algorithm == Algorithm::Ep,
+            &hidden,
+        )
+        .map_err(|m| loc.error(&key("init_weights"), m))?;
         spec.init_weights = Some(w);
     }
     Ok(spec)
