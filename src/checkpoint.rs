@@ -42,7 +42,7 @@ pub const FILE_NAME: &str = "checkpoint.bin";
 pub const MAGIC: &[u8; 8] = b"AIMSIMCK";
 
 /// Version of the file layout and payload; bumped whenever either changes.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 const VERSION_BYTES: usize = 32;
 const HEADER_BYTES: usize = 8 + 4 + VERSION_BYTES + 32 + 8;
@@ -59,8 +59,11 @@ pub type Histograms = Vec<(String, Vec<Vec<u64>>)>;
 pub struct Checkpoint {
     /// The training loop's progress, metrics rows included.
     pub progress: TrainProgress,
-    /// The network.
+    /// The network: a BP network's layers, or an EP network's weight arrays (its matrices with the
+    /// biases, then its separate feedback arrays; `EpNetwork::export_state`).
     pub net: MlpState,
+    /// EP: samples trained so far (the nudge signs' stream index); 0 for BP.
+    pub ep_samples: u64,
     /// The trace files' position and cadence state.
     pub trace: RecorderState,
     /// Histograms taken so far.
@@ -82,6 +85,7 @@ struct Payload {
     trace_csv_bytes: u64,
     trace_last_pulses: u64,
     histograms: Histograms,
+    ep_samples: u64,
 }
 
 /// Defines `MetricsRow`, the checkpoint's copy of [`EpochMetrics`] (same fields, same order), and
@@ -212,6 +216,7 @@ impl From<&Checkpoint> for Payload {
             trace_csv_bytes: c.trace.position.csv_bytes,
             trace_last_pulses: c.trace.last_pulses,
             histograms: c.histograms.clone(),
+            ep_samples: c.ep_samples,
         }
     }
 }
@@ -276,6 +281,7 @@ impl From<Payload> for Checkpoint {
                 last_pulses: p.trace_last_pulses,
             },
             histograms: p.histograms,
+            ep_samples: p.ep_samples,
         }
     }
 }
@@ -490,6 +496,7 @@ mod tests {
                 last_pulses: 21,
             },
             histograms: vec![("initial".into(), vec![vec![1, 2, 3]])],
+            ep_samples: 17,
         }
     }
 

@@ -30,7 +30,7 @@ use aimsim_sim::rng::{Purpose, stream};
 use aimsim_sim::tile::Tile;
 use rand::{Rng, RngExt};
 
-use crate::mlp::{Hardware, Weights, new_weights};
+use crate::mlp::{Hardware, LayerState, MlpState, Weights, new_weights};
 
 /// Neuron nonlinearity of an energy network: piecewise linear, so states are kept where it is linear.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -288,6 +288,61 @@ impl EpNetwork {
     /// The settings.
     pub fn config(&self) -> &EpConfig {
         &self.cfg
+    }
+
+    /// What training has changed in the network, as plain data: one [`LayerState`] per weight matrix
+    /// `w[k]` with the bias of layer `k + 1`, then one per separate feedback array (in layer order,
+    /// with an empty bias), and the count of samples trained (the nudge signs' stream index). The
+    /// relaxation states are not part of it: every free phase starts from zero.
+    pub fn export_state(&self) -> (MlpState, u64) {
+        let mut layers: Vec<LayerState> = self
+            .w
+            .iter()
+            .zip(&self.b)
+            .map(|(w, b)| LayerState {
+                weights: w.export_state(),
+                bias: b.clone(),
+            })
+            .collect();
+        layers.extend(self.fb.iter().flatten().map(|f| LayerState {
+            weights: f.export_state(),
+            bias: Vec::new(),
+        }));
+        (MlpState { layers }, self.samples)
+    }
+
+    /// Restores a state made by [`EpNetwork::export_state`] on a network built from the same scenario;
+    /// it then trains on exactly as the exported one would have.
+    pub fn import_state(&mut self, state: &MlpState, samples: u64) -> Result<(), StateError> {
+        let n = self.w.len();
+        let want = n + self.fb.iter().flatten().count();
+        if state.layers.len() != want {
+            return Err(StateError(format!(
+                "saved state has {} weight array(s), the network {want}",
+                state.layers.len()
+            )));
+        }
+        for (k, (l, w)) in state.layers[..n].iter().zip(&mut self.w).enumerate() {
+            if l.bias.len() != self.b[k].len() {
+                return Err(StateError(format!(
+                    "layer {}: {} saved biases for {} units",
+                    k + 1,
+                    l.bias.len(),
+                    self.b[k].len()
+                )));
+            }
+            w.import_state(&l.weights)
+                .map_err(|e| StateError(format!("layer {}: {e}", k + 1)))?;
+        }
+        for (l, f) in state.layers[n..].iter().zip(self.fb.iter_mut().flatten()) {
+            f.import_state(&l.weights)
+                .map_err(|e| StateError(format!("feedback array: {e}")))?;
+        }
+        for (b, l) in self.b.iter_mut().zip(&state.layers) {
+            b.copy_from_slice(&l.bias);
+        }
+        self.samples = samples;
+        Ok(())
     }
 
     /// Changes the nudging strength and scheme (for diagnostics).

@@ -407,12 +407,6 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
     let ckpt_path = dir.join(checkpoint::FILE_NAME);
     let hash = checkpoint::scenario_hash(&effective, name);
     let saved = if spec.resume && ckpt_path.exists() {
-        if t.algorithm == Algorithm::Ep {
-            bail!(
-                "{}: checkpoints of equilibrium-propagation runs are not supported; rerun without --resume",
-                ckpt_path.display()
-            );
-        }
         Some(checkpoint::load(&ckpt_path, &hash)?)
     } else {
         if spec.resume {
@@ -449,8 +443,12 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
         };
         weights::apply(w, target).with_context(|| origin.clone())?;
     }
-    if let (Some(c), Net::Bp(mlp)) = (&saved, &mut net) {
-        mlp.import_state(&c.net).map_err(|e| {
+    if let Some(c) = &saved {
+        match &mut net {
+            Net::Bp(mlp) => mlp.import_state(&c.net),
+            Net::Ep(ep) => ep.import_state(&c.net, c.ep_samples),
+        }
+        .map_err(|e| {
             anyhow::anyhow!(
                 "{}: the checkpoint does not fit the network: {e}",
                 ckpt_path.display()
@@ -537,17 +535,19 @@ pub fn train_one(spec: &RunSpec, cache: &mut HashMap<String, Dataset>) -> Result
             return Err(e);
         }
         let every = t.checkpoint_every;
-        if let Net::Bp(mlp) = &net
-            && every > 0
-            && (epoch.is_multiple_of(every) || training.done())
-        {
+        if every > 0 && (epoch.is_multiple_of(every) || training.done()) {
             let trace = match &mut rec.trace {
                 Some(tr) => tr.checkpoint()?,
                 None => Default::default(),
             };
+            let (net, ep_samples) = match &net {
+                Net::Bp(mlp) => (mlp.export_state(), 0),
+                Net::Ep(ep) => ep.export_state(),
+            };
             let c = Checkpoint {
                 progress: training.progress().clone(),
-                net: mlp.export_state(),
+                net,
+                ep_samples,
                 trace,
                 histograms: rec.histograms.clone(),
             };
