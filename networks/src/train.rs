@@ -447,10 +447,13 @@ impl<'a> Training<'a> {
         }
         let mut ledger = Ledger::default();
         let (mut loss, mut correct) = (0.0f64, 0usize);
-        if cfg.batch > 1 {
+        // Batches go through `learn_batch`; so does batch 1 with accumulated updates (a convolution's
+        // positions are then summed before one update).
+        let batched = cfg.batch > 1 || cfg.batch_update == BatchUpdate::Accumulated;
+        if batched {
             let mut xs = Vec::new();
             let mut ys = Vec::new();
-            for chunk in p.order.chunks(cfg.batch) {
+            for chunk in p.order.chunks(cfg.batch.max(1)) {
                 xs.clear();
                 ys.clear();
                 for &i in chunk {
@@ -470,7 +473,7 @@ impl<'a> Training<'a> {
                 }
             }
         }
-        for (k, &i) in p.order.iter().enumerate().filter(|_| cfg.batch <= 1) {
+        for (k, &i) in p.order.iter().enumerate().filter(|_| !batched) {
             let (x, y) = data.train_sample(i as usize);
             // The next sample of this epoch (the epoch's evaluation comes after its last one).
             let next = p.order.get(k + 1).map(|j| data.train_sample(*j as usize).0);
@@ -680,6 +683,70 @@ mod tests {
             let team = Team::with_spread(threads, spread);
             assert!(run(team.par()) == want, "{threads} threads, {spread:?}");
         }
+    }
+
+    #[test]
+    fn batches_and_accumulated_updates_reach_the_network() {
+        // A network that records the batch sizes and modes it is given.
+        #[derive(Default)]
+        struct Batches {
+            seen: Vec<(usize, BatchUpdate)>,
+            inner: Recording,
+        }
+        impl Network for Batches {
+            fn learn(&mut self, x: &[f32], y: usize, lr: f32, l: &mut Ledger, p: Par<'_>) -> f32 {
+                self.seen.push((1, BatchUpdate::Sequential));
+                self.inner.learn(x, y, lr, l, p)
+            }
+            fn learn_batch(
+                &mut self,
+                inputs: &[f32],
+                labels: &[usize],
+                _lr: f32,
+                mode: BatchUpdate,
+                _ledger: &mut Ledger,
+                _par: Par<'_>,
+            ) -> Vec<(f32, usize)> {
+                self.seen.push((labels.len(), mode));
+                assert_eq!(inputs.len(), labels.len());
+                labels.iter().map(|y| (0.5, *y)).collect()
+            }
+            fn infer(&mut self, x: &[f32], l: &mut Ledger, p: Par<'_>) -> usize {
+                self.inner.infer(x, l, p)
+            }
+            fn prediction(&self) -> usize {
+                0
+            }
+            fn layer_tiles(&self) -> Vec<&[Tile]> {
+                Vec::new()
+            }
+        }
+        let data = indexed(10, 2);
+        let cost = CostModel::default();
+        let run = |batch: usize, mode: BatchUpdate| {
+            let cfg = TrainConfig {
+                epochs: 1,
+                batch,
+                batch_update: mode,
+                ..config(0)
+            };
+            let mut net = Batches::default();
+            train(&mut net, &data, &cfg, &cost, &mut Quiet, Par::Seq);
+            net.seen
+        };
+        // 10 samples in batches of 4: 4, 4 and the short last batch of 2.
+        let b4 = run(4, BatchUpdate::Sequential);
+        assert_eq!(b4.iter().map(|b| b.0).collect::<Vec<_>>(), [4, 4, 2]);
+        // Batch 1: sample by sample, unless the updates accumulate (then through learn_batch).
+        assert_eq!(run(1, BatchUpdate::Sequential).len(), 10);
+        assert!(
+            run(1, BatchUpdate::Sequential)
+                .iter()
+                .all(|b| *b == (1, BatchUpdate::Sequential))
+        );
+        let acc = run(1, BatchUpdate::Accumulated);
+        assert_eq!(acc.len(), 10);
+        assert!(acc.iter().all(|b| *b == (1, BatchUpdate::Accumulated)));
     }
 
     #[test]
