@@ -671,13 +671,7 @@ impl Mlp {
 
     /// Predicted class of the last forward pass.
     pub fn predicted(&self) -> usize {
-        let mut best = 0;
-        for (k, p) in self.probs.iter().enumerate() {
-            if *p > self.probs[best] {
-                best = k;
-            }
-        }
-        best
+        batch::argmax(&self.probs)
     }
 
     /// Loss of the last forward pass had its label been `label`, as [`Mlp::train_step`] computes it:

@@ -199,7 +199,7 @@ impl Mlp {
 }
 
 /// The index of the largest value (the first of equals).
-fn argmax(p: &[f32]) -> usize {
+pub(super) fn argmax(p: &[f32]) -> usize {
     let mut best = 0;
     for (k, v) in p.iter().enumerate() {
         if *v > p[best] {

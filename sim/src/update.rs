@@ -928,6 +928,8 @@ pub struct MixedPrecision {
     /// Largest pulse count per device per update.
     pub max_pulses: u32,
     chi: Vec<f32>,
+    /// Rows touched since the last transfer (scratch, kept between updates).
+    active: Vec<bool>,
 }
 
 impl MixedPrecision {
@@ -936,6 +938,7 @@ impl MixedPrecision {
         MixedPrecision {
             max_pulses,
             chi: Vec::new(),
+            active: Vec::new(),
         }
     }
 
@@ -993,10 +996,15 @@ impl MixedPrecision {
         }
     }
 
-    fn ensure(&mut self, tile: &Tile) {
+    /// Sizes the accumulator for `tile` (once) and returns the row marks, all cleared.
+    fn start(&mut self, tile: &Tile) -> Vec<bool> {
         if self.chi.len() != tile.rows() * tile.cols() {
             self.chi = vec![0.0; tile.rows() * tile.cols()];
         }
+        let mut active = std::mem::take(&mut self.active);
+        active.clear();
+        active.resize(tile.rows(), false);
+        active
     }
 }
 
@@ -1005,10 +1013,11 @@ impl Controller for MixedPrecision {
         "mixed-precision"
     }
     fn update(&mut self, tile: &mut Tile, x: &[f32], d: &[f32], lr: f32) -> UpdateReport {
-        self.ensure(tile);
-        let mut active = vec![false; tile.rows()];
+        let mut active = self.start(tile);
         self.accumulate(x, d, lr, tile.cols(), &mut active);
-        self.transfer(tile, &active)
+        let r = self.transfer(tile, &active);
+        self.active = active;
+        r
     }
 
     fn update_batch(
@@ -1023,9 +1032,8 @@ impl Controller for MixedPrecision {
         if mode == BatchUpdate::Sequential {
             return sequential_updates(self, tile, xs, ds, batch, lr);
         }
-        self.ensure(tile);
+        let mut active = self.start(tile);
         let (rows, cols) = (tile.rows(), tile.cols());
-        let mut active = vec![false; rows];
         for b in 0..batch {
             self.accumulate(
                 &xs[b * cols..(b + 1) * cols],
@@ -1035,7 +1043,9 @@ impl Controller for MixedPrecision {
                 &mut active,
             );
         }
-        self.transfer(tile, &active)
+        let r = self.transfer(tile, &active);
+        self.active = active;
+        r
     }
 
     fn accumulates(&self) -> bool {
